@@ -1,0 +1,129 @@
+//! Encode stage: each snapshot is encoded once, to FlatBuffers for the
+//! browsers and to JSON for `/api/snapshot` and `/sse`, and the bytes are
+//! shared by every connection.
+//!
+//! Previous stage: [`crate::snapshot`]. Next stage: [`crate::fanout`].
+
+use bytes::Bytes;
+use livemap_events::time::format_rfc3339_ms;
+use serde::Serialize;
+
+use crate::snapshot::Built;
+
+/// One tick's snapshot in every encoding the transports send.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    pub version: u64,
+    /// FlatBuffers `Snapshot`: what `/ws` and `/api/poll` send.
+    pub binary: Bytes,
+    /// The public JSON document (`../shared/public-api.md`).
+    pub json: Bytes,
+}
+
+impl Frame {
+    pub fn encode(built: &Built) -> Frame {
+        let s = &built.snapshot;
+        let view = PublicSnapshot {
+            version: s.version,
+            generated_at: format_rfc3339_ms(s.generated_at_ms),
+            stale: s.stale,
+            totals: PublicTotals {
+                orders: s.totals.orders,
+                gmv_usd_cents: s.totals.gmv_usd_cents,
+                unique_shoppers: s.totals.unique_shoppers,
+                carbon_kg: s.totals.carbon_grams as f64 / 1000.0,
+            },
+            rates: PublicRates {
+                orders_per_minute: s.rates.orders_per_minute,
+                gmv_usd_cents_per_minute: s.rates.gmv_usd_cents_per_minute,
+                minute_start: (s.rates.minute_start_ms != 0).then(|| format_rfc3339_ms(s.rates.minute_start_ms)),
+            },
+            ingest: PublicIngest {
+                accepted: s.ingest.accepted,
+                duplicates: s.ingest.duplicates,
+                filtered: s.ingest.filtered,
+                rejected: s.ingest.rejected.iter().map(|(r, n)| (r.as_str(), *n)).collect(),
+            },
+            trends: s
+                .trends
+                .iter()
+                .map(|t| PublicTrend {
+                    category: &t.category,
+                    change: t.change,
+                })
+                .collect(),
+            arcs: built
+                .recent_arcs
+                .iter()
+                .rev()
+                .map(|a| PublicArc {
+                    from: [a.from.lat, a.from.lon],
+                    to: [a.to.lat, a.to.lon],
+                    usd_cents: a.usd_cents,
+                    at: format_rfc3339_ms(a.at_ms),
+                    channel: a.channel.as_str(),
+                })
+                .collect(),
+            tick_ms: s.tick_ms,
+        };
+        Frame {
+            version: s.version,
+            binary: Bytes::from(livemap_wire::encode(s)),
+            // Serializing plain structs of numbers and strings cannot fail.
+            json: Bytes::from(serde_json::to_vec(&view).unwrap_or_default()),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct PublicSnapshot<'a> {
+    version: u64,
+    generated_at: String,
+    stale: bool,
+    totals: PublicTotals,
+    rates: PublicRates,
+    ingest: PublicIngest<'a>,
+    trends: Vec<PublicTrend<'a>>,
+    /// Most recent first.
+    arcs: Vec<PublicArc>,
+    tick_ms: u32,
+}
+
+#[derive(Serialize)]
+struct PublicTotals {
+    orders: u64,
+    gmv_usd_cents: u64,
+    unique_shoppers: u64,
+    carbon_kg: f64,
+}
+
+#[derive(Serialize)]
+struct PublicRates {
+    orders_per_minute: f64,
+    gmv_usd_cents_per_minute: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    minute_start: Option<String>,
+}
+
+#[derive(Serialize)]
+struct PublicIngest<'a> {
+    accepted: u64,
+    duplicates: u64,
+    filtered: u64,
+    rejected: std::collections::BTreeMap<&'a str, u64>,
+}
+
+#[derive(Serialize)]
+struct PublicTrend<'a> {
+    category: &'a str,
+    change: f64,
+}
+
+#[derive(Serialize)]
+struct PublicArc {
+    from: [f32; 2],
+    to: [f32; 2],
+    usd_cents: u64,
+    at: String,
+    channel: &'static str,
+}

@@ -1,0 +1,108 @@
+//! HyperLogLog: the unique-shopper estimate in 16 KiB.
+//!
+//! Precision 14 (16,384 one-byte registers) gives a standard error of
+//! 1.04 / sqrt(16384) = 0.81 %, inside the contract's 2 %. Small
+//! cardinalities use linear counting, which is exact enough where the raw
+//! estimate is biased. Registers merge by maximum, so sketches from
+//! different partitions or aggregators combine exactly.
+
+const P: u32 = 14;
+const M: usize = 1 << P;
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct HyperLogLog {
+    registers: Box<[u8; M]>,
+}
+
+impl std::fmt::Debug for HyperLogLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "HyperLogLog(~{})", self.estimate())
+    }
+}
+
+impl Default for HyperLogLog {
+    fn default() -> Self {
+        HyperLogLog {
+            registers: Box::new([0; M]),
+        }
+    }
+}
+
+impl HyperLogLog {
+    /// Adds an item by its 64-bit hash (which must be well mixed: xxh3).
+    pub fn insert_hash(&mut self, hash: u64) {
+        let index = (hash >> (64 - P)) as usize;
+        // Rank of the first set bit in the remaining 50 bits, from 1; a
+        // sentinel bit caps it when they are all zero.
+        let rest = (hash << P) | (1 << (P - 1));
+        let rank = rest.leading_zeros() as u8 + 1;
+        let r = &mut self.registers[index];
+        if rank > *r {
+            *r = rank;
+        }
+    }
+
+    pub fn estimate(&self) -> u64 {
+        let m = M as f64;
+        let (sum, zeros) = self.registers.iter().fold((0.0f64, 0usize), |(s, z), &r| {
+            (s + 2f64.powi(-i32::from(r)), z + usize::from(r == 0))
+        });
+        let alpha = 0.7213 / (1.0 + 1.079 / m);
+        let raw = alpha * m * m / sum;
+        let estimate = if raw <= 2.5 * m && zeros > 0 {
+            m * (m / zeros as f64).ln()
+        } else {
+            raw
+        };
+        estimate.round() as u64
+    }
+
+    /// Folds another sketch in: the result estimates the union.
+    pub fn merge(&mut self, other: &HyperLogLog) {
+        for (a, &b) in self.registers.iter_mut().zip(other.registers.iter()) {
+            *a = (*a).max(b);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use xxhash_rust::xxh3::xxh3_64;
+
+    fn sketch(range: std::ops::Range<u64>) -> HyperLogLog {
+        let mut h = HyperLogLog::default();
+        for i in range {
+            h.insert_hash(xxh3_64(format!("buyer-{i}").as_bytes()));
+        }
+        h
+    }
+
+    #[test]
+    fn error_stays_within_two_percent() {
+        for n in [100u64, 1_000, 10_000, 100_000, 1_000_000] {
+            let est = sketch(0..n).estimate() as f64;
+            let err = (est - n as f64).abs() / n as f64;
+            assert!(err < 0.02, "n={n} estimate={est} error={err:.4}");
+        }
+    }
+
+    #[test]
+    fn repeats_do_not_count() {
+        let mut h = sketch(0..5_000);
+        let before = h.estimate();
+        for i in 0..5_000u64 {
+            h.insert_hash(xxh3_64(format!("buyer-{i}").as_bytes()));
+        }
+        assert_eq!(h.estimate(), before);
+        assert_eq!(HyperLogLog::default().estimate(), 0);
+    }
+
+    #[test]
+    fn merge_estimates_the_union() {
+        let mut a = sketch(0..60_000);
+        let b = sketch(40_000..100_000);
+        a.merge(&b);
+        assert_eq!(a, sketch(0..100_000), "merge equals the sketch of the whole stream");
+    }
+}

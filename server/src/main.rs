@@ -1,0 +1,47 @@
+//! `livemap`: parse flags, set up logging, bind, and hand over to
+//! [`livemap_server::run`].
+
+use anyhow::Context;
+use clap::Parser;
+use livemap_server::{Args, Config};
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_new(&args.log).context("invalid --log filter")?)
+        .init();
+    let config = Config::from_args(&args)?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    // Scripts and tests read this line to find the port (`--listen
+    // 127.0.0.1:0` picks a free one).
+    println!("livemap listening on http://{addr}/");
+    tracing::info!(%addr, demo_rate = config.demo_rate, "serving the demo source");
+    livemap_server::run(listener, config, shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

@@ -1,0 +1,7 @@
+//! Integration tests: the real server on a port-0 listener, read by real
+//! HTTP, WebSocket and SSE clients. One test binary; helpers in `util`.
+
+mod util;
+
+mod privacy;
+mod transports;

@@ -1,0 +1,198 @@
+//! Every transport delivers the snapshot; the JSON document has every field
+//! the public API promises.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::util::{eventually, TestServer, PATIENCE};
+
+#[tokio::test]
+async fn snapshot_json_has_every_public_field() {
+    let server = TestServer::start(|_| {}).await;
+    let s = eventually("orders to be counted", || async {
+        let s = server.snapshot().await;
+        (s["totals"]["orders"].as_u64()? > 0 && s["ingest"]["filtered"].as_u64()? > 0).then_some(s)
+    })
+    .await;
+    assert!(s["version"].as_u64().is_some());
+    let generated = s["generated_at"].as_str().expect("generated_at");
+    assert!(livemap_events::time::parse_rfc3339_ms(generated).is_some(), "{generated}");
+    assert_eq!(s["stale"], serde_json::json!(false));
+    for field in ["orders", "gmv_usd_cents", "unique_shoppers"] {
+        assert!(s["totals"][field].as_u64().is_some(), "totals.{field} is an integer: {s}");
+    }
+    assert!(s["totals"]["carbon_kg"].as_f64().is_some_and(|kg| kg > 0.0));
+    assert!(s["totals"]["gmv_usd_cents"].as_u64() > Some(0));
+    assert!(s["rates"]["orders_per_minute"].as_f64().is_some());
+    assert!(s["rates"]["gmv_usd_cents_per_minute"].as_u64().is_some());
+    for field in ["accepted", "duplicates", "filtered"] {
+        assert!(s["ingest"][field].as_u64().is_some(), "ingest.{field}: {s}");
+    }
+    assert!(s["ingest"]["rejected"].is_object());
+    assert!(s["trends"].is_array());
+    assert_eq!(s["ingest"]["accepted"], s["totals"]["orders"]);
+
+    let arcs = eventually("arcs to be sampled", || async {
+        let s = server.snapshot().await;
+        let arcs = s["arcs"].as_array()?.clone();
+        (!arcs.is_empty()).then_some(arcs)
+    })
+    .await;
+    for arc in arcs {
+        for end in ["from", "to"] {
+            let p = arc[end].as_array().expect("[lat, lon]");
+            assert_eq!(p.len(), 2);
+        }
+        assert!(arc["usd_cents"].as_u64().is_some());
+        assert!(arc["at"].as_str().and_then(livemap_events::time::parse_rfc3339_ms).is_some());
+    }
+
+    let v1 = s["version"].as_u64().expect("version");
+    eventually("a newer version", || async { (server.snapshot().await["version"].as_u64()? > v1).then_some(()) }).await;
+}
+
+#[tokio::test]
+async fn websocket_pushes_every_tick_with_growing_versions() {
+    let server = TestServer::start(|_| {}).await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url()).await.expect("WebSocket connects");
+    let mut last: Option<livemap_wire::Snapshot> = None;
+    for _ in 0..6 {
+        let msg = tokio::time::timeout(PATIENCE, ws.next())
+            .await
+            .expect("a frame in time")
+            .expect("stream open")
+            .expect("frame");
+        let Message::Binary(bytes) = msg else {
+            panic!("expected a binary frame, got {msg:?}")
+        };
+        let snap = livemap_wire::decode(&bytes).expect("a valid FlatBuffers snapshot");
+        assert_eq!(snap.tick_ms, 200);
+        if let Some(prev) = &last {
+            assert!(snap.version > prev.version, "versions grow");
+            assert!(snap.totals.orders >= prev.totals.orders, "totals never go back");
+            assert!(snap.totals.gmv_usd_cents >= prev.totals.gmv_usd_cents);
+        }
+        last = Some(snap);
+    }
+    assert!(last.is_some_and(|s| s.totals.orders > 0));
+}
+
+#[tokio::test]
+async fn long_poll_answers_at_once_when_behind_and_waits_when_current() {
+    // Ticks far apart, so "current" stays current for the whole test.
+    let server = TestServer::start(|c| c.tick = Duration::from_secs(60)).await;
+    let client = reqwest::Client::new();
+    let resp = client.get(server.url("/api/poll?v=0")).send().await.expect("poll");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "application/octet-stream");
+    let version: u64 = resp.headers()["x-livemap-version"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("a number");
+    let snap = livemap_wire::decode(&resp.bytes().await.expect("body")).expect("FlatBuffers snapshot");
+    assert_eq!(snap.version, version);
+
+    let resp = client
+        .get(server.url(&format!("/api/poll?v={version}&timeout=1")))
+        .send()
+        .await
+        .expect("poll");
+    assert_eq!(resp.status(), 204, "nothing newer within the wait");
+
+    // A version from some other life of the server is answered at once.
+    let resp = client.get(server.url(&format!("/api/poll?v={}", version + 1000))).send().await.expect("poll");
+    assert_eq!(resp.status(), 200);
+}
+
+#[tokio::test]
+async fn long_poll_returns_the_next_snapshot_when_it_is_built() {
+    let server = TestServer::start(|_| {}).await;
+    let client = reqwest::Client::new();
+    let first = client.get(server.url("/api/poll?v=0")).send().await.expect("poll");
+    let v1: u64 = first.headers()["x-livemap-version"].to_str().expect("ascii").parse().expect("number");
+    let next = client.get(server.url(&format!("/api/poll?v={v1}"))).send().await.expect("poll");
+    assert_eq!(next.status(), 200);
+    let snap = livemap_wire::decode(&next.bytes().await.expect("body")).expect("snapshot");
+    assert!(snap.version > v1);
+}
+
+#[tokio::test]
+async fn sse_streams_json_snapshots() {
+    let server = TestServer::start(|_| {}).await;
+    let resp = reqwest::get(server.url("/sse")).await.expect("GET /sse");
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers()["content-type"].to_str().expect("ascii").starts_with("text/event-stream"));
+    let mut body = resp.bytes_stream();
+    let mut text = String::new();
+    let mut versions = Vec::new();
+    while versions.len() < 3 {
+        let chunk = tokio::time::timeout(PATIENCE, body.next())
+            .await
+            .expect("an event in time")
+            .expect("stream open")
+            .expect("chunk");
+        text.push_str(std::str::from_utf8(&chunk).expect("utf-8"));
+        while let Some(end) = text.find("\n\n") {
+            let event: String = text.drain(..end + 2).collect();
+            if let Some(data) = event.lines().find_map(|l| l.strip_prefix("data: ")) {
+                let v: serde_json::Value = serde_json::from_str(data).expect("JSON data");
+                versions.push(v["version"].as_u64().expect("version"));
+            }
+        }
+    }
+    assert!(versions.windows(2).all(|w| w[1] > w[0]), "{versions:?}");
+}
+
+#[tokio::test]
+async fn serves_the_page_and_refuses_unknown_paths() {
+    let server = TestServer::start(|_| {}).await;
+    let page = reqwest::get(server.url("/")).await.expect("GET /");
+    assert_eq!(page.status(), 200);
+    assert!(page.headers()["content-type"].to_str().expect("ascii").starts_with("text/html"));
+    assert!(page.text().await.expect("body").contains("app.js"));
+    let missing = reqwest::get(server.url("/no/such/thing")).await.expect("GET");
+    assert_eq!(missing.status(), 404);
+    let health = reqwest::get(server.url("/healthz")).await.expect("GET /healthz");
+    assert_eq!(health.status(), 200);
+}
+
+#[tokio::test]
+async fn shutdown_closes_streams_and_returns() {
+    let server = TestServer::start(|_| {}).await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url()).await.expect("connects");
+    let first = tokio::time::timeout(PATIENCE, ws.next()).await.expect("first frame");
+    assert!(first.is_some());
+    server.stop().await.expect("clean shutdown");
+    // The socket ends (a close frame, then the end of the stream).
+    let ended = tokio::time::timeout(PATIENCE, async {
+        while let Some(Ok(msg)) = ws.next().await {
+            if msg.is_close() {
+                return true;
+            }
+        }
+        true
+    })
+    .await;
+    assert_eq!(ended, Ok(true));
+}
+
+#[tokio::test]
+async fn oversized_client_frames_close_the_socket() {
+    use futures_util::SinkExt;
+    let server = TestServer::start(|_| {}).await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url()).await.expect("connects");
+    let _ = ws.send(Message::Binary(vec![0u8; 64 * 1024].into())).await;
+    let closed = tokio::time::timeout(PATIENCE, async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return true,
+                Some(Ok(_)) => continue,
+            }
+        }
+    })
+    .await;
+    assert_eq!(closed, Ok(true));
+}

@@ -1,0 +1,91 @@
+//! Starting a real server for a test, and waiting on conditions.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use livemap_server::Config;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// How long any condition may take before a test fails.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    handle: Option<JoinHandle<Result<(), livemap_server::ServerError>>>,
+}
+
+impl TestServer {
+    /// Starts the server on 127.0.0.1:0 with the demo source at a test rate.
+    pub async fn start(adjust: impl FnOnce(&mut Config)) -> TestServer {
+        let mut config = Config::default();
+        config.demo_rate = 5_000;
+        config.demo_seed = 42;
+        config.engine.seed = 42;
+        adjust(&mut config);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
+        let addr = listener.local_addr().expect("local addr");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let handle = tokio::spawn(livemap_server::run(listener, config, async move {
+            let _ = stopped.await;
+        }));
+        TestServer {
+            addr,
+            stop: Some(stop),
+            handle: Some(handle),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    /// Signals shutdown and waits for `run` to return.
+    pub async fn stop(mut self) -> Result<(), livemap_server::ServerError> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let handle = self.handle.take().expect("server handle");
+        tokio::time::timeout(PATIENCE, handle)
+            .await
+            .expect("server stops in time")
+            .expect("server task did not panic")
+    }
+
+    pub async fn snapshot(&self) -> serde_json::Value {
+        let resp = reqwest::get(self.url("/api/snapshot")).await.expect("GET /api/snapshot");
+        assert_eq!(resp.status(), 200);
+        resp.json().await.expect("snapshot is JSON")
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Re-checks `probe` until it returns `Some`, failing the test after
+/// [`PATIENCE`]. For conditions that no event signals to the test.
+pub async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -1,0 +1,222 @@
+//! Everything the page shows, without the browser: snapshots in, camera and
+//! arcs advanced, frame data out. The wasm `Globe` is this plus a GL
+//! renderer; tests drive this directly.
+
+use livemap_wire::{DecodeError, Snapshot};
+
+use crate::arcs::ArcField;
+use crate::camera::{Camera, Viewport};
+use crate::counters::{self, Counters};
+use crate::frame::{self, FrameData};
+
+/// Used when a snapshot does not say (`tick_ms` 0).
+pub const DEFAULT_TICK_MS: f64 = 200.0;
+/// Root offset plus file identifier: nothing shorter can be a snapshot.
+const MIN_SNAPSHOT_BYTES: usize = 8;
+
+#[derive(Clone, Debug)]
+pub struct Scene {
+    camera: Camera,
+    arcs: ArcField,
+    counters: Counters,
+    version: Option<u64>,
+    stale: bool,
+    tick_ms: f64,
+    dot_spacing: f64,
+}
+
+impl Scene {
+    /// `dot_spacing`: land lattice spacing in radians (sets dot size).
+    pub fn new(dot_spacing: f64) -> Scene {
+        Scene {
+            camera: Camera::new(),
+            arcs: ArcField::new(),
+            counters: Counters::new(),
+            version: None,
+            stale: false,
+            tick_ms: DEFAULT_TICK_MS,
+            dot_spacing,
+        }
+    }
+
+    /// Decodes and applies one snapshot buffer. `Ok(false)` means it was a
+    /// repeat of the current version and changed nothing.
+    pub fn ingest(&mut self, bytes: &[u8], now_ms: f64) -> Result<bool, DecodeError> {
+        // `livemap_wire::decode` panics (inside flatbuffers' identifier
+        // check) on fewer than 8 bytes; in wasm a panic is a trap that
+        // leaves the Globe unusable, so refuse those here.
+        if bytes.len() < MIN_SNAPSHOT_BYTES {
+            return Err(DecodeError::WrongIdentifier);
+        }
+        let snapshot = livemap_wire::decode(bytes)?;
+        Ok(self.apply(&snapshot, now_ms))
+    }
+
+    pub fn apply(&mut self, s: &Snapshot, now_ms: f64) -> bool {
+        self.stale = s.stale;
+        if self.version == Some(s.version) {
+            return false;
+        }
+        // A lower version is accepted too: the server restarted. Totals
+        // still never go backwards on screen (see counters.rs).
+        self.version = Some(s.version);
+        self.tick_ms = if s.tick_ms == 0 {
+            DEFAULT_TICK_MS
+        } else {
+            f64::from(s.tick_ms)
+        };
+        self.arcs.schedule(&s.arcs, now_ms, self.tick_ms);
+        self.counters.set(s, now_ms, self.tick_ms);
+        true
+    }
+
+    pub fn resize(&mut self, viewport: Viewport) {
+        self.camera.set_viewport(viewport);
+    }
+
+    pub fn viewport(&self) -> Viewport {
+        self.camera.viewport()
+    }
+
+    pub fn camera_mut(&mut self) -> &mut Camera {
+        &mut self.camera
+    }
+
+    pub fn camera(&self) -> &Camera {
+        &self.camera
+    }
+
+    pub fn arcs(&self) -> &ArcField {
+        &self.arcs
+    }
+
+    /// Moves time on to `now_ms` (rotation, arcs).
+    pub fn advance(&mut self, now_ms: f64) {
+        self.camera.update(now_ms);
+        self.arcs.update(now_ms);
+    }
+
+    pub fn build_frame(&self, now_ms: f64, out: &mut FrameData) {
+        frame::build(
+            &self.camera.view(),
+            &self.arcs,
+            now_ms,
+            self.dot_spacing,
+            out,
+        );
+    }
+
+    pub fn counters(&mut self, now_ms: f64) -> [f64; counters::COUNT] {
+        self.counters.values(now_ms)
+    }
+
+    pub fn version(&self) -> Option<u64> {
+        self.version
+    }
+
+    pub fn stale(&self) -> bool {
+        self.stale
+    }
+
+    pub fn tick_ms(&self) -> f64 {
+        self.tick_ms
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use livemap_wire::{Arc, Channel, LatLon, Rates, Totals};
+
+    fn snapshot(version: u64, arcs: usize) -> Vec<u8> {
+        let arc = Arc {
+            from: LatLon {
+                lat: 43.65,
+                lon: -79.38,
+            },
+            to: LatLon {
+                lat: 30.27,
+                lon: -97.74,
+            },
+            usd_cents: 4_200,
+            at_ms: 0,
+            channel: Channel::Social,
+        };
+        livemap_wire::encode(&Snapshot {
+            version,
+            stale: version & 1 == 0,
+            totals: Totals {
+                orders: version * 10,
+                gmv_usd_cents: version * 123_456,
+                unique_shoppers: version * 7,
+                carbon_grams: version * 1_500,
+            },
+            rates: Rates {
+                orders_per_minute: 600.0,
+                ..Rates::default()
+            },
+            arcs: vec![arc; arcs],
+            tick_ms: 250,
+            ..Snapshot::default()
+        })
+    }
+
+    #[test]
+    fn ingests_real_snapshot_bytes() {
+        let mut scene = Scene::new(0.0117);
+        assert!(scene.ingest(&snapshot(1, 5), 0.0).expect("decodes"));
+        assert_eq!(scene.version(), Some(1));
+        assert!(!scene.stale());
+        assert_eq!(scene.tick_ms(), 250.0);
+        assert_eq!(scene.counters(0.0), [123_456.0, 600.0, 7.0, 1.5, 10.0]);
+        for t in 0..20 {
+            scene.advance(f64::from(t) * 16.0);
+        }
+        assert_eq!(scene.arcs().active().len(), 5);
+        let mut frame = FrameData::default();
+        scene.build_frame(320.0, &mut frame);
+        assert_eq!(frame.trail_count(), 5);
+    }
+
+    #[test]
+    fn repeats_are_ignored_and_bad_bytes_rejected() {
+        let mut scene = Scene::new(0.0117);
+        let bytes = snapshot(2, 3);
+        assert!(scene.ingest(&bytes, 0.0).expect("decodes"));
+        assert!(!scene.ingest(&bytes, 10.0).expect("decodes"));
+        assert!(scene.stale());
+        assert_eq!(scene.arcs().pending_len(), 3);
+        assert!(scene.ingest(b"garbage", 0.0).is_err());
+        assert!(scene.ingest(&bytes[..bytes.len() / 2], 0.0).is_err());
+        for n in 0..8 {
+            assert!(scene.ingest(&bytes[..n], 0.0).is_err(), "{n} bytes");
+        }
+        // A restarted server (lower version) is followed.
+        assert!(scene.ingest(&snapshot(1, 0), 20.0).expect("decodes"));
+        assert_eq!(scene.version(), Some(1));
+        assert_eq!(scene.counters(1_000.0)[0], 2.0 * 123_456.0);
+    }
+
+    /// In wasm a panic is a trap that breaks the Globe for good, so no
+    /// corruption of a real snapshot may panic (errors are fine).
+    #[test]
+    fn corrupted_snapshots_never_panic() {
+        let good = snapshot(3, 4);
+        let mut scene = Scene::new(0.0117);
+        for i in 0..good.len() {
+            for flip in [0x01u8, 0x80, 0xFF] {
+                let mut bad = good.clone();
+                bad[i] ^= flip;
+                let _ = scene.ingest(&bad, 0.0);
+            }
+            let _ = scene.ingest(&good[..i], 0.0);
+            let _ = scene.ingest(&good[i..], 0.0);
+        }
+        for _ in 0..200 {
+            scene.advance(1_000.0);
+        }
+        let mut frame = FrameData::default();
+        scene.build_frame(1_000.0, &mut frame);
+        assert!(frame.trails.iter().all(|v| v.is_finite()));
+    }
+}

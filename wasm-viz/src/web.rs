@@ -1,0 +1,133 @@
+//! The JavaScript API (wasm32 only): a thin wrapper that forwards to
+//! [`Scene`] and draws with the GL renderer.
+
+use wasm_bindgen::prelude::*;
+use web_sys::HtmlCanvasElement;
+
+use crate::camera::Viewport;
+use crate::frame::FrameData;
+use crate::gl::Renderer;
+use crate::land;
+use crate::scene::Scene;
+
+/// The globe on one canvas.
+///
+/// ```js
+/// const globe = new Globe(canvas);          // throws if no WebGL2
+/// globe.resize(innerWidth, innerHeight, devicePixelRatio);
+/// globe.ingest(new Uint8Array(buf), performance.now()); // throws on bad bytes
+/// requestAnimationFrame(function loop(t) { globe.frame(t); requestAnimationFrame(loop); });
+/// const [gmvCents, opm, shoppers, carbonKg, orders] = globe.counters(performance.now());
+/// ```
+#[wasm_bindgen]
+pub struct Globe {
+    scene: Scene,
+    /// `None` for [`Globe::without_graphics`].
+    gfx: Option<(Renderer, HtmlCanvasElement)>,
+    frame: FrameData,
+}
+
+fn new_scene() -> Scene {
+    let dots = land::parse_dots(land::LAND_DOTS_BIN)
+        .map(|d| d.len())
+        .unwrap_or(1);
+    Scene::new(land::dot_spacing(dots))
+}
+
+#[wasm_bindgen]
+impl Globe {
+    /// Sets up WebGL2 on `canvas`. Throws (with the GL info log, for shader
+    /// errors) when that is impossible.
+    #[wasm_bindgen(constructor)]
+    pub fn new(canvas: HtmlCanvasElement) -> Result<Globe, JsError> {
+        let renderer = Renderer::new(&canvas)?;
+        let (w, h) = (canvas.client_width(), canvas.client_height());
+        let mut globe = Globe {
+            scene: new_scene(),
+            gfx: Some((renderer, canvas)),
+            frame: FrameData::default(),
+        };
+        globe.resize(f64::from(w.max(1)), f64::from(h.max(1)), 1.0);
+        Ok(globe)
+    }
+
+    /// A globe that draws nothing but still decodes snapshots and runs the
+    /// counters, for screens without WebGL2.
+    #[wasm_bindgen(js_name = withoutGraphics)]
+    pub fn without_graphics() -> Globe {
+        Globe {
+            scene: new_scene(),
+            gfx: None,
+            frame: FrameData::default(),
+        }
+    }
+
+    /// Applies one FlatBuffers snapshot. Returns false for a repeat of the
+    /// current version; throws if the bytes are not a snapshot.
+    pub fn ingest(&mut self, bytes: &[u8], now_ms: f64) -> Result<bool, JsError> {
+        Ok(self.scene.ingest(bytes, now_ms)?)
+    }
+
+    /// Advances to `now_ms` (a requestAnimationFrame timestamp) and draws.
+    pub fn frame(&mut self, now_ms: f64) {
+        self.scene.advance(now_ms);
+        if let Some((renderer, _)) = self.gfx.as_mut() {
+            self.scene.build_frame(now_ms, &mut self.frame);
+            renderer.draw(&self.frame);
+        }
+    }
+
+    /// The canvas's CSS size and devicePixelRatio (capped at 2).
+    pub fn resize(&mut self, css_width: f64, css_height: f64, dpr: f64) {
+        let vp = Viewport::new(css_width, css_height, dpr);
+        let (w, h) = vp.pixel_size();
+        if let Some((_, canvas)) = &self.gfx {
+            if canvas.width() != w {
+                canvas.set_width(w);
+            }
+            if canvas.height() != h {
+                canvas.set_height(h);
+            }
+        }
+        self.scene.resize(vp);
+    }
+
+    /// Pointer position in CSS pixels; only differences matter.
+    pub fn pointer_down(&mut self, x: f64, y: f64, now_ms: f64) {
+        self.scene.camera_mut().pointer_down(x, y, now_ms);
+    }
+
+    pub fn pointer_move(&mut self, x: f64, y: f64, now_ms: f64) {
+        self.scene.camera_mut().pointer_move(x, y, now_ms);
+    }
+
+    pub fn pointer_up(&mut self, now_ms: f64) {
+        self.scene.camera_mut().pointer_up(now_ms);
+    }
+
+    /// `[gmv_usd_cents, orders_per_minute, unique_shoppers, carbon_kg, orders]`
+    /// as displayed at `now_ms` (eased; totals never decrease).
+    pub fn counters(&mut self, now_ms: f64) -> Vec<f64> {
+        self.scene.counters(now_ms).to_vec()
+    }
+
+    /// Version of the last snapshot applied (0 before the first).
+    pub fn version(&self) -> f64 {
+        self.scene.version().map_or(0.0, |v| v as f64)
+    }
+
+    /// Whether the last snapshot said its data is stale.
+    pub fn stale(&self) -> bool {
+        self.scene.stale()
+    }
+
+    /// Arcs in flight right now.
+    pub fn active_arcs(&self) -> u32 {
+        self.scene.arcs().active().len() as u32
+    }
+
+    /// True once the WebGL context is lost; the page should make a new Globe.
+    pub fn context_lost(&self) -> bool {
+        self.gfx.as_ref().is_some_and(|(r, _)| r.is_lost())
+    }
+}

@@ -1,0 +1,369 @@
+//! The binary snapshot format, both ways.
+//!
+//! `schema/livemap.fbs` is the source of truth; `livemap_generated.rs` is
+//! what `flatc --rust` makes of it and is committed so that no build needs
+//! flatc (the test command checks it is current). Everything else in the
+//! workspace goes through [`encode`] and [`decode`] and the plain structs
+//! here, never through the generated builders directly.
+
+#[allow(unsafe_code, unused_imports, clippy::all, clippy::unwrap_used, missing_docs)]
+#[rustfmt::skip]
+mod livemap_generated;
+
+use livemap_generated::livemap::wire as fb;
+
+/// Identifies a livemap snapshot buffer (the schema's `file_identifier`).
+pub const FILE_IDENTIFIER: &str = "LMAP";
+
+/// Sales channel of an order, as the browser sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+#[repr(u8)]
+pub enum Channel {
+    #[default]
+    Other = 0,
+    OnlineStore = 1,
+    Pos = 2,
+    MobileApp = 3,
+    Social = 4,
+}
+
+impl Channel {
+    pub const ALL: [Channel; 5] = [
+        Channel::Other,
+        Channel::OnlineStore,
+        Channel::Pos,
+        Channel::MobileApp,
+        Channel::Social,
+    ];
+
+    /// The contract's name for the channel (`order.channel`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Other => "other",
+            Channel::OnlineStore => "online_store",
+            Channel::Pos => "pos",
+            Channel::MobileApp => "mobile_app",
+            Channel::Social => "social",
+        }
+    }
+
+    /// Maps the contract's free-text channel; unknown values become `Other`.
+    pub fn from_contract(s: &str) -> Channel {
+        match s {
+            "online_store" => Channel::OnlineStore,
+            "pos" => Channel::Pos,
+            "mobile_app" => Channel::MobileApp,
+            "social" => Channel::Social,
+            _ => Channel::Other,
+        }
+    }
+
+    fn from_u8(v: u8) -> Channel {
+        Channel::ALL.get(usize::from(v)).copied().unwrap_or_default()
+    }
+}
+
+/// A point on the globe in degrees. On the wire it is always a coarsened
+/// grid point, never a buyer's precise location.
+#[derive(Clone, Copy, Debug, PartialEq, Default)]
+pub struct LatLon {
+    pub lat: f32,
+    pub lon: f32,
+}
+
+/// One sampled order: an arc from the shop to the buyer.
+#[derive(Clone, Copy, Debug, PartialEq, Default)]
+pub struct Arc {
+    pub from: LatLon,
+    pub to: LatLon,
+    pub usd_cents: u64,
+    /// Event time, milliseconds since the Unix epoch.
+    pub at_ms: i64,
+    pub channel: Channel,
+}
+
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Totals {
+    pub orders: u64,
+    pub gmv_usd_cents: u64,
+    pub unique_shoppers: u64,
+    pub carbon_grams: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Rates {
+    pub orders_per_minute: f64,
+    pub gmv_usd_cents_per_minute: u64,
+    /// Start of the event-time minute these rates describe.
+    pub minute_start_ms: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Ingest {
+    pub accepted: u64,
+    pub duplicates: u64,
+    pub filtered: u64,
+    /// Rejection reason and count, for every reason seen, sorted by reason.
+    pub rejected: Vec<(String, u64)>,
+}
+
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Trend {
+    pub category: String,
+    pub change: f64,
+}
+
+/// Everything a browser is sent in one tick.
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Snapshot {
+    pub version: u64,
+    pub generated_at_ms: i64,
+    pub stale: bool,
+    pub totals: Totals,
+    pub rates: Rates,
+    pub ingest: Ingest,
+    pub trends: Vec<Trend>,
+    /// Orders sampled since the previous snapshot, oldest first.
+    pub arcs: Vec<Arc>,
+    pub tick_ms: u32,
+}
+
+/// Why a buffer could not be read as a snapshot.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("not a livemap snapshot (missing file identifier {FILE_IDENTIFIER:?})")]
+    WrongIdentifier,
+    #[error("invalid snapshot buffer: {0}")]
+    Invalid(#[from] flatbuffers::InvalidFlatbuffer),
+}
+
+/// Encodes a snapshot into a finished FlatBuffers buffer.
+pub fn encode(snapshot: &Snapshot) -> Vec<u8> {
+    let mut fbb = flatbuffers::FlatBufferBuilder::with_capacity(256 + snapshot.arcs.len() * 48);
+    let totals = fb::Totals::create(
+        &mut fbb,
+        &fb::TotalsArgs {
+            orders: snapshot.totals.orders,
+            gmv_usd_cents: snapshot.totals.gmv_usd_cents,
+            unique_shoppers: snapshot.totals.unique_shoppers,
+            carbon_grams: snapshot.totals.carbon_grams,
+        },
+    );
+    let rates = fb::Rates::create(
+        &mut fbb,
+        &fb::RatesArgs {
+            orders_per_minute: snapshot.rates.orders_per_minute,
+            gmv_usd_cents_per_minute: snapshot.rates.gmv_usd_cents_per_minute,
+            minute_start_ms: snapshot.rates.minute_start_ms,
+        },
+    );
+    let reasons: Vec<_> = snapshot
+        .ingest
+        .rejected
+        .iter()
+        .map(|(reason, count)| {
+            let reason = fbb.create_string(reason);
+            fb::ReasonCount::create(
+                &mut fbb,
+                &fb::ReasonCountArgs {
+                    reason: Some(reason),
+                    count: *count,
+                },
+            )
+        })
+        .collect();
+    let rejected = fbb.create_vector(&reasons);
+    let ingest = fb::Ingest::create(
+        &mut fbb,
+        &fb::IngestArgs {
+            accepted: snapshot.ingest.accepted,
+            duplicates: snapshot.ingest.duplicates,
+            filtered: snapshot.ingest.filtered,
+            rejected: Some(rejected),
+        },
+    );
+    let trends: Vec<_> = snapshot
+        .trends
+        .iter()
+        .map(|t| {
+            let category = fbb.create_string(&t.category);
+            fb::Trend::create(
+                &mut fbb,
+                &fb::TrendArgs {
+                    category: Some(category),
+                    change: t.change,
+                },
+            )
+        })
+        .collect();
+    let trends = fbb.create_vector(&trends);
+    let arcs: Vec<fb::Arc> = snapshot
+        .arcs
+        .iter()
+        .map(|a| {
+            fb::Arc::new(
+                &fb::LatLon::new(a.from.lat, a.from.lon),
+                &fb::LatLon::new(a.to.lat, a.to.lon),
+                a.usd_cents,
+                a.at_ms,
+                fb::Channel(a.channel as u8),
+            )
+        })
+        .collect();
+    let arcs = fbb.create_vector(&arcs);
+    let root = fb::Snapshot::create(
+        &mut fbb,
+        &fb::SnapshotArgs {
+            version: snapshot.version,
+            generated_at_ms: snapshot.generated_at_ms,
+            stale: snapshot.stale,
+            totals: Some(totals),
+            rates: Some(rates),
+            ingest: Some(ingest),
+            trends: Some(trends),
+            arcs: Some(arcs),
+            tick_ms: snapshot.tick_ms,
+        },
+    );
+    fb::finish_snapshot_buffer(&mut fbb, root);
+    fbb.finished_data().to_vec()
+}
+
+/// Verifies and decodes a snapshot buffer. Safe on untrusted bytes: the
+/// FlatBuffers verifier checks every offset before anything is read.
+pub fn decode(buf: &[u8]) -> Result<Snapshot, DecodeError> {
+    if !fb::snapshot_buffer_has_identifier(buf) {
+        return Err(DecodeError::WrongIdentifier);
+    }
+    let s = fb::root_as_snapshot(buf)?;
+    let totals = s.totals().map_or_else(Totals::default, |t| Totals {
+        orders: t.orders(),
+        gmv_usd_cents: t.gmv_usd_cents(),
+        unique_shoppers: t.unique_shoppers(),
+        carbon_grams: t.carbon_grams(),
+    });
+    let rates = s.rates().map_or_else(Rates::default, |r| Rates {
+        orders_per_minute: r.orders_per_minute(),
+        gmv_usd_cents_per_minute: r.gmv_usd_cents_per_minute(),
+        minute_start_ms: r.minute_start_ms(),
+    });
+    let ingest = s.ingest().map_or_else(Ingest::default, |i| Ingest {
+        accepted: i.accepted(),
+        duplicates: i.duplicates(),
+        filtered: i.filtered(),
+        rejected: i
+            .rejected()
+            .map(|v| {
+                v.iter()
+                    .map(|rc| (rc.reason().unwrap_or_default().to_owned(), rc.count()))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    });
+    let trends = s
+        .trends()
+        .map(|v| {
+            v.iter()
+                .map(|t| Trend {
+                    category: t.category().unwrap_or_default().to_owned(),
+                    change: t.change(),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let arcs = s
+        .arcs()
+        .map(|v| {
+            v.iter()
+                .map(|a| Arc {
+                    from: LatLon {
+                        lat: a.from().lat(),
+                        lon: a.from().lon(),
+                    },
+                    to: LatLon {
+                        lat: a.to().lat(),
+                        lon: a.to().lon(),
+                    },
+                    usd_cents: a.usd_cents(),
+                    at_ms: a.at_ms(),
+                    channel: Channel::from_u8(a.channel().0),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(Snapshot {
+        version: s.version(),
+        generated_at_ms: s.generated_at_ms(),
+        stale: s.stale(),
+        totals,
+        rates,
+        ingest,
+        trends,
+        arcs,
+        tick_ms: s.tick_ms(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Snapshot {
+        Snapshot {
+            version: 42,
+            generated_at_ms: 1_795_000_000_000,
+            stale: true,
+            totals: Totals {
+                orders: 7,
+                gmv_usd_cents: 123_456,
+                unique_shoppers: 5,
+                carbon_grams: 2_500,
+            },
+            rates: Rates {
+                orders_per_minute: 3.0,
+                gmv_usd_cents_per_minute: 999,
+                minute_start_ms: 1_795_000_000_000 - 60_000,
+            },
+            ingest: Ingest {
+                accepted: 7,
+                duplicates: 1,
+                filtered: 20,
+                rejected: vec![("bad_json".into(), 2), ("too_large".into(), 1)],
+            },
+            trends: vec![Trend {
+                category: "Apparel & Accessories > Shoes".into(),
+                change: 0.25,
+            }],
+            arcs: vec![Arc {
+                from: LatLon { lat: 43.6, lon: -79.4 },
+                to: LatLon { lat: 30.3, lon: -97.7 },
+                usd_cents: 12_999,
+                at_ms: 1_795_000_000_123,
+                channel: Channel::MobileApp,
+            }],
+            tick_ms: 200,
+        }
+    }
+
+    #[test]
+    fn round_trips_every_field() {
+        let s = sample();
+        assert_eq!(decode(&encode(&s)).expect("decodes"), s);
+    }
+
+    #[test]
+    fn rejects_foreign_and_truncated_buffers() {
+        assert!(matches!(decode(b"not a flatbuffer"), Err(DecodeError::WrongIdentifier)));
+        let buf = encode(&sample());
+        assert!(decode(&buf[..buf.len() / 2]).is_err());
+    }
+
+    #[test]
+    fn unknown_channel_values_read_as_other() {
+        assert_eq!(Channel::from_u8(200), Channel::Other);
+        assert_eq!(Channel::from_contract("carrier_pigeon"), Channel::Other);
+        for c in Channel::ALL {
+            assert_eq!(Channel::from_contract(c.as_str()), c);
+        }
+    }
+}
