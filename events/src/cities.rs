@@ -52,15 +52,21 @@ mod tests {
     fn embedded_table_is_large_and_sane() {
         let cities = all();
         assert!(cities.len() >= 1000, "only {} cities", cities.len());
-        assert!(cities.windows(2).all(|w| w[0].population >= w[1].population));
+        assert!(cities
+            .windows(2)
+            .all(|w| w[0].population >= w[1].population));
         for country in ["US", "CA", "GB", "DE", "JP", "BR", "IN", "AU"] {
-            assert!(cities.iter().any(|c| c.country == country), "no city in {country}");
+            assert!(
+                cities.iter().any(|c| c.country == country),
+                "no city in {country}"
+            );
         }
     }
 
     #[test]
     fn bad_lines_are_skipped() {
-        let parsed = parse("name,country,lat,lon,population\nA,US,1.0,2.0,10\nB,XX,95.0,0,5\nbroken\n");
+        let parsed =
+            parse("name,country,lat,lon,population\nA,US,1.0,2.0,10\nB,XX,95.0,0,5\nbroken\n");
         assert_eq!(parsed.len(), 1);
         assert_eq!(parsed[0].name, "A");
     }

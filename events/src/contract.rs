@@ -167,7 +167,10 @@ mod tests {
         assert_eq!(e.order.currency.as_str(), "USD");
         assert_eq!(e.order.line_items.len(), 2);
         assert_eq!(e.shipping.and_then(|s| s.carbon_kg), Some(0.42));
-        assert!(matches!(e.event_id, Cow::Borrowed(_)), "plain strings are borrowed");
+        assert!(
+            matches!(e.event_id, Cow::Borrowed(_)),
+            "plain strings are borrowed"
+        );
     }
 
     #[test]

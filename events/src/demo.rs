@@ -9,14 +9,16 @@
 //! later, out-of-order event times, test orders and malformed messages.
 
 use std::borrow::Cow;
-use std::collections::{HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use crate::cities::{self, City};
 use crate::contract::{
-    Buyer, CheckoutEvent, CountryCode, CurrencyCode, LineItem, Order, Shipping, Shop, CHECKOUT_COMPLETED,
+    Buyer, CheckoutEvent, CountryCode, CurrencyCode, LineItem, Order, Shipping, Shop,
+    CHECKOUT_COMPLETED,
 };
 use crate::money::{self, FxTable};
 use crate::time::format_rfc3339_ms;
@@ -145,8 +147,8 @@ pub struct Generator {
     categories: Weighted,
     channels: Weighted,
     fx: FxTable,
-    /// Checkouts to deliver again (at-least-once delivery), by due time.
-    redeliveries: VecDeque<(i64, Vec<u8>)>,
+    /// Checkouts to deliver again (at-least-once delivery), soonest first.
+    redeliveries: BinaryHeap<Reverse<(i64, Vec<u8>)>>,
     next_order_id: u64,
     malformed_kind: u32,
 }
@@ -230,7 +232,7 @@ impl Generator {
             categories: Weighted::new(CATEGORIES.iter().map(|&(_, w)| f64::from(w))),
             channels: Weighted::new(CHANNELS.iter().map(|&(_, w)| f64::from(w))),
             fx: FxTable::default(),
-            redeliveries: VecDeque::new(),
+            redeliveries: BinaryHeap::new(),
             next_order_id: 5_550_000_000,
             malformed_kind: 0,
         }
@@ -239,8 +241,12 @@ impl Generator {
     /// Writes the next message into `out` (cleared first) and says what it is.
     pub fn next_message(&mut self, now_ms: i64, out: &mut Vec<u8>) -> Kind {
         out.clear();
-        if self.redeliveries.front().is_some_and(|(due, _)| *due <= now_ms) {
-            if let Some((_, msg)) = self.redeliveries.pop_front() {
+        if self
+            .redeliveries
+            .peek()
+            .is_some_and(|Reverse((due, _))| *due <= now_ms)
+        {
+            if let Some(Reverse((_, msg))) = self.redeliveries.pop() {
                 out.extend_from_slice(&msg);
                 return Kind::Duplicate;
             }
@@ -249,11 +255,19 @@ impl Generator {
         if r < self.mix.checkout {
             let test = self.rng.random::<f64>() < self.mix.test_order;
             self.write_checkout(now_ms, test, out);
-            if !test && self.rng.random::<f64>() < self.mix.duplicate && self.redeliveries.len() < 100_000 {
+            if !test
+                && self.rng.random::<f64>() < self.mix.duplicate
+                && self.redeliveries.len() < 100_000
+            {
                 let delay = self.rng.random_range(1_000..30_000);
-                self.redeliveries.push_back((now_ms + delay, out.clone()));
+                self.redeliveries
+                    .push(Reverse((now_ms + delay, out.clone())));
             }
-            if test { Kind::TestOrder } else { Kind::Checkout }
+            if test {
+                Kind::TestOrder
+            } else {
+                Kind::Checkout
+            }
         } else if r < self.mix.checkout + self.mix.malformed {
             Kind::Malformed(self.write_malformed(now_ms, out))
         } else {
@@ -321,9 +335,15 @@ impl Generator {
         let line_items = (0..item_count)
             .map(|_| {
                 let (category, _) = CATEGORIES[self.categories.pick(&mut self.rng)];
-                let quantity = if self.rng.random::<f64>() < 0.8 { 1 } else { self.rng.random_range(2..5) };
+                let quantity = if self.rng.random::<f64>() < 0.8 {
+                    1
+                } else {
+                    self.rng.random_range(2..5)
+                };
                 // Log-normal prices around 35 USD, converted to local units.
-                let usd = (3.55 + 0.8 * normal(&mut self.rng)).exp().clamp(1.0, 5_000.0);
+                let usd = (3.55 + 0.8 * normal(&mut self.rng))
+                    .exp()
+                    .clamp(1.0, 5_000.0);
                 let minor = ((usd / rate) * 10f64.powi(digits as i32)).round().max(1.0) as u64;
                 total_minor += minor * u64::from(quantity);
                 LineItem {
@@ -440,7 +460,11 @@ pub fn rate_multiplier(t_ms: i64) -> f64 {
     let day = t.rem_euclid(86_400.0) / 86_400.0;
     let daily = 1.0 + 0.3 * (TAU * (day - 0.46)).cos();
     let wave = 1.0 + 0.2 * (TAU * t / 600.0).sin();
-    let burst = if t.rem_euclid(3_600.0) < 60.0 { 1.6 } else { 1.0 };
+    let burst = if t.rem_euclid(3_600.0) < 60.0 {
+        1.6
+    } else {
+        1.0
+    };
     daily * wave * burst / 1.02
 }
 
@@ -526,13 +550,19 @@ mod tests {
             let e: CheckoutEvent = serde_json::from_slice(&msg).expect("valid contract JSON");
             assert_eq!(e.kind, CHECKOUT_COMPLETED);
             assert!(e.event_id.len() <= 64);
-            let digits = FxTable::default().get(e.order.currency).expect("known currency").minor_digits;
+            let digits = FxTable::default()
+                .get(e.order.currency)
+                .expect("known currency")
+                .minor_digits;
             let total = money::parse_minor_units(&e.order.total, digits).expect("exact total");
             let items: u64 = e
                 .order
                 .line_items
                 .iter()
-                .map(|li| money::parse_minor_units(&li.price, digits).expect("price") * u64::from(li.quantity))
+                .map(|li| {
+                    money::parse_minor_units(&li.price, digits).expect("price")
+                        * u64::from(li.quantity)
+                })
                 .sum();
             assert_eq!(total, items, "total is the sum of the line items");
         }
@@ -540,25 +570,54 @@ mod tests {
 
     #[test]
     fn mix_contains_every_hazard() {
-        let mut g = Generator::new(1, DemoMix { malformed: 0.01, ..DemoMix::default() });
+        let mut g = Generator::new(
+            1,
+            DemoMix {
+                malformed: 0.01,
+                ..DemoMix::default()
+            },
+        );
         let mut seen: HashMap<Kind, u32> = HashMap::new();
         let mut buf = Vec::new();
         for i in 0..200_000 {
             *seen.entry(g.next_message(NOW + i, &mut buf)).or_default() += 1;
         }
-        for kind in [Kind::Checkout, Kind::TestOrder, Kind::Duplicate, Kind::OtherType] {
-            assert!(seen.get(&kind).copied().unwrap_or(0) > 0, "{kind:?} never generated");
+        for kind in [
+            Kind::Checkout,
+            Kind::TestOrder,
+            Kind::Duplicate,
+            Kind::OtherType,
+        ] {
+            assert!(
+                seen.get(&kind).copied().unwrap_or(0) > 0,
+                "{kind:?} never generated"
+            );
         }
         for m in Malformed::ROTATION {
-            assert!(seen.contains_key(&Kind::Malformed(m)), "{m:?} never generated");
+            assert!(
+                seen.contains_key(&Kind::Malformed(m)),
+                "{m:?} never generated"
+            );
         }
         let checkouts = f64::from(seen[&Kind::Checkout]);
-        assert!((checkouts / 200_000.0 - 0.1).abs() < 0.01, "checkout share {checkouts}");
+        assert!(
+            (checkouts / 200_000.0 - 0.1).abs() < 0.01,
+            "checkout share {checkouts}"
+        );
+        // Redeliveries come 1-30 s later; over 200 s nearly all are due.
+        let dup_share = f64::from(seen[&Kind::Duplicate]) / checkouts;
+        assert!(
+            (0.007..0.013).contains(&dup_share),
+            "duplicate share {dup_share}"
+        );
     }
 
     #[test]
     fn same_seed_same_stream() {
-        let (mut a, mut b) = (Generator::new(3, DemoMix::default()), Generator::new(3, DemoMix::default()));
+        let (mut a, mut b) = (
+            Generator::new(3, DemoMix::default()),
+            Generator::new(3, DemoMix::default()),
+        );
         let (mut x, mut y) = (Vec::new(), Vec::new());
         for i in 0..1000 {
             a.next_message(NOW + i, &mut x);

@@ -7,8 +7,8 @@
 
 pub mod cities;
 pub mod contract;
-pub mod money;
 pub mod demo;
+pub mod money;
 pub mod time;
 
 pub use contract::{Buyer, CheckoutEvent, LineItem, Order, Shipping, Shop, CHECKOUT_COMPLETED};

@@ -17,26 +17,106 @@ pub struct CurrencyInfo {
 /// The built-in table. Rates are indicative; operators override them with
 /// `--fx-rates` for the day of the sale.
 pub const CURRENCIES: &[CurrencyInfo] = &[
-    CurrencyInfo { code: "USD", minor_digits: 2, default_usd_rate: "1" },
-    CurrencyInfo { code: "EUR", minor_digits: 2, default_usd_rate: "1.08" },
-    CurrencyInfo { code: "GBP", minor_digits: 2, default_usd_rate: "1.27" },
-    CurrencyInfo { code: "CAD", minor_digits: 2, default_usd_rate: "0.73" },
-    CurrencyInfo { code: "AUD", minor_digits: 2, default_usd_rate: "0.66" },
-    CurrencyInfo { code: "NZD", minor_digits: 2, default_usd_rate: "0.60" },
-    CurrencyInfo { code: "JPY", minor_digits: 0, default_usd_rate: "0.0067" },
-    CurrencyInfo { code: "KRW", minor_digits: 0, default_usd_rate: "0.00073" },
-    CurrencyInfo { code: "CNY", minor_digits: 2, default_usd_rate: "0.14" },
-    CurrencyInfo { code: "HKD", minor_digits: 2, default_usd_rate: "0.128" },
-    CurrencyInfo { code: "SGD", minor_digits: 2, default_usd_rate: "0.74" },
-    CurrencyInfo { code: "INR", minor_digits: 2, default_usd_rate: "0.012" },
-    CurrencyInfo { code: "BRL", minor_digits: 2, default_usd_rate: "0.20" },
-    CurrencyInfo { code: "MXN", minor_digits: 2, default_usd_rate: "0.058" },
-    CurrencyInfo { code: "CHF", minor_digits: 2, default_usd_rate: "1.13" },
-    CurrencyInfo { code: "SEK", minor_digits: 2, default_usd_rate: "0.095" },
-    CurrencyInfo { code: "NOK", minor_digits: 2, default_usd_rate: "0.093" },
-    CurrencyInfo { code: "DKK", minor_digits: 2, default_usd_rate: "0.145" },
-    CurrencyInfo { code: "PLN", minor_digits: 2, default_usd_rate: "0.25" },
-    CurrencyInfo { code: "ZAR", minor_digits: 2, default_usd_rate: "0.055" },
+    CurrencyInfo {
+        code: "USD",
+        minor_digits: 2,
+        default_usd_rate: "1",
+    },
+    CurrencyInfo {
+        code: "EUR",
+        minor_digits: 2,
+        default_usd_rate: "1.08",
+    },
+    CurrencyInfo {
+        code: "GBP",
+        minor_digits: 2,
+        default_usd_rate: "1.27",
+    },
+    CurrencyInfo {
+        code: "CAD",
+        minor_digits: 2,
+        default_usd_rate: "0.73",
+    },
+    CurrencyInfo {
+        code: "AUD",
+        minor_digits: 2,
+        default_usd_rate: "0.66",
+    },
+    CurrencyInfo {
+        code: "NZD",
+        minor_digits: 2,
+        default_usd_rate: "0.60",
+    },
+    CurrencyInfo {
+        code: "JPY",
+        minor_digits: 0,
+        default_usd_rate: "0.0067",
+    },
+    CurrencyInfo {
+        code: "KRW",
+        minor_digits: 0,
+        default_usd_rate: "0.00073",
+    },
+    CurrencyInfo {
+        code: "CNY",
+        minor_digits: 2,
+        default_usd_rate: "0.14",
+    },
+    CurrencyInfo {
+        code: "HKD",
+        minor_digits: 2,
+        default_usd_rate: "0.128",
+    },
+    CurrencyInfo {
+        code: "SGD",
+        minor_digits: 2,
+        default_usd_rate: "0.74",
+    },
+    CurrencyInfo {
+        code: "INR",
+        minor_digits: 2,
+        default_usd_rate: "0.012",
+    },
+    CurrencyInfo {
+        code: "BRL",
+        minor_digits: 2,
+        default_usd_rate: "0.20",
+    },
+    CurrencyInfo {
+        code: "MXN",
+        minor_digits: 2,
+        default_usd_rate: "0.058",
+    },
+    CurrencyInfo {
+        code: "CHF",
+        minor_digits: 2,
+        default_usd_rate: "1.13",
+    },
+    CurrencyInfo {
+        code: "SEK",
+        minor_digits: 2,
+        default_usd_rate: "0.095",
+    },
+    CurrencyInfo {
+        code: "NOK",
+        minor_digits: 2,
+        default_usd_rate: "0.093",
+    },
+    CurrencyInfo {
+        code: "DKK",
+        minor_digits: 2,
+        default_usd_rate: "0.145",
+    },
+    CurrencyInfo {
+        code: "PLN",
+        minor_digits: 2,
+        default_usd_rate: "0.25",
+    },
+    CurrencyInfo {
+        code: "ZAR",
+        minor_digits: 2,
+        default_usd_rate: "0.055",
+    },
 ];
 
 /// Why an amount or a rate could not be read.
@@ -157,7 +237,12 @@ impl Default for FxTable {
 impl FxTable {
     /// Sets or replaces one currency's rate, given as a decimal string of
     /// US dollars per major unit with at most 9 fractional digits.
-    pub fn set(&mut self, code: &str, usd_per_unit: &str, minor_digits: u32) -> Result<(), FxError> {
+    pub fn set(
+        &mut self,
+        code: &str,
+        usd_per_unit: &str,
+        minor_digits: u32,
+    ) -> Result<(), FxError> {
         let cc = CurrencyCode::parse(code).ok_or_else(|| FxError::BadCode(code.to_owned()))?;
         let nanos = parse_minor_units(usd_per_unit, RATE_SCALE_DIGITS)
             .ok()
@@ -211,20 +296,35 @@ mod tests {
         assert_eq!(parse_minor_units("0.01", 2), Ok(1));
         assert_eq!(parse_minor_units("1500", 0), Ok(1_500));
         // A float would make this 0.30000000000000004; integers cannot.
-        let sum: u64 = ["0.10", "0.20"].iter().map(|s| parse_minor_units(s, 2).unwrap_or(0)).sum();
+        let sum: u64 = ["0.10", "0.20"]
+            .iter()
+            .map(|s| parse_minor_units(s, 2).unwrap_or(0))
+            .sum();
         assert_eq!(sum, 30);
     }
 
     #[test]
     fn rejects_what_is_not_a_plain_amount() {
-        for bad in ["", ".5", "5.", "-1.00", "1e3", "1,00", " 1.00", "1.0.0", "abc", "+1"] {
-            assert_eq!(parse_minor_units(bad, 2), Err(AmountError::Malformed), "{bad:?}");
+        for bad in [
+            "", ".5", "5.", "-1.00", "1e3", "1,00", " 1.00", "1.0.0", "abc", "+1",
+        ] {
+            assert_eq!(
+                parse_minor_units(bad, 2),
+                Err(AmountError::Malformed),
+                "{bad:?}"
+            );
         }
         assert_eq!(parse_minor_units("1.234", 2), Err(AmountError::TooPrecise));
         assert_eq!(parse_minor_units("1.5", 0), Err(AmountError::TooPrecise));
-        assert_eq!(parse_minor_units("99999999999999999999", 2), Err(AmountError::Overflow));
+        assert_eq!(
+            parse_minor_units("99999999999999999999", 2),
+            Err(AmountError::Overflow)
+        );
         assert_eq!(parse_minor_units("184467440737095516.15", 2), Ok(u64::MAX));
-        assert_eq!(parse_minor_units("184467440737095516.16", 2), Err(AmountError::Overflow));
+        assert_eq!(
+            parse_minor_units("184467440737095516.16", 2),
+            Err(AmountError::Overflow)
+        );
     }
 
     #[test]
@@ -253,7 +353,10 @@ mod tests {
         let mut t = FxTable::default();
         t.set("XAA", "0.5", 2).expect("valid");
         assert_eq!(t.get(code("XAA")).and_then(|r| r.to_usd_cents(1)), Some(1));
-        assert_eq!(t.get(code("XAA")).and_then(|r| r.to_usd_cents(u64::MAX)), Some(u64::MAX / 2 + 1));
+        assert_eq!(
+            t.get(code("XAA")).and_then(|r| r.to_usd_cents(u64::MAX)),
+            Some(u64::MAX / 2 + 1)
+        );
     }
 
     #[test]
@@ -262,7 +365,9 @@ mod tests {
         assert_eq!(fx.len(), CURRENCIES.len());
         let overrides = HashMap::from([("EUR".to_owned(), "2".to_owned())]);
         fx.apply_overrides(&overrides).expect("valid override");
-        let eur = fx.get(CurrencyCode::parse("EUR").expect("code")).expect("EUR");
+        let eur = fx
+            .get(CurrencyCode::parse("EUR").expect("code"))
+            .expect("EUR");
         assert_eq!(eur.to_usd_cents(100), Some(200));
         let bad = HashMap::from([("EUR".to_owned(), "-1".to_owned())]);
         assert!(fx.apply_overrides(&bad).is_err());

@@ -17,7 +17,12 @@ pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
             c.is_ascii_digit().then(|| acc * 10 + i64::from(c - b'0'))
         })
     };
-    if b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') || b[13] != b':' || b[16] != b':' {
+    if b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't' | b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
         return None;
     }
     let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
@@ -54,12 +59,19 @@ pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
         [b'Z' | b'z'] => 0,
         [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
             let digit = |c: u8| c.is_ascii_digit().then(|| i64::from(c - b'0'));
-            let (oh, om) = (digit(*h1)? * 10 + digit(*h2)?, digit(*m1)? * 10 + digit(*m2)?);
+            let (oh, om) = (
+                digit(*h1)? * 10 + digit(*h2)?,
+                digit(*m1)? * 10 + digit(*m2)?,
+            );
             if oh > 23 || om > 59 {
                 return None;
             }
             let off = oh * 3600 + om * 60;
-            if *sign == b'+' { off } else { -off }
+            if *sign == b'+' {
+                off
+            } else {
+                -off
+            }
         }
         _ => return None,
     };
@@ -119,7 +131,15 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
     let mp = (5 * doy + 2) / 153;
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { yoe + era * 400 + 1 } else { yoe + era * 400 }, m, d)
+    (
+        if m <= 2 {
+            yoe + era * 400 + 1
+        } else {
+            yoe + era * 400
+        },
+        m,
+        d,
+    )
 }
 
 #[cfg(test)]
@@ -129,14 +149,26 @@ mod tests {
     #[test]
     fn parses_utc_and_offsets() {
         assert_eq!(parse_rfc3339_ms("1970-01-01T00:00:00Z"), Some(0));
-        assert_eq!(parse_rfc3339_ms("2026-11-27T14:03:11.123Z"), Some(1_795_788_191_123));
+        assert_eq!(
+            parse_rfc3339_ms("2026-11-27T14:03:11.123Z"),
+            Some(1_795_788_191_123)
+        );
         assert_eq!(
             parse_rfc3339_ms("2026-11-27T09:03:11.123-05:00"),
             parse_rfc3339_ms("2026-11-27T14:03:11.123Z")
         );
-        assert_eq!(parse_rfc3339_ms("2026-11-27T14:03:11.1Z"), Some(1_795_788_191_100));
-        assert_eq!(parse_rfc3339_ms("2026-11-27T14:03:11.123456789Z"), Some(1_795_788_191_123));
-        assert_eq!(parse_rfc3339_ms("2024-02-29t00:00:00z"), Some(1_709_164_800_000));
+        assert_eq!(
+            parse_rfc3339_ms("2026-11-27T14:03:11.1Z"),
+            Some(1_795_788_191_100)
+        );
+        assert_eq!(
+            parse_rfc3339_ms("2026-11-27T14:03:11.123456789Z"),
+            Some(1_795_788_191_123)
+        );
+        assert_eq!(
+            parse_rfc3339_ms("2024-02-29t00:00:00z"),
+            Some(1_709_164_800_000)
+        );
     }
 
     #[test]
@@ -162,7 +194,15 @@ mod tests {
 
     #[test]
     fn format_and_parse_round_trip() {
-        for ms in [0, 1, 999, 1_795_788_191_123, 951_782_400_000, -86_400_001, 253_402_300_799_999] {
+        for ms in [
+            0,
+            1,
+            999,
+            1_795_788_191_123,
+            951_782_400_000,
+            -86_400_001,
+            253_402_300_799_999,
+        ] {
             assert_eq!(parse_rfc3339_ms(&format_rfc3339_ms(ms)), Some(ms), "{ms}");
         }
     }

@@ -56,7 +56,11 @@ impl MinuteSeries {
     /// The bucket for an event-time minute (zero if nothing was seen).
     pub fn get(&self, minute: i64) -> MinuteBucket {
         let slot = &self.slots[minute.rem_euclid(SERIES_MINUTES as i64) as usize];
-        if slot.0 == minute { slot.1 } else { MinuteBucket::default() }
+        if slot.0 == minute {
+            slot.1
+        } else {
+            MinuteBucket::default()
+        }
     }
 
     /// The newest event-time minute that has seen an order.
@@ -107,9 +111,30 @@ mod tests {
         s.add(T0 + 65_000, 200);
         s.add(T0 + 10_000, 300); // late, but its own minute
         let m0 = T0 / MINUTE_MS;
-        assert_eq!(s.get(m0), MinuteBucket { orders: 2, usd_cents: 400 });
-        assert_eq!(s.get(m0 + 1), MinuteBucket { orders: 1, usd_cents: 200 });
-        assert_eq!(s.last_full_minute(), Some((m0, MinuteBucket { orders: 2, usd_cents: 400 })));
+        assert_eq!(
+            s.get(m0),
+            MinuteBucket {
+                orders: 2,
+                usd_cents: 400
+            }
+        );
+        assert_eq!(
+            s.get(m0 + 1),
+            MinuteBucket {
+                orders: 1,
+                usd_cents: 200
+            }
+        );
+        assert_eq!(
+            s.last_full_minute(),
+            Some((
+                m0,
+                MinuteBucket {
+                    orders: 2,
+                    usd_cents: 400
+                }
+            ))
+        );
     }
 
     #[test]
@@ -127,7 +152,12 @@ mod tests {
     fn totals_are_exact_integers() {
         let mut a = Aggregate::default();
         for i in 0..1_000u64 {
-            a.add(1_999, 420, xxhash_rust::xxh3::xxh3_64(&(i % 10).to_le_bytes()), T0);
+            a.add(
+                1_999,
+                420,
+                xxhash_rust::xxh3::xxh3_64(&(i % 10).to_le_bytes()),
+                T0,
+            );
         }
         assert_eq!(a.orders, 1_000);
         assert_eq!(a.gmv_usd_cents, 1_999_000);

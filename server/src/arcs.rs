@@ -199,19 +199,26 @@ mod tests {
     fn sample_is_bounded_ordered_and_coarsened() {
         let mut s = ArcSampler::new(50, 1);
         for i in 0..10_000 {
-            s.offer(candidate((-60.0 + (i % 120) as f64, -170.0 + (i % 340) as f64), 1_000 - i));
+            s.offer(candidate(
+                (-60.0 + (i % 120) as f64, -170.0 + (i % 340) as f64),
+                1_000 - i,
+            ));
         }
         let arcs = s.take();
         assert_eq!(arcs.len(), 50);
         assert!(arcs.windows(2).all(|w| w[0].at_ms <= w[1].at_ms));
-        assert!(arcs.iter().all(|a| is_coarsened(a.to.lat, a.to.lon) && is_coarsened(a.from.lat, a.from.lon)));
+        assert!(arcs
+            .iter()
+            .all(|a| is_coarsened(a.to.lat, a.to.lon) && is_coarsened(a.from.lat, a.from.lon)));
         assert!(s.take().is_empty(), "each tick starts empty");
     }
 
     #[test]
     fn a_megacity_does_not_drown_the_rest() {
         let big = (40.71, -74.0);
-        let towns: Vec<(f64, f64)> = (0..10).map(|i| (-30.0 + 5.0 * i as f64, 20.0 + 7.0 * i as f64)).collect();
+        let towns: Vec<(f64, f64)> = (0..10)
+            .map(|i| (-30.0 + 5.0 * i as f64, 20.0 + 7.0 * i as f64))
+            .collect();
         let mut big_share = 0.0;
         let rounds = 200;
         for round in 0..rounds {
@@ -226,7 +233,10 @@ mod tests {
             }
             let arcs = s.take();
             let (clat, clon) = coarsen(big.0, big.1);
-            let from_big = arcs.iter().filter(|a| a.to.lat == clat as f32 && a.to.lon == clon as f32).count();
+            let from_big = arcs
+                .iter()
+                .filter(|a| a.to.lat == clat as f32 && a.to.lon == clon as f32)
+                .count();
             big_share += from_big as f64 / arcs.len() as f64;
         }
         let big_share = big_share / rounds as f64;

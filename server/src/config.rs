@@ -73,9 +73,15 @@ pub enum ConfigError {
     #[error("--dedup-horizon-minutes must be at least 1")]
     Horizon,
     #[error("reading --fx-rates {path}: {source}")]
-    FxFile { path: PathBuf, source: std::io::Error },
+    FxFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("parsing --fx-rates {path}: {source}")]
-    FxJson { path: PathBuf, source: serde_json::Error },
+    FxJson {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
     #[error("in --fx-rates {path}: {source}")]
     FxValue {
         path: PathBuf,
@@ -112,10 +118,11 @@ impl Config {
                     path: path.clone(),
                     source,
                 })?;
-            fx.apply_overrides(&overrides).map_err(|source| ConfigError::FxValue {
-                path: path.clone(),
-                source,
-            })?;
+            fx.apply_overrides(&overrides)
+                .map_err(|source| ConfigError::FxValue {
+                    path: path.clone(),
+                    source,
+                })?;
         }
         let seed = args.demo_seed.unwrap_or_else(rand::random);
         Ok(Config {

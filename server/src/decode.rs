@@ -150,7 +150,8 @@ impl Decoder {
             }
             .into());
         }
-        let event: CheckoutEvent = serde_json::from_str(text).map_err(|e| classify_json_error(&e))?;
+        let event: CheckoutEvent =
+            serde_json::from_str(text).map_err(|e| classify_json_error(&e))?;
         if event.kind != CHECKOUT_COMPLETED {
             return Err(Filtered::OtherType.into());
         }
@@ -173,21 +174,32 @@ impl Decoder {
             // Half a location is a broken event, not a pickup order.
             _ => return Err(Reject::BadValue.into()),
         };
-        let rate = self.fx.get(e.order.currency).ok_or(Reject::UnknownCurrency)?;
-        let minor = money::parse_minor_units(&e.order.total, rate.minor_digits).map_err(|err| match err {
-            AmountError::Malformed | AmountError::TooPrecise | AmountError::Overflow => Reject::BadValue,
-        })?;
+        let rate = self
+            .fx
+            .get(e.order.currency)
+            .ok_or(Reject::UnknownCurrency)?;
+        let minor =
+            money::parse_minor_units(&e.order.total, rate.minor_digits).map_err(
+                |err| match err {
+                    AmountError::Malformed | AmountError::TooPrecise | AmountError::Overflow => {
+                        Reject::BadValue
+                    }
+                },
+            )?;
         let usd_cents = rate.to_usd_cents(minor).ok_or(Reject::BadValue)?;
         for item in &e.order.line_items {
             if item.product_category.trim().is_empty() {
                 return Err(Reject::BadValue.into());
             }
-            money::parse_minor_units(&item.price, rate.minor_digits).map_err(|_| Reject::BadValue)?;
+            money::parse_minor_units(&item.price, rate.minor_digits)
+                .map_err(|_| Reject::BadValue)?;
         }
         let carbon_kg = match e.shipping.as_ref().and_then(|s| s.carbon_kg) {
             Some(kg) if kg.is_finite() && (0.0..=MAX_CARBON_KG).contains(&kg) => kg,
             Some(_) => return Err(Reject::BadValue.into()),
-            None => buyer.map_or(0.0, |(lat, lon)| estimate_carbon_kg(e.shop.lat, e.shop.lon, lat, lon)),
+            None => buyer.map_or(0.0, |(lat, lon)| {
+                estimate_carbon_kg(e.shop.lat, e.shop.lon, lat, lon)
+            }),
         };
         // Test orders are valid but never counted; checked last so a broken
         // test order is still reported as broken.
@@ -331,28 +343,82 @@ mod tests {
         let mut bad_utf8 = GOOD.as_bytes().to_vec();
         let at = GOOD.find("Austin").expect("fixture has Austin");
         bad_utf8[at] = 0xff;
-        assert_eq!(decoder().decode(Some(&bad_utf8)), Decoded::Rejected(Reject::InvalidUtf8));
+        assert_eq!(
+            decoder().decode(Some(&bad_utf8)),
+            Decoded::Rejected(Reject::InvalidUtf8)
+        );
         assert_eq!(rejected(&GOOD[..GOOD.len() / 2]), Reject::BadJson);
         assert_eq!(rejected("not json at all"), Reject::BadJson);
         assert_eq!(rejected(r#"["checkout.completed"]"#), Reject::WrongType);
-        assert_eq!(rejected(&with(&["occurred_at"], json!(null))), Reject::MissingField);
-        assert_eq!(rejected(&with(&["buyer", "id"], json!(null))), Reject::MissingField);
-        assert_eq!(rejected(&with(&["shop", "id"], json!("one"))), Reject::WrongType);
-        assert_eq!(rejected(&with(&["order", "test"], json!("no"))), Reject::WrongType);
-        assert_eq!(rejected(&with(&["shop", "id"], json!(-1))), Reject::BadValue);
-        assert_eq!(rejected(&with(&["shop", "lat"], json!(91.0))), Reject::BadValue);
-        assert_eq!(rejected(&with(&["buyer", "lon"], json!(-180.5))), Reject::BadValue);
-        assert_eq!(rejected(&with(&["buyer", "lon"], json!(null))), Reject::BadValue);
-        assert_eq!(rejected(&with(&["shop", "country"], json!("Canada"))), Reject::BadValue);
+        assert_eq!(
+            rejected(&with(&["occurred_at"], json!(null))),
+            Reject::MissingField
+        );
+        assert_eq!(
+            rejected(&with(&["buyer", "id"], json!(null))),
+            Reject::MissingField
+        );
+        assert_eq!(
+            rejected(&with(&["shop", "id"], json!("one"))),
+            Reject::WrongType
+        );
+        assert_eq!(
+            rejected(&with(&["order", "test"], json!("no"))),
+            Reject::WrongType
+        );
+        assert_eq!(
+            rejected(&with(&["shop", "id"], json!(-1))),
+            Reject::BadValue
+        );
+        assert_eq!(
+            rejected(&with(&["shop", "lat"], json!(91.0))),
+            Reject::BadValue
+        );
+        assert_eq!(
+            rejected(&with(&["buyer", "lon"], json!(-180.5))),
+            Reject::BadValue
+        );
+        assert_eq!(
+            rejected(&with(&["buyer", "lon"], json!(null))),
+            Reject::BadValue
+        );
+        assert_eq!(
+            rejected(&with(&["shop", "country"], json!("Canada"))),
+            Reject::BadValue
+        );
         assert_eq!(rejected(&with(&["event_id"], json!(""))), Reject::BadValue);
-        assert_eq!(rejected(&with(&["event_id"], json!("e".repeat(65)))), Reject::BadValue);
-        assert_eq!(rejected(&with(&["occurred_at"], json!("last tuesday"))), Reject::BadValue);
-        assert_eq!(rejected(&with(&["order", "total"], json!("12.999"))), Reject::BadValue);
-        assert_eq!(rejected(&with(&["order", "total"], json!("-5.00"))), Reject::BadValue);
-        assert_eq!(rejected(&with(&["order", "total"], json!(129.99))), Reject::WrongType);
-        assert_eq!(rejected(&with(&["shipping", "carbon_kg"], json!(-1.0))), Reject::BadValue);
-        assert_eq!(rejected(&with(&["order", "currency"], json!("XTS"))), Reject::UnknownCurrency);
-        assert_eq!(rejected(&with(&["order", "currency"], json!("usd"))), Reject::BadValue);
+        assert_eq!(
+            rejected(&with(&["event_id"], json!("e".repeat(65)))),
+            Reject::BadValue
+        );
+        assert_eq!(
+            rejected(&with(&["occurred_at"], json!("last tuesday"))),
+            Reject::BadValue
+        );
+        assert_eq!(
+            rejected(&with(&["order", "total"], json!("12.999"))),
+            Reject::BadValue
+        );
+        assert_eq!(
+            rejected(&with(&["order", "total"], json!("-5.00"))),
+            Reject::BadValue
+        );
+        assert_eq!(
+            rejected(&with(&["order", "total"], json!(129.99))),
+            Reject::WrongType
+        );
+        assert_eq!(
+            rejected(&with(&["shipping", "carbon_kg"], json!(-1.0))),
+            Reject::BadValue
+        );
+        assert_eq!(
+            rejected(&with(&["order", "currency"], json!("XTS"))),
+            Reject::UnknownCurrency
+        );
+        assert_eq!(
+            rejected(&with(&["order", "currency"], json!("usd"))),
+            Reject::BadValue
+        );
     }
 
     #[test]
@@ -382,7 +448,9 @@ mod tests {
         use serde_json::json;
         let extra = with(&["order", "gift_wrap"], json!({"color": "red"}));
         assert!(matches!(decode_str(&extra), Decoded::Checkout(_)));
-        let Decoded::Checkout(c) = decode_str(&with(&["order", "channel"], json!("carrier_pigeon"))) else {
+        let Decoded::Checkout(c) =
+            decode_str(&with(&["order", "channel"], json!("carrier_pigeon")))
+        else {
             panic!("unknown channel must be kept")
         };
         assert_eq!(c.channel, Channel::Other);
@@ -401,15 +469,25 @@ mod tests {
         };
         assert_eq!(c.buyer, None);
         let yen = with(&["order", "currency"], json!("JPY"));
-        let yen = yen.replace("\"129.99\"", "\"1500\"").replace("\"59.99\"", "\"750\"");
-        let Decoded::Checkout(c) = decode_str(&yen) else { panic!("yen order") };
+        let yen = yen
+            .replace("\"129.99\"", "\"1500\"")
+            .replace("\"59.99\"", "\"750\"");
+        let Decoded::Checkout(c) = decode_str(&yen) else {
+            panic!("yen order")
+        };
         assert_eq!(c.usd_cents, 1_005);
     }
 
     #[test]
     fn demo_generator_verdicts_match_its_intent() {
         use livemap_events::demo::{DemoMix, Generator, Kind, Malformed};
-        let mut g = Generator::new(11, DemoMix { malformed: 0.02, ..DemoMix::default() });
+        let mut g = Generator::new(
+            11,
+            DemoMix {
+                malformed: 0.02,
+                ..DemoMix::default()
+            },
+        );
         let d = decoder();
         let mut buf = Vec::new();
         for i in 0..50_000 {
@@ -432,7 +510,11 @@ mod tests {
                     })
                 }
             };
-            assert!(ok, "{kind:?} decoded as {got:?}: {}", String::from_utf8_lossy(&buf));
+            assert!(
+                ok,
+                "{kind:?} decoded as {got:?}: {}",
+                String::from_utf8_lossy(&buf)
+            );
         }
     }
 }

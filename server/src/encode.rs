@@ -36,13 +36,19 @@ impl Frame {
             rates: PublicRates {
                 orders_per_minute: s.rates.orders_per_minute,
                 gmv_usd_cents_per_minute: s.rates.gmv_usd_cents_per_minute,
-                minute_start: (s.rates.minute_start_ms != 0).then(|| format_rfc3339_ms(s.rates.minute_start_ms)),
+                minute_start: (s.rates.minute_start_ms != 0)
+                    .then(|| format_rfc3339_ms(s.rates.minute_start_ms)),
             },
             ingest: PublicIngest {
                 accepted: s.ingest.accepted,
                 duplicates: s.ingest.duplicates,
                 filtered: s.ingest.filtered,
-                rejected: s.ingest.rejected.iter().map(|(r, n)| (r.as_str(), *n)).collect(),
+                rejected: s
+                    .ingest
+                    .rejected
+                    .iter()
+                    .map(|(r, n)| (r.as_str(), *n))
+                    .collect(),
             },
             trends: s
                 .trends

@@ -103,6 +103,10 @@ mod tests {
         let mut a = sketch(0..60_000);
         let b = sketch(40_000..100_000);
         a.merge(&b);
-        assert_eq!(a, sketch(0..100_000), "merge equals the sketch of the whole stream");
+        assert_eq!(
+            a,
+            sketch(0..100_000),
+            "merge equals the sketch of the whole stream"
+        );
     }
 }

@@ -92,7 +92,11 @@ impl Engine {
         if checkout.event_time_ms > now_ms.saturating_add(self.future_tolerance_ms) {
             return self.reject(Reject::FutureTime);
         }
-        if self.dedup.check(checkout.event_id_hash, checkout.event_time_ms) == Seen::Duplicate {
+        if self
+            .dedup
+            .check(checkout.event_id_hash, checkout.event_time_ms)
+            == Seen::Duplicate
+        {
             self.counts.duplicates += 1;
             return;
         }
@@ -139,7 +143,13 @@ mod tests {
 
     #[test]
     fn counts_match_the_generator_exactly() {
-        let mut g = Generator::new(5, DemoMix { malformed: 0.01, ..DemoMix::default() });
+        let mut g = Generator::new(
+            5,
+            DemoMix {
+                malformed: 0.01,
+                ..DemoMix::default()
+            },
+        );
         let mut engine = Engine::new(EngineConfig::default());
         let mut buf = Vec::new();
         let (mut accepted, mut dups, mut filtered, mut rejected) = (0u64, 0u64, 0u64, 0u64);
@@ -179,6 +189,9 @@ mod tests {
         engine.ingest(Some(&msg), NOW);
         assert_eq!(engine.counts.rejected[Reject::FutureTime as usize], 1);
         assert_eq!(engine.aggregate.orders, 0);
-        assert_eq!(engine.counts.rejected_by_reason(), vec![("future_time".to_owned(), 1)]);
+        assert_eq!(
+            engine.counts.rejected_by_reason(),
+            vec![("future_time".to_owned(), 1)]
+        );
     }
 }

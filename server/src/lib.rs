@@ -104,7 +104,9 @@ pub async fn run_with_clock(
     };
 
     if !fanout::wasm_embedded() {
-        tracing::warn!("this build has no globe: run scripts/build-wasm.sh, then rebuild the server");
+        tracing::warn!(
+            "this build has no globe: run scripts/build-wasm.sh, then rebuild the server"
+        );
     }
     let app = fanout::router(fanout::AppState {
         frames: frames_rx,

@@ -57,14 +57,14 @@ impl Snapshotter {
             self.recent_arcs.push_back(*a);
         }
         let agg = &engine.aggregate;
-        let rates = agg
-            .minutes
-            .last_full_minute()
-            .map_or_else(Rates::default, |(minute, bucket)| Rates {
-                orders_per_minute: bucket.orders as f64,
-                gmv_usd_cents_per_minute: bucket.usd_cents,
-                minute_start_ms: minute * MINUTE_MS,
-            });
+        let rates =
+            agg.minutes
+                .last_full_minute()
+                .map_or_else(Rates::default, |(minute, bucket)| Rates {
+                    orders_per_minute: bucket.orders as f64,
+                    gmv_usd_cents_per_minute: bucket.usd_cents,
+                    minute_start_ms: minute * MINUTE_MS,
+                });
         let snapshot = Snapshot {
             version: self.version,
             generated_at_ms: now_ms,

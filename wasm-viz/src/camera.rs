@@ -187,7 +187,7 @@ impl Layout {
         // Radius: 0.78 of the half-height, but never wider than 0.92 of the
         // half-width.
         let radius_ndc_y = 0.78f64.min(0.92 * aspect);
-        let shift = (0.13 * landscape, -0.30 * portrait);
+        let shift = (0.13 * landscape, -0.25 * portrait);
         let k = radius_ndc_y * (FOVY_DEG.to_radians() / 2.0).tan();
         let distance = (1.0 + 1.0 / (k * k)).sqrt();
         Layout {

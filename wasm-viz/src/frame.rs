@@ -10,8 +10,8 @@ use crate::camera::View;
 pub const TRAIL_FLOATS: usize = 16;
 /// Floats per ring instance: `center.xyz, rgb, progress, size`.
 pub const RING_FLOATS: usize = 8;
-/// Largest ring radius, in globe radii (about 200 km).
-pub const RING_RADIUS: f32 = 0.032;
+/// Largest ring radius, in globe radii (about 270 km).
+pub const RING_RADIUS: f32 = 0.042;
 
 #[derive(Clone, Debug, Default)]
 pub struct FrameData {
@@ -68,7 +68,7 @@ pub fn build(view: &View, arcs: &ArcField, now_ms: f64, dot_spacing: f64, out: &
     let r_y = view.layout.radius_ndc_y;
     out.globe_radius_ndc = [(r_y / view.viewport.aspect()) as f32, r_y as f32];
     out.dpr = dpr as f32;
-    out.line_width_px = (r_px * 0.0055).clamp(1.2 * dpr, 6.0 * dpr) as f32;
+    out.line_width_px = (r_px * 0.0085).clamp(1.5 * dpr, 7.0 * dpr) as f32;
     out.dot_size_px = (dot_spacing * r_px * 0.55).clamp(1.0, 8.0 * dpr) as f32;
 
     out.trails.clear();
@@ -220,7 +220,7 @@ mod tests {
             build(&cam.view(), &arcs, 0.0, 0.0117, &mut frame);
             let d = frame.dpr;
             assert!(frame.dot_size_px >= 1.0 && frame.dot_size_px <= 8.0 * d);
-            assert!(frame.line_width_px >= 1.2 * d && frame.line_width_px <= 6.0 * d);
+            assert!(frame.line_width_px >= 1.5 * d && frame.line_width_px <= 7.0 * d);
             assert_eq!(
                 frame.viewport_px,
                 [(w * f64::from(d)) as f32, (h * f64::from(d)) as f32]

@@ -105,8 +105,8 @@ pub fn unit_to_lat_lon(v: Vec3) -> (f64, f64) {
 
 /// Peak altitude of an arc, in globe radii, per radian of great-circle
 /// distance; capped so that antipodal arcs stay on screen.
-pub const HEIGHT_PER_RADIAN: f64 = 0.16;
-pub const MAX_HEIGHT: f64 = 0.42;
+pub const HEIGHT_PER_RADIAN: f64 = 0.11;
+pub const MAX_HEIGHT: f64 = 0.28;
 
 /// A great-circle arc from `start` through `tangent` over `angle` radians,
 /// rising to `height` globe radii above the surface at its middle.

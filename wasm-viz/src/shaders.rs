@@ -151,10 +151,10 @@ void main() {
   float r = length(v_p) / u_rsil;
   float g;
   if (r < 1.0) {
-    g = pow(r, 14.0) * 0.55;
+    g = pow(r, 18.0) * 0.38;
   } else {
     float x = r - 1.0;
-    g = 0.55 * exp(-x * 16.0) + 0.16 * exp(-x * 4.0);
+    g = 0.38 * exp(-x * 18.0) + 0.12 * exp(-x * 4.5);
   }
   o_color = vec4(vec3(0.28, 0.58, 1.0) * g, 1.0);
 }
@@ -208,8 +208,8 @@ void main() {
   float w = u_width * i_style.x * mix(0.3, 1.0, a_s);
   cp.xy += vec2(-d.y, d.x) * a_side * w / u_viewport * cp.w;
   gl_Position = cp;
-  float a = pow(a_s, 1.7) * i_style.z;
-  v_color = mix(i_color, vec3(1.0), 0.55 * pow(a_s, 8.0)) * a;
+  float a = pow(a_s, 1.3) * i_style.z * 1.25;
+  v_color = mix(i_color, vec3(1.0), 0.5 * pow(a_s, 10.0)) * a;
   v_edge = a_side;
 }
 "#

@@ -59,7 +59,10 @@ impl Channel {
     }
 
     fn from_u8(v: u8) -> Channel {
-        Channel::ALL.get(usize::from(v)).copied().unwrap_or_default()
+        Channel::ALL
+            .get(usize::from(v))
+            .copied()
+            .unwrap_or_default()
     }
 }
 
@@ -335,8 +338,14 @@ mod tests {
                 change: 0.25,
             }],
             arcs: vec![Arc {
-                from: LatLon { lat: 43.6, lon: -79.4 },
-                to: LatLon { lat: 30.3, lon: -97.7 },
+                from: LatLon {
+                    lat: 43.6,
+                    lon: -79.4,
+                },
+                to: LatLon {
+                    lat: 30.3,
+                    lon: -97.7,
+                },
                 usd_cents: 12_999,
                 at_ms: 1_795_000_000_123,
                 channel: Channel::MobileApp,
@@ -353,7 +362,10 @@ mod tests {
 
     #[test]
     fn rejects_foreign_and_truncated_buffers() {
-        assert!(matches!(decode(b"not a flatbuffer"), Err(DecodeError::WrongIdentifier)));
+        assert!(matches!(
+            decode(b"not a flatbuffer"),
+            Err(DecodeError::WrongIdentifier)
+        ));
         let buf = encode(&sample());
         assert!(decode(&buf[..buf.len() / 2]).is_err());
     }

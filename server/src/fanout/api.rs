@@ -23,7 +23,9 @@ pub async fn snapshot(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 /// `GET /sse`: one `snapshot` event, the JSON document, per tick.
-pub async fn sse(State(state): State<AppState>) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+pub async fn sse(
+    State(state): State<AppState>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let mut rx = state.frames.clone();
     let shutdown = state.shutdown.clone();
     let stream = async_stream(move |yield_| async move {
@@ -37,7 +39,10 @@ pub async fn sse(State(state): State<AppState>) -> Sse<impl Stream<Item = Result
             // The JSON is one line (serde_json writes no newlines), as an
             // SSE data field requires.
             let data = String::from_utf8_lossy(&frame.json).into_owned();
-            let event = Event::default().event("snapshot").id(frame.version.to_string()).data(data);
+            let event = Event::default()
+                .event("snapshot")
+                .id(frame.version.to_string())
+                .data(data);
             if yield_.send(Ok(event)).await.is_err() {
                 break;
             }
@@ -66,4 +71,3 @@ fn tokio_stream_from<T>(mut rx: tokio::sync::mpsc::Receiver<T>) -> impl Stream<I
 pub async fn healthz() -> &'static str {
     "ok\n"
 }
-

@@ -24,9 +24,9 @@ pub struct PollQuery {
 
 pub async fn poll(State(state): State<AppState>, Query(q): Query<PollQuery>) -> Response {
     let mut rx = state.frames.clone();
-    let wait = q
-        .timeout
-        .map_or(state.poll_timeout, |s| Duration::from_secs(s).min(state.poll_timeout));
+    let wait = q.timeout.map_or(state.poll_timeout, |s| {
+        Duration::from_secs(s).min(state.poll_timeout)
+    });
     let current = rx.borrow_and_update().clone();
     if current.version != q.v {
         return binary(&current);
@@ -44,7 +44,10 @@ pub async fn poll(State(state): State<AppState>, Query(q): Query<PollQuery>) -> 
 fn binary(frame: &crate::encode::Frame) -> Response {
     let mut response = frame.binary.clone().into_response();
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert("x-livemap-version", HeaderValue::from(frame.version));
     response

@@ -26,7 +26,12 @@ const STEP: Duration = Duration::from_millis(10);
 const MAX_BATCH: usize = 2_048;
 
 /// Runs until `cancel` fires or the engine side of `tx` is gone.
-pub fn run(config: DemoConfig, clock: Arc<dyn Clock>, tx: mpsc::Sender<Batch>, cancel: CancellationToken) {
+pub fn run(
+    config: DemoConfig,
+    clock: Arc<dyn Clock>,
+    tx: mpsc::Sender<Batch>,
+    cancel: CancellationToken,
+) {
     let mut generator = Generator::new(config.seed, DemoMix::default());
     let mut buf = Vec::with_capacity(1024);
     let mut arena = BytesMut::with_capacity(1 << 20);

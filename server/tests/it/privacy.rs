@@ -28,16 +28,32 @@ async fn browser_payloads_carry_no_personal_data() {
     }
     assert!(secrets.len() > 1_000);
 
-    let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url()).await.expect("connects");
+    let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url())
+        .await
+        .expect("connects");
     let mut payloads: Vec<Vec<u8>> = Vec::new();
     let mut arcs_seen = 0;
     while arcs_seen < 200 {
-        let msg = tokio::time::timeout(PATIENCE, ws.next()).await.expect("frame").expect("open").expect("ok");
-        let Message::Binary(bytes) = msg else { continue };
+        let msg = tokio::time::timeout(PATIENCE, ws.next())
+            .await
+            .expect("frame")
+            .expect("open")
+            .expect("ok");
+        let Message::Binary(bytes) = msg else {
+            continue;
+        };
         let snap = livemap_wire::decode(&bytes).expect("snapshot");
         for a in &snap.arcs {
-            assert!(is_coarsened(a.from.lat, a.from.lon), "shop point {:?} is not on the grid", a.from);
-            assert!(is_coarsened(a.to.lat, a.to.lon), "buyer point {:?} is not on the grid", a.to);
+            assert!(
+                is_coarsened(a.from.lat, a.from.lon),
+                "shop point {:?} is not on the grid",
+                a.from
+            );
+            assert!(
+                is_coarsened(a.to.lat, a.to.lon),
+                "buyer point {:?} is not on the grid",
+                a.to
+            );
         }
         arcs_seen += snap.arcs.len();
         payloads.push(bytes.to_vec());
@@ -51,7 +67,10 @@ async fn browser_payloads_carry_no_personal_data() {
         for end in ["from", "to"] {
             let lat = arc[end][0].as_f64().expect("lat") as f32;
             let lon = arc[end][1].as_f64().expect("lon") as f32;
-            assert!(is_coarsened(lat, lon), "{end} {lat},{lon} is not on the grid");
+            assert!(
+                is_coarsened(lat, lon),
+                "{end} {lat},{lon} is not on the grid"
+            );
         }
     }
     payloads.push(json.to_string().into_bytes());

@@ -18,10 +18,16 @@ async fn snapshot_json_has_every_public_field() {
     .await;
     assert!(s["version"].as_u64().is_some());
     let generated = s["generated_at"].as_str().expect("generated_at");
-    assert!(livemap_events::time::parse_rfc3339_ms(generated).is_some(), "{generated}");
+    assert!(
+        livemap_events::time::parse_rfc3339_ms(generated).is_some(),
+        "{generated}"
+    );
     assert_eq!(s["stale"], serde_json::json!(false));
     for field in ["orders", "gmv_usd_cents", "unique_shoppers"] {
-        assert!(s["totals"][field].as_u64().is_some(), "totals.{field} is an integer: {s}");
+        assert!(
+            s["totals"][field].as_u64().is_some(),
+            "totals.{field} is an integer: {s}"
+        );
     }
     assert!(s["totals"]["carbon_kg"].as_f64().is_some_and(|kg| kg > 0.0));
     assert!(s["totals"]["gmv_usd_cents"].as_u64() > Some(0));
@@ -46,17 +52,25 @@ async fn snapshot_json_has_every_public_field() {
             assert_eq!(p.len(), 2);
         }
         assert!(arc["usd_cents"].as_u64().is_some());
-        assert!(arc["at"].as_str().and_then(livemap_events::time::parse_rfc3339_ms).is_some());
+        assert!(arc["at"]
+            .as_str()
+            .and_then(livemap_events::time::parse_rfc3339_ms)
+            .is_some());
     }
 
     let v1 = s["version"].as_u64().expect("version");
-    eventually("a newer version", || async { (server.snapshot().await["version"].as_u64()? > v1).then_some(()) }).await;
+    eventually("a newer version", || async {
+        (server.snapshot().await["version"].as_u64()? > v1).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn websocket_pushes_every_tick_with_growing_versions() {
     let server = TestServer::start(|_| {}).await;
-    let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url()).await.expect("WebSocket connects");
+    let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url())
+        .await
+        .expect("WebSocket connects");
     let mut last: Option<livemap_wire::Snapshot> = None;
     for _ in 0..6 {
         let msg = tokio::time::timeout(PATIENCE, ws.next())
@@ -71,7 +85,10 @@ async fn websocket_pushes_every_tick_with_growing_versions() {
         assert_eq!(snap.tick_ms, 200);
         if let Some(prev) = &last {
             assert!(snap.version > prev.version, "versions grow");
-            assert!(snap.totals.orders >= prev.totals.orders, "totals never go back");
+            assert!(
+                snap.totals.orders >= prev.totals.orders,
+                "totals never go back"
+            );
             assert!(snap.totals.gmv_usd_cents >= prev.totals.gmv_usd_cents);
         }
         last = Some(snap);
@@ -84,7 +101,11 @@ async fn long_poll_answers_at_once_when_behind_and_waits_when_current() {
     // Ticks far apart, so "current" stays current for the whole test.
     let server = TestServer::start(|c| c.tick = Duration::from_secs(60)).await;
     let client = reqwest::Client::new();
-    let resp = client.get(server.url("/api/poll?v=0")).send().await.expect("poll");
+    let resp = client
+        .get(server.url("/api/poll?v=0"))
+        .send()
+        .await
+        .expect("poll");
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["content-type"], "application/octet-stream");
     let version: u64 = resp.headers()["x-livemap-version"]
@@ -92,7 +113,8 @@ async fn long_poll_answers_at_once_when_behind_and_waits_when_current() {
         .expect("ascii")
         .parse()
         .expect("a number");
-    let snap = livemap_wire::decode(&resp.bytes().await.expect("body")).expect("FlatBuffers snapshot");
+    let snap =
+        livemap_wire::decode(&resp.bytes().await.expect("body")).expect("FlatBuffers snapshot");
     assert_eq!(snap.version, version);
 
     let resp = client
@@ -103,7 +125,11 @@ async fn long_poll_answers_at_once_when_behind_and_waits_when_current() {
     assert_eq!(resp.status(), 204, "nothing newer within the wait");
 
     // A version from some other life of the server is answered at once.
-    let resp = client.get(server.url(&format!("/api/poll?v={}", version + 1000))).send().await.expect("poll");
+    let resp = client
+        .get(server.url(&format!("/api/poll?v={}", version + 1000)))
+        .send()
+        .await
+        .expect("poll");
     assert_eq!(resp.status(), 200);
 }
 
@@ -111,9 +137,21 @@ async fn long_poll_answers_at_once_when_behind_and_waits_when_current() {
 async fn long_poll_returns_the_next_snapshot_when_it_is_built() {
     let server = TestServer::start(|_| {}).await;
     let client = reqwest::Client::new();
-    let first = client.get(server.url("/api/poll?v=0")).send().await.expect("poll");
-    let v1: u64 = first.headers()["x-livemap-version"].to_str().expect("ascii").parse().expect("number");
-    let next = client.get(server.url(&format!("/api/poll?v={v1}"))).send().await.expect("poll");
+    let first = client
+        .get(server.url("/api/poll?v=0"))
+        .send()
+        .await
+        .expect("poll");
+    let v1: u64 = first.headers()["x-livemap-version"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("number");
+    let next = client
+        .get(server.url(&format!("/api/poll?v={v1}")))
+        .send()
+        .await
+        .expect("poll");
     assert_eq!(next.status(), 200);
     let snap = livemap_wire::decode(&next.bytes().await.expect("body")).expect("snapshot");
     assert!(snap.version > v1);
@@ -124,7 +162,10 @@ async fn sse_streams_json_snapshots() {
     let server = TestServer::start(|_| {}).await;
     let resp = reqwest::get(server.url("/sse")).await.expect("GET /sse");
     assert_eq!(resp.status(), 200);
-    assert!(resp.headers()["content-type"].to_str().expect("ascii").starts_with("text/event-stream"));
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .expect("ascii")
+        .starts_with("text/event-stream"));
     let mut body = resp.bytes_stream();
     let mut text = String::new();
     let mut versions = Vec::new();
@@ -151,19 +192,30 @@ async fn serves_the_page_and_refuses_unknown_paths() {
     let server = TestServer::start(|_| {}).await;
     let page = reqwest::get(server.url("/")).await.expect("GET /");
     assert_eq!(page.status(), 200);
-    assert!(page.headers()["content-type"].to_str().expect("ascii").starts_with("text/html"));
+    assert!(page.headers()["content-type"]
+        .to_str()
+        .expect("ascii")
+        .starts_with("text/html"));
     assert!(page.text().await.expect("body").contains("app.js"));
-    let missing = reqwest::get(server.url("/no/such/thing")).await.expect("GET");
+    let missing = reqwest::get(server.url("/no/such/thing"))
+        .await
+        .expect("GET");
     assert_eq!(missing.status(), 404);
-    let health = reqwest::get(server.url("/healthz")).await.expect("GET /healthz");
+    let health = reqwest::get(server.url("/healthz"))
+        .await
+        .expect("GET /healthz");
     assert_eq!(health.status(), 200);
 }
 
 #[tokio::test]
 async fn shutdown_closes_streams_and_returns() {
     let server = TestServer::start(|_| {}).await;
-    let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url()).await.expect("connects");
-    let first = tokio::time::timeout(PATIENCE, ws.next()).await.expect("first frame");
+    let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url())
+        .await
+        .expect("connects");
+    let first = tokio::time::timeout(PATIENCE, ws.next())
+        .await
+        .expect("first frame");
     assert!(first.is_some());
     server.stop().await.expect("clean shutdown");
     // The socket ends (a close frame, then the end of the stream).
@@ -183,7 +235,9 @@ async fn shutdown_closes_streams_and_returns() {
 async fn oversized_client_frames_close_the_socket() {
     use futures_util::SinkExt;
     let server = TestServer::start(|_| {}).await;
-    let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url()).await.expect("connects");
+    let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url())
+        .await
+        .expect("connects");
     let _ = ws.send(Message::Binary(vec![0u8; 64 * 1024].into())).await;
     let closed = tokio::time::timeout(PATIENCE, async {
         loop {

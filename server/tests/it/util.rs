@@ -20,12 +20,19 @@ pub struct TestServer {
 impl TestServer {
     /// Starts the server on 127.0.0.1:0 with the demo source at a test rate.
     pub async fn start(adjust: impl FnOnce(&mut Config)) -> TestServer {
-        let mut config = Config::default();
-        config.demo_rate = 5_000;
-        config.demo_seed = 42;
-        config.engine.seed = 42;
+        let mut config = Config {
+            demo_rate: 5_000,
+            demo_seed: 42,
+            engine: livemap_server::ingest::EngineConfig {
+                seed: 42,
+                ..Default::default()
+            },
+            ..Config::default()
+        };
         adjust(&mut config);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind port 0");
         let addr = listener.local_addr().expect("local addr");
         let (stop, stopped) = oneshot::channel::<()>();
         let handle = tokio::spawn(livemap_server::run(listener, config, async move {
@@ -59,7 +66,9 @@ impl TestServer {
     }
 
     pub async fn snapshot(&self) -> serde_json::Value {
-        let resp = reqwest::get(self.url("/api/snapshot")).await.expect("GET /api/snapshot");
+        let resp = reqwest::get(self.url("/api/snapshot"))
+            .await
+            .expect("GET /api/snapshot");
         assert_eq!(resp.status(), 200);
         resp.json().await.expect("snapshot is JSON")
     }
@@ -85,7 +94,10 @@ where
         if let Some(v) = probe().await {
             return v;
         }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -1,0 +1,41 @@
+//! Ingest throughput on one core: decode + filter + de-duplicate +
+//! aggregate + arc sampling over the demo's contract mix (about 90 % other
+//! event types). Run with `cargo bench -p livemap-server --bench ingest`.
+
+use std::time::Instant;
+
+use livemap_events::demo::{DemoMix, Generator};
+use livemap_server::ingest::{Engine, EngineConfig};
+
+fn main() {
+    const N: usize = 1_000_000;
+    const NOW: i64 = 1_795_788_000_000;
+    let mut generator = Generator::new(1, DemoMix::default());
+    let mut buf = Vec::new();
+    let messages: Vec<Vec<u8>> = (0..N)
+        .map(|i| {
+            generator.next_message(NOW + (i as i64) / 100, &mut buf);
+            buf.clone()
+        })
+        .collect();
+    let bytes: usize = messages.iter().map(Vec::len).sum();
+    let mut best = f64::MAX;
+    for _ in 0..3 {
+        let mut engine = Engine::new(EngineConfig::default());
+        let started = Instant::now();
+        for (i, m) in messages.iter().enumerate() {
+            engine.ingest(Some(m), NOW + (i as i64) / 100);
+            if i % 40_000 == 0 {
+                // A tick's worth of arcs, as the snapshot stage would take.
+                std::hint::black_box(engine.take_arcs());
+            }
+        }
+        best = best.min(started.elapsed().as_secs_f64());
+        std::hint::black_box(&engine.aggregate.orders);
+    }
+    println!(
+        "ingest: {N} messages ({:.0} bytes avg) in {best:.3} s: {:.2} M events/s on one core",
+        bytes as f64 / N as f64,
+        N as f64 / best / 1e6
+    );
+}
