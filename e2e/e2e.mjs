@@ -6,12 +6,12 @@
 //     the picture changes over time, and the counters rise.
 //  2. Behind a proxy that refuses WebSocket upgrades: the page falls back
 //     to long-poll and still updates.
-// Screenshots go to e2e/out/ for people to look at.
+// Screenshots go to e2e/out/ for people to look at. Playwright gives the
+// browser a fresh temporary profile of its own.
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
@@ -122,7 +122,7 @@ async function main() {
     args: [
       '--no-sandbox', '--no-first-run', '--disable-background-networking', '--disable-component-update',
       '--disable-sync', '--disable-quic', '--use-angle=swiftshader', '--enable-unsafe-swiftshader',
-      '--ignore-gpu-blocklist', `--user-data-dir=${mkdtempSync(path.join(tmpdir(), 'livemap-e2e-'))}`,
+      '--ignore-gpu-blocklist',
     ],
   });
   cleanups.push(() => browser.close());

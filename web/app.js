@@ -249,11 +249,13 @@ function formatCarbon(kg) {
   return `${t < 1000 ? fmt1.format(t) : fmt0.format(t)} t`;
 }
 
+/** Updates a counter element; returns whether anything changed. */
 function setCounter(el, value, text) {
   const v = String(value);
-  if (el.dataset.value === v) return;
+  if (el.dataset.value === v) return false;
   el.dataset.value = v;
   el.textContent = text;
+  return true;
 }
 
 function updateCounters(now) {
@@ -262,7 +264,11 @@ function updateCounters(now) {
   const opm = Math.round(c[1]);
   const shoppers = Math.floor(c[2]);
   const kg = Math.floor(c[3]);
-  setCounter(counterEls.sales, dollars, `$${fmt0.format(dollars)}`);
+  const sales = `$${fmt0.format(dollars)}`;
+  if (setCounter(counterEls.sales, dollars, sales)) {
+    // $100,000,000 and up: step the hero size down so it stays clear of the globe.
+    counterEls.sales.classList.toggle('long', sales.length > 12);
+  }
   setCounter(counterEls.opm, opm, fmt0.format(opm));
   setCounter(counterEls.shoppers, shoppers, fmt0.format(shoppers));
   setCounter(counterEls.carbon, kg, formatCarbon(kg));
@@ -389,7 +395,7 @@ async function main() {
     // Keep the numbers going even where the globe cannot be drawn.
     globe = wasm.Globe.withoutGraphics();
     canvas.hidden = true;
-    showMessage('This screen cannot show the 3D globe (WebGL2 is not available). The totals below are still live.', e);
+    showMessage('This screen cannot show the 3D globe (WebGL2 is not available). The totals are still live.', e);
   }
   resize();
   new ResizeObserver(resize).observe(canvas);

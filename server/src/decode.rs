@@ -518,3 +518,69 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    //! Property tests standing in for a fuzzer: whatever the bytes, the
+    //! decoder answers with a verdict and never panics.
+
+    use super::*;
+    use proptest::prelude::*;
+
+    fn decoder() -> &'static Decoder {
+        static DECODER: std::sync::OnceLock<Decoder> = std::sync::OnceLock::new();
+        DECODER.get_or_init(|| Decoder::new(FxTable::default()))
+    }
+
+    fn valid_event() -> Vec<u8> {
+        static EVENT: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+        EVENT
+            .get_or_init(|| {
+                livemap_events::demo::Generator::new(3, Default::default())
+                    .checkout(1_795_788_191_123)
+            })
+            .clone()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(20_000))]
+
+        #[test]
+        fn arbitrary_bytes_get_a_verdict(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+            let _ = decoder().decode(Some(&bytes));
+        }
+
+        #[test]
+        fn mutated_events_get_a_verdict(
+            edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let mut bytes = valid_event();
+            for (at, byte) in edits {
+                let i = at.index(bytes.len());
+                bytes[i] = byte;
+            }
+            let end = cut.index(bytes.len() + 1).max(bytes.len() / 2);
+            let verdict = decoder().decode(Some(&bytes[..end.min(bytes.len())]));
+            // A checkout that survives mutation is still a valid one.
+            if let Decoded::Checkout(c) = verdict {
+                prop_assert!((-90.0..=90.0).contains(&c.shop_lat));
+            }
+        }
+
+        #[test]
+        fn json_shaped_noise_gets_a_verdict(
+            total in "[0-9.\\-e]{0,12}",
+            lat in any::<f64>(),
+            currency in "[A-Za-z]{0,4}",
+            ts in "[0-9TZ:.+\\-]{0,30}",
+        ) {
+            let mut v: serde_json::Value = serde_json::from_slice(&valid_event()).expect("valid");
+            v["order"]["total"] = serde_json::json!(total);
+            v["buyer"]["lat"] = serde_json::json!(lat);
+            v["order"]["currency"] = serde_json::json!(currency);
+            v["occurred_at"] = serde_json::json!(ts);
+            let _ = decoder().decode(Some(v.to_string().as_bytes()));
+        }
+    }
+}

@@ -10,8 +10,8 @@ use crate::camera::View;
 pub const TRAIL_FLOATS: usize = 16;
 /// Floats per ring instance: `center.xyz, rgb, progress, size`.
 pub const RING_FLOATS: usize = 8;
-/// Largest ring radius, in globe radii (about 270 km).
-pub const RING_RADIUS: f32 = 0.042;
+/// Largest ring radius, in globe radii (about 250 km).
+pub const RING_RADIUS: f32 = 0.04;
 
 #[derive(Clone, Debug, Default)]
 pub struct FrameData {

@@ -99,7 +99,7 @@ out float v_a;
 void main() {
   vec3 n = normalize(a_pos);
   float facing = dot(n, normalize(u_eye - a_pos));
-  v_a = smoothstep(0.0, 0.5, facing);
+  v_a = smoothstep(0.06, 0.55, facing);
   gl_PointSize = u_size * mix(0.6, 1.0, v_a);
   gl_Position = facing > 0.0 ? u_mvp * vec4(a_pos * 1.001, 1.0) : vec4(2.0, 2.0, 2.0, 1.0);
 }
@@ -170,7 +170,13 @@ layout(location = 6) in vec3 i_style;  // width, head_alpha, intensity
 uniform mat4 u_mvp;
 uniform vec2 u_viewport;
 uniform float u_width;
+uniform vec3 u_eye;
 const float PI = 3.14159265;
+// Dimmer on the far side of the globe, where only the raised part of an
+// arc peeks out past the limb: it hints at activity without clutter.
+float near_side(vec3 p) {
+  return mix(0.25, 1.0, smoothstep(-0.3, 0.1, dot(normalize(p), normalize(u_eye))));
+}
 vec3 arc_point(float t) {
   float a = t * i_arc.x;
   vec3 dir = i_start * cos(a) + i_tangent * sin(a);
@@ -208,7 +214,7 @@ void main() {
   float w = u_width * i_style.x * mix(0.3, 1.0, a_s);
   cp.xy += vec2(-d.y, d.x) * a_side * w / u_viewport * cp.w;
   gl_Position = cp;
-  float a = pow(a_s, 1.3) * i_style.z * 1.25;
+  float a = pow(a_s, 1.3) * i_style.z * 1.25 * near_side(p);
   v_color = mix(i_color, vec3(1.0), 0.5 * pow(a_s, 10.0)) * a;
   v_edge = a_side;
 }
@@ -233,19 +239,19 @@ pub fn head_vs() -> String {
     format!(
         "#version 300 es\n{ARC_COMMON}{}",
         r#"
-uniform vec3 u_eye;
 out vec2 v_uv;
 out vec3 v_color;
 void main() {
   vec2 c = vec2(float(gl_VertexID & 1), float((gl_VertexID >> 1) & 1)) * 2.0 - 1.0;
   vec3 p = arc_point(i_arc.z);
+  float vis = near_side(p);
   p += normalize(u_eye - p) * 0.01;
   vec4 cp = u_mvp * vec4(p, 1.0);
   float radius = u_width * i_style.x * 4.5;
   cp.xy += c * radius * 2.0 / u_viewport * cp.w;
   gl_Position = i_style.y > 0.0 ? cp : vec4(2.0, 2.0, 2.0, 1.0);
   v_uv = c;
-  v_color = i_color * i_style.y * i_style.z;
+  v_color = i_color * i_style.y * i_style.z * vis;
 }
 "#
     )
@@ -302,7 +308,7 @@ out vec4 o_color;
 void main() {
   float r = length(v_uv);
   float fade = pow(1.0 - v_progress, 1.6);
-  float ring = smoothstep(0.68, 0.86, r) * (1.0 - smoothstep(0.86, 1.0, r));
+  float ring = smoothstep(0.62, 0.84, r) * (1.0 - smoothstep(0.84, 1.0, r)) * 1.3;
   float fill = 0.18 * (1.0 - smoothstep(0.0, 0.9, r));
   float flash = exp(-r * r * 30.0) * pow(1.0 - v_progress, 4.0) * 1.5;
   o_color = vec4(v_color * (ring + fill + flash) * fade, 1.0);

@@ -235,7 +235,8 @@ pub fn encode(snapshot: &Snapshot) -> Vec<u8> {
 /// Verifies and decodes a snapshot buffer. Safe on untrusted bytes: the
 /// FlatBuffers verifier checks every offset before anything is read.
 pub fn decode(buf: &[u8]) -> Result<Snapshot, DecodeError> {
-    if !fb::snapshot_buffer_has_identifier(buf) {
+    // The identifier check reads bytes 4..8 without a length check.
+    if buf.len() < 8 || !fb::snapshot_buffer_has_identifier(buf) {
         return Err(DecodeError::WrongIdentifier);
     }
     let s = fb::root_as_snapshot(buf)?;
@@ -368,6 +369,29 @@ mod tests {
         ));
         let buf = encode(&sample());
         assert!(decode(&buf[..buf.len() / 2]).is_err());
+    }
+
+    #[test]
+    fn short_and_random_buffers_are_errors_not_panics() {
+        for len in 0..64 {
+            let _ = decode(&vec![0u8; len]);
+            let _ = decode(&vec![0xffu8; len]);
+        }
+        assert!(decode(b"").is_err());
+        assert!(decode(b"LMAP").is_err());
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..20_000 {
+            let len = (x % 300) as usize;
+            let bytes: Vec<u8> = (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect();
+            let _ = decode(&bytes);
+        }
     }
 
     #[test]
