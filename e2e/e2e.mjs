@@ -29,7 +29,7 @@ const cleanups = [];
 
 function startServer() {
   return new Promise((resolve, reject) => {
-    const child = spawn(binary, ['--listen', '127.0.0.1:0', '--demo-rate', '3000', '--demo-seed', '7'], {
+    const child = spawn(binary, ['--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--demo-rate', '3000', '--demo-seed', '7'], {
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     cleanups.push(() => child.kill('SIGTERM'));

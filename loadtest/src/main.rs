@@ -2,8 +2,10 @@
 //!
 //! `generate` writes contract events as JSON lines (one message value per
 //! line), from the same generator the server's demo source uses, so a run
-//! can be replayed or inspected. Producing to Kafka and playing browsers
-//! come with the Kafka ingest and fan-out work.
+//! can be replayed or inspected; `produce` sends them to Kafka at a paced
+//! rate. Playing browsers comes with the fan-out work.
+
+mod produce;
 
 use std::io::{BufWriter, Write};
 use std::path::PathBuf;
@@ -26,6 +28,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Produce contract events to a Kafka topic at a paced rate.
+    Produce(produce::ProduceArgs),
     /// Write contract events as JSON lines (newline-free JSON, one per line).
     Generate {
         /// How many messages to write.
@@ -48,6 +52,7 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
+        Command::Produce(args) => produce::run(args),
         Command::Generate {
             count,
             rate,

@@ -24,7 +24,7 @@ fn main() {
         let mut engine = Engine::new(EngineConfig::default());
         let started = Instant::now();
         for (i, m) in messages.iter().enumerate() {
-            engine.ingest(Some(m), NOW + (i as i64) / 100);
+            engine.ingest(Some(m), None, NOW + (i as i64) / 100);
             if i % 40_000 == 0 {
                 // A tick's worth of arcs, as the snapshot stage would take.
                 std::hint::black_box(engine.take_arcs());

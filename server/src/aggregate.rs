@@ -6,6 +6,7 @@
 //!
 //! Next stage: [`crate::snapshot`] reads these into the published snapshot.
 
+use crate::checkpoint::{CheckpointError, Reader, Writer};
 use crate::hll::HyperLogLog;
 
 pub const MINUTE_MS: i64 = 60_000;
@@ -53,6 +54,33 @@ impl MinuteSeries {
         true
     }
 
+    fn export(&self, w: &mut Writer) {
+        w.i64(self.newest_minute);
+        let used: Vec<_> = self.slots.iter().filter(|(m, _)| *m != i64::MIN).collect();
+        w.u64(used.len() as u64);
+        for (minute, b) in used {
+            w.i64(*minute);
+            w.u64(b.orders);
+            w.u64(b.usd_cents);
+        }
+    }
+
+    fn restore(r: &mut Reader) -> Result<MinuteSeries, CheckpointError> {
+        let mut s = MinuteSeries {
+            newest_minute: r.i64()?,
+            ..MinuteSeries::default()
+        };
+        for _ in 0..r.count(24)? {
+            let minute = r.i64()?;
+            let bucket = MinuteBucket {
+                orders: r.u64()?,
+                usd_cents: r.u64()?,
+            };
+            s.slots[minute.rem_euclid(SERIES_MINUTES as i64) as usize] = (minute, bucket);
+        }
+        Ok(s)
+    }
+
     /// The bucket for an event-time minute (zero if nothing was seen).
     pub fn get(&self, minute: i64) -> MinuteBucket {
         let slot = &self.slots[minute.rem_euclid(SERIES_MINUTES as i64) as usize];
@@ -95,6 +123,25 @@ impl Aggregate {
         self.carbon_grams = self.carbon_grams.saturating_add(carbon_grams);
         self.shoppers.insert_hash(buyer_hash);
         self.minutes.add(event_time_ms, usd_cents);
+    }
+
+    pub fn export(&self, w: &mut Writer) {
+        w.u64(self.orders);
+        w.u64(self.gmv_usd_cents);
+        w.u64(self.carbon_grams);
+        w.bytes(self.shoppers.registers());
+        self.minutes.export(w);
+    }
+
+    pub fn restore(r: &mut Reader) -> Result<Aggregate, CheckpointError> {
+        Ok(Aggregate {
+            orders: r.u64()?,
+            gmv_usd_cents: r.u64()?,
+            carbon_grams: r.u64()?,
+            shoppers: HyperLogLog::from_registers(r.len_prefixed()?)
+                .ok_or(CheckpointError::Payload("HyperLogLog registers"))?,
+            minutes: MinuteSeries::restore(r)?,
+        })
     }
 }
 

@@ -10,11 +10,13 @@ use clap::Parser;
 use livemap_events::money::FxTable;
 
 use crate::ingest::EngineConfig;
+use crate::source::kafka::{KafkaConfig, StartFrom};
 
 /// The live sales map server.
 ///
 /// With no arguments it serves the globe at http://127.0.0.1:8080 fed by the
-/// embedded demo source.
+/// embedded demo source. With --kafka-brokers it reads the checkout topic
+/// instead, checkpointing its state to --state-dir.
 #[derive(Debug, Parser)]
 #[command(name = "livemap", version, about, long_about = None)]
 pub struct Args {
@@ -60,9 +62,56 @@ pub struct Args {
     #[arg(long, env = "LIVEMAP_POLL_TIMEOUT_SECS", default_value_t = 25)]
     pub poll_timeout_secs: u32,
 
+    /// Kafka bootstrap servers (HOST:PORT[,HOST:PORT..]). Without it the
+    /// server runs on the embedded demo source.
+    #[arg(long, env = "LIVEMAP_KAFKA_BROKERS")]
+    pub kafka_brokers: Option<String>,
+
+    /// The checkout topic.
+    #[arg(long, env = "LIVEMAP_KAFKA_TOPIC", default_value = "checkouts")]
+    pub topic: String,
+
+    /// Consumer group id; members of one group share the topic's partitions.
+    #[arg(long, env = "LIVEMAP_KAFKA_GROUP_ID", default_value = "livemap")]
+    pub group_id: String,
+
+    /// Where to start in partitions that neither the checkpoint nor the
+    /// group has seen.
+    #[arg(long, env = "LIVEMAP_START_FROM", value_enum, default_value_t = StartFrom::Earliest)]
+    pub start_from: StartFrom,
+
+    /// A librdkafka setting passed through as is, KEY=VALUE (repeatable),
+    /// e.g. security.protocol=SASL_SSL, sasl.mechanisms=SCRAM-SHA-512.
+    #[arg(long = "kafka-option", env = "LIVEMAP_KAFKA_OPTIONS", value_delimiter = ';', value_parser = parse_key_value)]
+    pub kafka_options: Vec<(String, String)>,
+
+    /// Directory for checkpoints of the state and the offsets it reflects.
+    #[arg(long, env = "LIVEMAP_STATE_DIR", default_value = "livemap-state")]
+    pub state_dir: PathBuf,
+
+    /// Seconds between checkpoints.
+    #[arg(long, env = "LIVEMAP_CHECKPOINT_SECS", default_value_t = 5)]
+    pub checkpoint_secs: u32,
+
+    /// Snapshots are marked stale while the consumer is more than this many
+    /// messages behind (summed over partitions), or the broker is unreachable.
+    #[arg(long, env = "LIVEMAP_LAG_LIMIT", default_value_t = 100_000)]
+    pub lag_limit: i64,
+
+    /// Admin listener: /metrics, /healthz, /readyz.
+    #[arg(long, env = "LIVEMAP_ADMIN_LISTEN", default_value = "127.0.0.1:9091")]
+    pub admin_listen: SocketAddr,
+
     /// Log filter, in tracing's EnvFilter syntax.
     #[arg(long, env = "RUST_LOG", default_value = "info")]
     pub log: String,
+}
+
+fn parse_key_value(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.to_owned())),
+        _ => Err(format!("expected KEY=VALUE, got {s:?}")),
+    }
 }
 
 /// Why the configuration was refused.
@@ -97,6 +146,12 @@ pub struct Config {
     pub demo_seed: u64,
     pub tick: Duration,
     pub poll_timeout: Duration,
+    /// The Kafka source; `None` runs the demo source.
+    pub kafka: Option<KafkaConfig>,
+    /// Where checkpoints go (Kafka source only).
+    pub state_dir: PathBuf,
+    pub checkpoint_every: Duration,
+    pub lag_limit: i64,
 }
 
 impl Config {
@@ -138,6 +193,16 @@ impl Config {
             demo_seed: seed,
             tick: Duration::from_millis(u64::from(args.tick_ms)),
             poll_timeout: Duration::from_secs(u64::from(args.poll_timeout_secs)),
+            kafka: args.kafka_brokers.as_ref().map(|brokers| KafkaConfig {
+                brokers: brokers.clone(),
+                topic: args.topic.clone(),
+                group_id: args.group_id.clone(),
+                start_from: args.start_from,
+                options: args.kafka_options.clone(),
+            }),
+            state_dir: args.state_dir.clone(),
+            checkpoint_every: Duration::from_secs(u64::from(args.checkpoint_secs.max(1))),
+            lag_limit: args.lag_limit,
         })
     }
 }

@@ -13,6 +13,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 
+use crate::checkpoint::{CheckpointError, Reader, Writer};
+
 const MINUTE_MS: i64 = 60_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -92,6 +94,34 @@ impl Dedup {
         self.ids.is_empty()
     }
 
+    pub fn export(&self, w: &mut Writer) {
+        w.i64(self.watermark_minute);
+        w.u64(self.evicted_early);
+        w.u64(self.ids.len() as u64);
+        for (minute, hashes) in &self.by_minute {
+            for h in hashes {
+                if self.ids.get(h) == Some(minute) {
+                    w.u64(*h);
+                    w.i64(*minute);
+                }
+            }
+        }
+    }
+
+    /// Restores what [`Dedup::export`] wrote, under the current limits.
+    pub fn restore(&mut self, r: &mut Reader) -> Result<(), CheckpointError> {
+        self.watermark_minute = r.i64()?;
+        self.evicted_early = r.u64()?;
+        let n = r.count(16)?;
+        self.ids.reserve(n);
+        for _ in 0..n {
+            let (h, minute) = (r.u64()?, r.i64()?);
+            self.ids.insert(h, minute);
+            self.by_minute.entry(minute).or_default().push(h);
+        }
+        Ok(())
+    }
+
     /// Ids forgotten before their horizon because of the memory bound.
     pub fn evicted_early(&self) -> u64 {
         self.evicted_early
@@ -143,6 +173,25 @@ mod tests {
         assert_eq!(d.len(), 2, "id 1 is past the horizon");
         assert_eq!(d.check(1, T0), Seen::First);
         assert_eq!(d.check(2, T0), Seen::Duplicate);
+    }
+
+    #[test]
+    fn export_and_restore_keep_every_id() {
+        let mut d = Dedup::new(60 * MINUTE_MS, 1_000_000);
+        for i in 0..1_000u64 {
+            d.check(i, T0 + (i as i64) * 7_000);
+        }
+        let mut w = Writer::default();
+        d.export(&mut w);
+        let mut back = Dedup::new(60 * MINUTE_MS, 1_000_000);
+        back.restore(&mut Reader::new(&w.buf)).expect("restores");
+        assert_eq!(back.len(), d.len());
+        for i in 0..1_000u64 {
+            assert_eq!(
+                back.check(i, T0 + (i as i64) * 7_000),
+                d.check(i, T0 + (i as i64) * 7_000)
+            );
+        }
     }
 
     #[test]

@@ -57,6 +57,22 @@ impl HyperLogLog {
         estimate.round() as u64
     }
 
+    /// The raw registers, for checkpoints.
+    pub fn registers(&self) -> &[u8] {
+        &self.registers[..]
+    }
+
+    /// Rebuilds a sketch from [`HyperLogLog::registers`]; `None` if the
+    /// length or a register value is impossible.
+    pub fn from_registers(bytes: &[u8]) -> Option<HyperLogLog> {
+        if bytes.len() != M || bytes.iter().any(|&r| u32::from(r) > 65 - P) {
+            return None;
+        }
+        let mut h = HyperLogLog::default();
+        h.registers.copy_from_slice(bytes);
+        Some(h)
+    }
+
     /// Folds another sketch in: the result estimates the union.
     pub fn merge(&mut self, other: &HyperLogLog) {
         for (a, &b) in self.registers.iter_mut().zip(other.registers.iter()) {
@@ -96,6 +112,14 @@ mod tests {
         }
         assert_eq!(h.estimate(), before);
         assert_eq!(HyperLogLog::default().estimate(), 0);
+    }
+
+    #[test]
+    fn registers_round_trip() {
+        let h = sketch(0..1_000);
+        assert_eq!(HyperLogLog::from_registers(h.registers()), Some(h));
+        assert_eq!(HyperLogLog::from_registers(&[0; 10]), None);
+        assert_eq!(HyperLogLog::from_registers(&[200; M]), None);
     }
 
     #[test]

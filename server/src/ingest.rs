@@ -4,12 +4,16 @@
 //! Previous stage: [`crate::source`] delivers batches of raw messages.
 //! Next stage: [`crate::snapshot`] reads the engine on every tick.
 
+use std::collections::BTreeMap;
+
 use livemap_events::money::FxTable;
 
 use crate::aggregate::Aggregate;
 use crate::arcs::{ArcSampler, Candidate};
+use crate::checkpoint::{CheckpointError, Reader, Writer};
 use crate::decode::{Decoded, Decoder, Reject};
 use crate::dedup::{Dedup, Seen};
+use crate::source::Position;
 
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -56,12 +60,35 @@ impl IngestCounts {
     }
 }
 
+/// What the engine knows of one source partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PartitionState {
+    /// The next offset to count: everything before it is in the state.
+    next_offset: i64,
+    /// The assignment this engine accepts messages from; messages fetched
+    /// under an earlier assignment may have been counted by another member.
+    generation: u64,
+    owned: bool,
+}
+
+/// Messages the engine saw again and did not count: the price of
+/// at-least-once sources, kept apart from `ingest.*`, which describes events.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Replays {
+    /// Below the partition's next offset: already in the state.
+    pub already_counted: u64,
+    /// From a partition this engine no longer owns, or an older assignment.
+    pub not_owned: u64,
+}
+
 #[derive(Debug)]
 pub struct Engine {
     decoder: Decoder,
     dedup: Dedup,
     pub aggregate: Aggregate,
     pub counts: IngestCounts,
+    pub replays: Replays,
+    partitions: BTreeMap<i32, PartitionState>,
     sampler: ArcSampler,
     future_tolerance_ms: i64,
 }
@@ -73,14 +100,39 @@ impl Engine {
             dedup: Dedup::new(config.dedup_horizon_ms, config.dedup_max_entries),
             aggregate: Aggregate::default(),
             counts: IngestCounts::default(),
+            replays: Replays::default(),
+            partitions: BTreeMap::new(),
             sampler: ArcSampler::new(config.arcs_per_tick, config.seed),
             future_tolerance_ms: config.future_tolerance_ms,
         }
     }
 
-    /// Takes one message value (`None` for a tombstone). `now_ms` is the
-    /// wall clock, read once per batch by the caller.
-    pub fn ingest(&mut self, payload: Option<&[u8]>, now_ms: i64) {
+    /// Takes one message value (`None` for a tombstone) and, for
+    /// partitioned sources, where it was read. A message at or past the
+    /// partition's next offset is counted and moves the offset on; one
+    /// before it is a replay and is skipped, which makes counting
+    /// idempotent across restarts and rebalances. `now_ms` is the wall
+    /// clock, read once per batch by the caller.
+    pub fn ingest(&mut self, payload: Option<&[u8]>, position: Option<Position>, now_ms: i64) {
+        if let Some(pos) = position {
+            match self.partitions.get_mut(&pos.partition) {
+                Some(p) if p.owned && p.generation == pos.generation => {
+                    if pos.offset < p.next_offset {
+                        self.replays.already_counted += 1;
+                        return;
+                    }
+                    p.next_offset = pos.offset + 1;
+                }
+                _ => {
+                    self.replays.not_owned += 1;
+                    return;
+                }
+            }
+        }
+        self.count(payload, now_ms);
+    }
+
+    fn count(&mut self, payload: Option<&[u8]>, now_ms: i64) {
         let checkout = match self.decoder.decode(payload) {
             Decoded::Checkout(c) => c,
             Decoded::Filtered(_) => {
@@ -131,6 +183,128 @@ impl Engine {
     pub fn dedup_entries(&self) -> usize {
         self.dedup.len()
     }
+
+    /// Ids the de-duplication filter forgot early to stay within memory.
+    pub fn dedup_evicted_early(&self) -> u64 {
+        self.dedup.evicted_early()
+    }
+
+    /// Takes ownership of partitions under a new assignment generation and
+    /// says where to resume each. `committed` is what the consumer group
+    /// last committed for the partition: offsets this member's state has
+    /// not reached but the group has were counted by another member, so
+    /// the resume point is the later of the two. `None` where neither has
+    /// seen the partition.
+    pub fn assign(
+        &mut self,
+        committed: &[(i32, Option<i64>)],
+        generation: u64,
+    ) -> Vec<(i32, Option<i64>)> {
+        committed
+            .iter()
+            .map(|&(p, group)| {
+                let mine = self.partitions.get(&p).map(|s| s.next_offset);
+                let resume = mine.max(group);
+                let state = self.partitions.entry(p).or_insert(PartitionState {
+                    next_offset: 0,
+                    generation,
+                    owned: true,
+                });
+                state.generation = generation;
+                state.owned = true;
+                if let Some(r) = resume {
+                    state.next_offset = r;
+                }
+                (p, resume)
+            })
+            .collect()
+    }
+
+    /// Gives partitions up: messages from them are no longer counted until
+    /// they are assigned again. Their offsets stay in the state.
+    pub fn revoke(&mut self, partitions: &[i32]) {
+        for p in partitions {
+            if let Some(s) = self.partitions.get_mut(p) {
+                s.owned = false;
+            }
+        }
+    }
+
+    /// Every partition's next offset: what a checkpoint of this state may
+    /// commit to the source.
+    pub fn positions(&self) -> Vec<(i32, i64)> {
+        self.partitions
+            .iter()
+            .map(|(&p, s)| (p, s.next_offset))
+            .collect()
+    }
+
+    /// Writes the whole state (not the per-tick arc sample) for a
+    /// checkpoint. `source` names what the offsets belong to.
+    pub fn export(&self, source: &str) -> Vec<u8> {
+        let mut w = Writer::default();
+        w.str(source);
+        w.u64(self.counts.accepted);
+        w.u64(self.counts.duplicates);
+        w.u64(self.counts.filtered);
+        w.u64(Reject::ALL.len() as u64);
+        for (r, n) in Reject::ALL.iter().zip(self.counts.rejected) {
+            w.str(r.as_str());
+            w.u64(n);
+        }
+        self.aggregate.export(&mut w);
+        self.dedup.export(&mut w);
+        w.u64(self.partitions.len() as u64);
+        for (&p, s) in &self.partitions {
+            w.i32(p);
+            w.i64(s.next_offset);
+        }
+        w.buf
+    }
+
+    /// Rebuilds an engine from [`Engine::export`]. Partitions come back
+    /// unowned: the source assigns them again.
+    pub fn restore(
+        config: EngineConfig,
+        source: &str,
+        bytes: &[u8],
+    ) -> Result<Engine, CheckpointError> {
+        let mut engine = Engine::new(config);
+        let mut r = Reader::new(bytes);
+        if r.string()? != source {
+            return Err(CheckpointError::Payload(
+                "checkpoint belongs to another source",
+            ));
+        }
+        engine.counts.accepted = r.u64()?;
+        engine.counts.duplicates = r.u64()?;
+        engine.counts.filtered = r.u64()?;
+        for _ in 0..r.count(16)? {
+            let (name, n) = (r.string()?, r.u64()?);
+            let reason = Reject::ALL
+                .iter()
+                .position(|x| x.as_str() == name)
+                .ok_or(CheckpointError::Payload("unknown rejection reason"))?;
+            engine.counts.rejected[reason] = n;
+        }
+        engine.aggregate = Aggregate::restore(&mut r)?;
+        engine.dedup.restore(&mut r)?;
+        for _ in 0..r.count(12)? {
+            let (p, next_offset) = (r.i32()?, r.i64()?);
+            engine.partitions.insert(
+                p,
+                PartitionState {
+                    next_offset,
+                    generation: 0,
+                    owned: false,
+                },
+            );
+        }
+        if !r.is_empty() {
+            return Err(CheckpointError::Payload("trailing bytes"));
+        }
+        Ok(engine)
+    }
 }
 
 #[cfg(test)]
@@ -170,7 +344,7 @@ mod tests {
                 Kind::TestOrder | Kind::OtherType => filtered += 1,
                 Kind::Malformed(_) => rejected += 1,
             }
-            engine.ingest(Some(&buf), NOW + i * 3);
+            engine.ingest(Some(&buf), None, NOW + i * 3);
         }
         assert!(dups > 0 && rejected > 0);
         assert_eq!(engine.counts.accepted, accepted);
@@ -181,12 +355,132 @@ mod tests {
         assert_eq!(engine.aggregate.gmv_usd_cents, cents);
     }
 
+    fn pos(partition: i32, offset: i64, generation: u64) -> Option<Position> {
+        Some(Position {
+            partition,
+            offset,
+            generation,
+        })
+    }
+
+    #[test]
+    fn replayed_offsets_are_skipped_and_foreign_partitions_ignored() {
+        let mut g = Generator::new(9, DemoMix::default());
+        let msgs: Vec<Vec<u8>> = (0..10).map(|i| g.checkout(NOW + i)).collect();
+        let mut e = Engine::new(EngineConfig::default());
+        assert_eq!(e.assign(&[(0, None)], 1), vec![(0, None)]);
+        for (i, m) in msgs.iter().enumerate() {
+            e.ingest(Some(m), pos(0, i as i64, 1), NOW);
+        }
+        // The same offsets again (a restart from an older commit): skipped.
+        for (i, m) in msgs.iter().enumerate().take(5) {
+            e.ingest(Some(m), pos(0, i as i64, 1), NOW);
+        }
+        // A partition never assigned, and an older assignment: ignored.
+        e.ingest(Some(&msgs[0]), pos(1, 0, 1), NOW);
+        e.ingest(Some(&msgs[0]), pos(0, 10, 0), NOW);
+        assert_eq!(e.counts.accepted, 10);
+        assert_eq!(
+            e.counts.duplicates, 0,
+            "replays are not duplicates of events"
+        );
+        assert_eq!(
+            e.replays,
+            Replays {
+                already_counted: 5,
+                not_owned: 2
+            }
+        );
+        assert_eq!(e.positions(), vec![(0, 10)]);
+        e.revoke(&[0]);
+        e.ingest(Some(&g.checkout(NOW)), pos(0, 10, 1), NOW);
+        assert_eq!(e.counts.accepted, 10, "revoked partitions are not counted");
+        assert_eq!(
+            e.assign(&[(0, Some(4))], 2),
+            vec![(0, Some(10))],
+            "the state is ahead of the group"
+        );
+        e.revoke(&[0]);
+        assert_eq!(
+            e.assign(&[(0, Some(25))], 3),
+            vec![(0, Some(25))],
+            "another member counted 10..25"
+        );
+        assert_eq!(e.positions(), vec![(0, 25)]);
+    }
+
+    #[test]
+    fn export_then_restore_continues_exactly() {
+        let mut g = Generator::new(
+            21,
+            DemoMix {
+                malformed: 0.01,
+                ..DemoMix::default()
+            },
+        );
+        let mut buf = Vec::new();
+        let msgs: Vec<Vec<u8>> = (0..20_000)
+            .map(|i| {
+                g.next_message(NOW + i * 5, &mut buf);
+                buf.clone()
+            })
+            .collect();
+        let run = |e: &mut Engine, range: std::ops::Range<usize>| {
+            for i in range {
+                e.ingest(
+                    Some(&msgs[i]),
+                    pos((i % 4) as i32, (i / 4) as i64, 1),
+                    NOW + i as i64 * 5,
+                );
+            }
+        };
+        let mut whole = Engine::new(EngineConfig::default());
+        whole.assign(&[(0, None), (1, None), (2, None), (3, None)], 1);
+        run(&mut whole, 0..20_000);
+
+        let mut first = Engine::new(EngineConfig::default());
+        first.assign(&[(0, None), (1, None), (2, None), (3, None)], 1);
+        run(&mut first, 0..12_000);
+        let saved = first.export("kafka:checkouts");
+        // Work after the checkpoint is lost with the process...
+        run(&mut first, 12_000..13_000);
+        let mut second =
+            Engine::restore(EngineConfig::default(), "kafka:checkouts", &saved).expect("restores");
+        assert!(Engine::restore(EngineConfig::default(), "kafka:other", &saved).is_err());
+        second.assign(&[(0, Some(0)), (1, None), (2, None), (3, None)], 1);
+        // ...and the source replays from an older commit.
+        run(&mut second, 8_000..20_000);
+        assert_eq!(second.counts, whole.counts);
+        assert_eq!(second.aggregate.orders, whole.aggregate.orders);
+        assert_eq!(
+            second.aggregate.gmv_usd_cents,
+            whole.aggregate.gmv_usd_cents
+        );
+        assert_eq!(second.aggregate.carbon_grams, whole.aggregate.carbon_grams);
+        assert_eq!(second.aggregate.shoppers, whole.aggregate.shoppers);
+        assert_eq!(second.positions(), whole.positions());
+        assert!(second.replays.already_counted >= 4_000);
+    }
+
+    #[test]
+    fn corrupt_state_is_refused_not_trusted() {
+        let mut e = Engine::new(EngineConfig::default());
+        e.assign(&[(0, None)], 1);
+        let saved = e.export("demo");
+        for cut in [0, 1, 10, saved.len() / 2, saved.len() - 1] {
+            assert!(
+                Engine::restore(EngineConfig::default(), "demo", &saved[..cut]).is_err(),
+                "cut at {cut}"
+            );
+        }
+    }
+
     #[test]
     fn far_future_events_are_rejected_not_counted() {
         let mut g = Generator::new(5, DemoMix::default());
         let mut engine = Engine::new(EngineConfig::default());
         let msg = g.checkout(NOW + 3_600_000);
-        engine.ingest(Some(&msg), NOW);
+        engine.ingest(Some(&msg), None, NOW);
         assert_eq!(engine.counts.rejected[Reject::FutureTime as usize], 1);
         assert_eq!(engine.aggregate.orders, 0);
         assert_eq!(

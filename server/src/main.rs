@@ -16,12 +16,25 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let admin = tokio::net::TcpListener::bind(args.admin_listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (admin)", args.admin_listen))?;
     let addr = listener.local_addr()?;
+    let admin_addr = admin.local_addr()?;
     // Scripts and tests read this line to find the port (`--listen
     // 127.0.0.1:0` picks a free one).
-    println!("livemap listening on http://{addr}/");
-    tracing::info!(%addr, demo_rate = config.demo_rate, "serving the demo source");
-    livemap_server::run(listener, config, shutdown_signal()).await?;
+    println!("livemap listening on http://{addr}/ (admin on http://{admin_addr}/)");
+    match &config.kafka {
+        Some(k) => {
+            tracing::info!(%addr, brokers = %k.brokers, topic = %k.topic, "serving the Kafka source")
+        }
+        None => tracing::info!(%addr, demo_rate = config.demo_rate, "serving the demo source"),
+    }
+    let listeners = livemap_server::Listeners {
+        public: listener,
+        admin: Some(admin),
+    };
+    livemap_server::run(listeners, config, shutdown_signal()).await?;
     Ok(())
 }
 

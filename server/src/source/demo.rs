@@ -60,6 +60,7 @@ pub fn run(
                 arena.extend_from_slice(&buf);
                 batch.push(Message {
                     payload: Some(arena.split().freeze()),
+                    position: None,
                 });
             }
             if tx.blocking_send(batch).is_err() {

@@ -5,13 +5,29 @@
 //! Next stage: [`crate::ingest`], through the pipeline's ingest thread.
 
 pub mod demo;
+pub mod kafka;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use bytes::Bytes;
+use parking_lot::Mutex;
 
 /// One message value as the source read it; `None` is a Kafka tombstone.
 #[derive(Debug, Clone)]
 pub struct Message {
     pub payload: Option<Bytes>,
+    /// Where it was read, for sources with offsets; `None` for the demo.
+    pub position: Option<Position>,
+}
+
+/// A message's place in a partitioned source, and the assignment it was
+/// fetched under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    pub partition: i32,
+    pub offset: i64,
+    pub generation: u64,
 }
 
 /// Messages travel in batches so the channel and the engine lock are paid
@@ -21,3 +37,84 @@ pub type Batch = Vec<Message>;
 /// Batches queued between a source and the engine; past this the source
 /// waits (back-pressure) instead of buffering without bound.
 pub const CHANNEL_BATCHES: usize = 64;
+
+/// How the source is doing, as the snapshot's `stale` flag and `/readyz`
+/// need it: whether the broker is reachable, and how far behind we read.
+#[derive(Debug)]
+pub struct SourceHealth {
+    connected: AtomicBool,
+    /// Consumer lag per partition, in messages, from the client's statistics.
+    lag: Mutex<BTreeMap<i32, i64>>,
+    lag_limit: i64,
+    /// Whether this source can lag at all (the demo cannot).
+    partitioned: bool,
+    restored: AtomicBool,
+    statistics_seen: AtomicI64,
+}
+
+impl SourceHealth {
+    /// Health of a source that is always current (the demo).
+    pub fn always_live() -> SourceHealth {
+        let h = SourceHealth::new(i64::MAX, false);
+        h.connected.store(true, Ordering::Relaxed);
+        h.restored.store(true, Ordering::Relaxed);
+        h
+    }
+
+    /// Health of a partitioned source that is stale past `lag_limit`
+    /// messages behind, or while no broker is reachable.
+    pub fn new(lag_limit: i64, partitioned: bool) -> SourceHealth {
+        SourceHealth {
+            connected: AtomicBool::new(false),
+            lag: Mutex::new(BTreeMap::new()),
+            lag_limit,
+            partitioned,
+            restored: AtomicBool::new(false),
+            statistics_seen: AtomicI64::new(0),
+        }
+    }
+
+    pub fn observe(&self, broker_up: bool, lag: Vec<(i32, i64)>) {
+        self.connected.store(broker_up, Ordering::Relaxed);
+        self.statistics_seen.fetch_add(1, Ordering::Relaxed);
+        let mut map = self.lag.lock();
+        map.clear();
+        map.extend(lag);
+    }
+
+    pub fn observe_down(&self) {
+        self.connected.store(false, Ordering::Relaxed);
+    }
+
+    pub fn observe_message(&self) {
+        self.connected.store(true, Ordering::Relaxed);
+    }
+
+    pub fn mark_restored(&self) {
+        self.restored.store(true, Ordering::Relaxed);
+    }
+
+    pub fn connected(&self) -> bool {
+        self.connected.load(Ordering::Relaxed)
+    }
+
+    pub fn lag(&self) -> BTreeMap<i32, i64> {
+        self.lag.lock().clone()
+    }
+
+    pub fn total_lag(&self) -> i64 {
+        self.lag.lock().values().sum()
+    }
+
+    /// True while the source is unreachable or lagging past the limit.
+    pub fn stale(&self) -> bool {
+        self.partitioned && (!self.connected() || self.total_lag() > self.lag_limit)
+    }
+
+    /// Ready once the state is restored and reading is caught up.
+    pub fn ready(&self) -> bool {
+        self.restored.load(Ordering::Relaxed)
+            && (!self.partitioned
+                || (self.statistics_seen.load(Ordering::Relaxed) > 0 && !self.stale()))
+    }
+}

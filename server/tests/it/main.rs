@@ -3,5 +3,6 @@
 
 mod util;
 
+mod kafka;
 mod privacy;
 mod transports;

@@ -13,6 +13,7 @@ pub const PATIENCE: Duration = Duration::from_secs(30);
 
 pub struct TestServer {
     pub addr: SocketAddr,
+    pub admin: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<Result<(), livemap_server::ServerError>>>,
 }
@@ -34,12 +35,19 @@ impl TestServer {
             .await
             .expect("bind port 0");
         let addr = listener.local_addr().expect("local addr");
+        let admin_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
+        let admin = admin_listener.local_addr().expect("local addr");
         let (stop, stopped) = oneshot::channel::<()>();
-        let handle = tokio::spawn(livemap_server::run(listener, config, async move {
+        let listeners = livemap_server::Listeners {
+            public: listener,
+            admin: Some(admin_listener),
+        };
+        let handle = tokio::spawn(livemap_server::run(listeners, config, async move {
             let _ = stopped.await;
         }));
         TestServer {
             addr,
+            admin,
             stop: Some(stop),
             handle: Some(handle),
         }
@@ -47,6 +55,10 @@ impl TestServer {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.admin)
     }
 
     pub fn ws_url(&self) -> String {
@@ -84,12 +96,21 @@ impl Drop for TestServer {
 
 /// Re-checks `probe` until it returns `Some`, failing the test after
 /// [`PATIENCE`]. For conditions that no event signals to the test.
-pub async fn eventually<T, F, Fut>(what: &str, mut probe: F) -> T
+pub async fn eventually<T, F, Fut>(what: &str, probe: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
 {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
+    eventually_within(PATIENCE, what, probe).await
+}
+
+/// [`eventually`] with a patience of the caller's choosing.
+pub async fn eventually_within<T, F, Fut>(patience: Duration, what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + patience;
     loop {
         if let Some(v) = probe().await {
             return v;

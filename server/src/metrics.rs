@@ -1,0 +1,255 @@
+//! The operator's numbers, rendered in the Prometheus text format for the
+//! admin listener's `/metrics`. Everything is read at scrape time from the
+//! state that already exists; nothing here sits on the ingest path.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use crate::decode::Reject;
+use crate::ingest::Engine;
+use crate::persist::Checkpointer;
+use crate::source::SourceHealth;
+
+/// Timings the tick records for scraping.
+#[derive(Debug, Default)]
+pub struct TickStats {
+    pub snapshots: AtomicU64,
+    pub last_build_us: AtomicU64,
+    pub last_encode_us: AtomicU64,
+    pub last_binary_bytes: AtomicU64,
+    pub last_json_bytes: AtomicU64,
+}
+
+impl TickStats {
+    pub fn record(
+        &self,
+        started: std::time::Instant,
+        encoding: std::time::Instant,
+        frame: &crate::encode::Frame,
+    ) {
+        self.snapshots.fetch_add(1, Ordering::Relaxed);
+        self.last_build_us
+            .store((encoding - started).as_micros() as u64, Ordering::Relaxed);
+        self.last_encode_us
+            .store(encoding.elapsed().as_micros() as u64, Ordering::Relaxed);
+        self.last_binary_bytes
+            .store(frame.binary.len() as u64, Ordering::Relaxed);
+        self.last_json_bytes
+            .store(frame.json.len() as u64, Ordering::Relaxed);
+    }
+}
+
+/// Everything `/metrics` reads.
+#[derive(Clone)]
+pub struct MetricsSources {
+    pub engine: Arc<Mutex<Engine>>,
+    pub health: Arc<SourceHealth>,
+    pub checkpointer: Option<Arc<Checkpointer>>,
+    pub ticks: Arc<TickStats>,
+    pub clock: Arc<dyn crate::clock::Clock>,
+}
+
+impl MetricsSources {
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        let (counts, replays, dedup_entries, dedup_evicted, orders, cents) = {
+            let e = self.engine.lock();
+            (
+                e.counts.clone(),
+                e.replays.clone(),
+                e.dedup_entries(),
+                e.dedup_evicted_early(),
+                e.aggregate.orders,
+                e.aggregate.gmv_usd_cents,
+            )
+        };
+        family(
+            &mut out,
+            "livemap_events_total",
+            "counter",
+            "Messages by outcome (and rejection reason).",
+        );
+        let _ = writeln!(
+            out,
+            "livemap_events_total{{outcome=\"accepted\"}} {}",
+            counts.accepted
+        );
+        let _ = writeln!(
+            out,
+            "livemap_events_total{{outcome=\"duplicate\"}} {}",
+            counts.duplicates
+        );
+        let _ = writeln!(
+            out,
+            "livemap_events_total{{outcome=\"filtered\"}} {}",
+            counts.filtered
+        );
+        for (r, n) in Reject::ALL.iter().zip(counts.rejected) {
+            let _ = writeln!(
+                out,
+                "livemap_events_total{{outcome=\"rejected\",reason=\"{}\"}} {n}",
+                r.as_str()
+            );
+        }
+        family(
+            &mut out,
+            "livemap_replayed_messages_total",
+            "counter",
+            "Messages read again and skipped (already counted, or not ours).",
+        );
+        let _ = writeln!(
+            out,
+            "livemap_replayed_messages_total{{why=\"already_counted\"}} {}",
+            replays.already_counted
+        );
+        let _ = writeln!(
+            out,
+            "livemap_replayed_messages_total{{why=\"not_owned\"}} {}",
+            replays.not_owned
+        );
+        gauge(
+            &mut out,
+            "livemap_orders",
+            "Orders counted since the start of the sale.",
+            orders as f64,
+        );
+        gauge(
+            &mut out,
+            "livemap_gmv_usd_cents",
+            "Sales counted, in US cents.",
+            cents as f64,
+        );
+        gauge(
+            &mut out,
+            "livemap_dedup_entries",
+            "Event ids the de-duplication filter remembers.",
+            dedup_entries as f64,
+        );
+        gauge(
+            &mut out,
+            "livemap_dedup_memory_bytes",
+            "Approximate memory of the de-duplication filter.",
+            (dedup_entries * 32) as f64,
+        );
+        family(
+            &mut out,
+            "livemap_dedup_evicted_early_total",
+            "counter",
+            "Ids forgotten before the horizon to stay within memory.",
+        );
+        let _ = writeln!(out, "livemap_dedup_evicted_early_total {dedup_evicted}");
+
+        gauge(
+            &mut out,
+            "livemap_source_connected",
+            "1 while the event source is reachable.",
+            f64::from(u8::from(self.health.connected())),
+        );
+        gauge(
+            &mut out,
+            "livemap_stale",
+            "1 while snapshots are marked stale.",
+            f64::from(u8::from(self.health.stale())),
+        );
+        family(
+            &mut out,
+            "livemap_consumer_lag_messages",
+            "gauge",
+            "Messages behind the partition's end.",
+        );
+        for (p, lag) in self.health.lag() {
+            let _ = writeln!(
+                out,
+                "livemap_consumer_lag_messages{{partition=\"{p}\"}} {lag}"
+            );
+        }
+
+        if let Some(ck) = &self.checkpointer {
+            let s = &ck.stats;
+            let last = s.last_at_ms.load(Ordering::Relaxed);
+            let age = if last > 0 {
+                (self.clock.now_ms() - last) as f64 / 1000.0
+            } else {
+                -1.0
+            };
+            gauge(
+                &mut out,
+                "livemap_checkpoint_age_seconds",
+                "Seconds since the last durable checkpoint (-1: none yet).",
+                age,
+            );
+            gauge(
+                &mut out,
+                "livemap_checkpoint_duration_seconds",
+                "How long the last checkpoint took.",
+                s.last_duration_us.load(Ordering::Relaxed) as f64 / 1e6,
+            );
+            gauge(
+                &mut out,
+                "livemap_checkpoint_bytes",
+                "Size of the last checkpoint.",
+                s.last_bytes.load(Ordering::Relaxed) as f64,
+            );
+            family(
+                &mut out,
+                "livemap_checkpoints_total",
+                "counter",
+                "Checkpoints written and failed.",
+            );
+            let _ = writeln!(
+                out,
+                "livemap_checkpoints_total{{result=\"ok\"}} {}",
+                s.written.load(Ordering::Relaxed)
+            );
+            let _ = writeln!(
+                out,
+                "livemap_checkpoints_total{{result=\"failed\"}} {}",
+                s.failed.load(Ordering::Relaxed)
+            );
+        }
+
+        let t = &self.ticks;
+        family(
+            &mut out,
+            "livemap_snapshots_total",
+            "counter",
+            "Snapshots built and published.",
+        );
+        let _ = writeln!(
+            out,
+            "livemap_snapshots_total {}",
+            t.snapshots.load(Ordering::Relaxed)
+        );
+        gauge(
+            &mut out,
+            "livemap_snapshot_build_seconds",
+            "Time to build the last snapshot from the engine.",
+            t.last_build_us.load(Ordering::Relaxed) as f64 / 1e6,
+        );
+        gauge(
+            &mut out,
+            "livemap_snapshot_encode_seconds",
+            "Time to encode the last snapshot (FlatBuffers and JSON).",
+            t.last_encode_us.load(Ordering::Relaxed) as f64 / 1e6,
+        );
+        gauge(
+            &mut out,
+            "livemap_snapshot_bytes",
+            "Size of the last binary snapshot.",
+            t.last_binary_bytes.load(Ordering::Relaxed) as f64,
+        );
+        out
+    }
+}
+
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+fn gauge(out: &mut String, name: &str, help: &str, value: f64) {
+    family(out, name, "gauge", help);
+    let _ = writeln!(out, "{name} {value}");
+}

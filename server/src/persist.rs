@@ -1,0 +1,82 @@
+//! Taking checkpoints of the running engine: export under the engine lock,
+//! then store durably. One at a time, so a slower, older checkpoint can
+//! never land after a newer one.
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use parking_lot::Mutex;
+
+use crate::checkpoint::{CheckpointError, StateDir};
+use crate::clock::Clock;
+use crate::ingest::Engine;
+
+#[derive(Debug)]
+pub struct Checkpointer {
+    dir: StateDir,
+    source_id: String,
+    engine: Arc<Mutex<Engine>>,
+    clock: Arc<dyn Clock>,
+    /// Held for a whole checkpoint, export and store together.
+    writing: Mutex<()>,
+    pub stats: CheckpointStats,
+}
+
+/// What `/metrics` reports about checkpoints.
+#[derive(Debug, Default)]
+pub struct CheckpointStats {
+    pub written: AtomicU64,
+    pub failed: AtomicU64,
+    pub last_at_ms: AtomicI64,
+    pub last_duration_us: AtomicU64,
+    pub last_bytes: AtomicU64,
+}
+
+impl Checkpointer {
+    pub fn new(
+        dir: StateDir,
+        source_id: String,
+        engine: Arc<Mutex<Engine>>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Checkpointer {
+            dir,
+            source_id,
+            engine,
+            clock,
+            writing: Mutex::new(()),
+            stats: CheckpointStats::default(),
+        }
+    }
+
+    /// Writes the engine's current state; returns the partition offsets
+    /// that are now durable and may be committed to the source.
+    pub fn checkpoint(&self) -> Result<Vec<(i32, i64)>, CheckpointError> {
+        let _one_at_a_time = self.writing.lock();
+        let started = Instant::now();
+        let (bytes, positions) = {
+            let engine = self.engine.lock();
+            (engine.export(&self.source_id), engine.positions())
+        };
+        let result = self.dir.store(&bytes);
+        match &result {
+            Ok(()) => {
+                self.stats.written.fetch_add(1, Ordering::Relaxed);
+                self.stats
+                    .last_at_ms
+                    .store(self.clock.now_ms(), Ordering::Relaxed);
+                self.stats
+                    .last_duration_us
+                    .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+                self.stats
+                    .last_bytes
+                    .store(bytes.len() as u64, Ordering::Relaxed);
+            }
+            Err(_) => {
+                self.stats.failed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        result.map(|()| positions)
+    }
+}

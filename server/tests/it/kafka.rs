@@ -1,0 +1,571 @@
+//! Kafka ingest against a real Kafka-protocol broker (tansu, installed by
+//! `scripts/setup.sh`): exact totals for a mixed batch, a `kill -9` and
+//! restart, a broker cut and restored, and a second member joining and
+//! leaving the group.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use livemap_events::demo::{DemoMix, Generator};
+use livemap_server::clock::{Clock, SystemClock};
+use livemap_server::ingest::{Engine, EngineConfig};
+use livemap_server::source::kafka::{KafkaConfig, StartFrom};
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::util::{eventually_within, TestServer};
+
+const KAFKA_PATIENCE: Duration = Duration::from_secs(90);
+
+/// A tansu broker on a free loopback port, killed on drop.
+struct Tansu {
+    child: Child,
+    port: u16,
+}
+
+fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn tansu_bin() -> PathBuf {
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_default();
+    let candidates = std::env::var_os("PATH")
+        .map(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join("tansu"))
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    candidates
+        .into_iter()
+        .chain([home.join(".cargo/bin/tansu")])
+        .find(|p| p.is_file())
+        .expect("tansu is not installed: run scripts/setup.sh (Kafka tests never skip)")
+}
+
+impl Tansu {
+    /// Starts a broker that advertises `advertised` (another port, for a
+    /// proxy in front of it) or its own port.
+    fn start(advertised: Option<u16>) -> Tansu {
+        let port = free_port();
+        let adv = advertised.unwrap_or(port);
+        let child = Command::new(tansu_bin())
+            .args([
+                "broker",
+                "--listener-url",
+                &format!("tcp://127.0.0.1:{port}"),
+                "--advertised-listener-url",
+                &format!("tcp://127.0.0.1:{adv}"),
+                "--storage-engine",
+                "memory://tansu/",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("tansu starts");
+        let t = Tansu { child, port };
+        let deadline = std::time::Instant::now() + KAFKA_PATIENCE;
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "tansu never listened");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        t
+    }
+
+    fn create_topic(&self, name: &str, partitions: u32) {
+        let status = Command::new(tansu_bin())
+            .args([
+                "topic",
+                "create",
+                "--broker",
+                &format!("tcp://127.0.0.1:{}", self.port),
+                "--partitions",
+                &partitions.to_string(),
+                name,
+            ])
+            .stdout(Stdio::null())
+            .status()
+            .expect("tansu topic create runs");
+        assert!(status.success(), "creating topic {name}");
+    }
+}
+
+impl Drop for Tansu {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A mixed batch: the demo mix with more malformed messages, plus
+/// tombstones and empty values. Keys are shop ids, so a redelivered event
+/// lands on its original's partition, as upstream's keying guarantees.
+fn mixed_batch(seed: u64, n: usize) -> Vec<Option<Vec<u8>>> {
+    let mut g = Generator::new(
+        seed,
+        DemoMix {
+            malformed: 0.02,
+            ..DemoMix::default()
+        },
+    );
+    let now = SystemClock.now_ms();
+    let mut buf = Vec::new();
+    let mut out: Vec<Option<Vec<u8>>> = (0..n)
+        .map(|i| {
+            g.next_message(now - 120_000 + (i as i64) * 5, &mut buf);
+            Some(buf.clone())
+        })
+        .collect();
+    for i in 0..20 {
+        out.insert(
+            i * 97 % out.len(),
+            if i % 2 == 0 { None } else { Some(Vec::new()) },
+        );
+    }
+    out
+}
+
+fn produce(port: u16, topic: &str, messages: &[Option<Vec<u8>>]) {
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", format!("127.0.0.1:{port}"))
+        .set("linger.ms", "5")
+        .set("acks", "all")
+        .create()
+        .expect("producer");
+    for m in messages {
+        let key = m
+            .as_deref()
+            .and_then(|v| serde_json::from_slice::<serde_json::Value>(v).ok())
+            .and_then(|v| v["shop"]["id"].as_u64())
+            .unwrap_or(0)
+            .to_string();
+        let mut record: BaseRecord<'_, str, [u8]> = BaseRecord::to(topic).key(&key);
+        if let Some(v) = m {
+            record = record.payload(v);
+        }
+        let mut record = record;
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((_, r)) => {
+                    record = r;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        }
+    }
+    producer
+        .flush(Duration::from_secs(60))
+        .expect("all delivered");
+}
+
+/// What a single uninterrupted engine makes of the messages.
+fn expected(messages: &[Option<Vec<u8>>]) -> serde_json::Value {
+    let mut e = Engine::new(EngineConfig::default());
+    let now = SystemClock.now_ms();
+    for m in messages {
+        e.ingest(m.as_deref(), None, now);
+    }
+    let rejected: BTreeMap<String, u64> = e.counts.rejected_by_reason().into_iter().collect();
+    serde_json::json!({
+        "orders": e.aggregate.orders,
+        "gmv_usd_cents": e.aggregate.gmv_usd_cents,
+        "unique_shoppers": e.aggregate.shoppers.estimate(),
+        "carbon_g": e.aggregate.carbon_grams,
+        "accepted": e.counts.accepted,
+        "duplicates": e.counts.duplicates,
+        "filtered": e.counts.filtered,
+        "rejected": rejected,
+    })
+}
+
+/// The same numbers, read from a server's `/api/snapshot`.
+fn observed(s: &serde_json::Value) -> serde_json::Value {
+    serde_json::json!({
+        "orders": s["totals"]["orders"],
+        "gmv_usd_cents": s["totals"]["gmv_usd_cents"],
+        "unique_shoppers": s["totals"]["unique_shoppers"],
+        "carbon_g": (s["totals"]["carbon_kg"].as_f64().unwrap_or(-1.0) * 1000.0).round() as u64,
+        "accepted": s["ingest"]["accepted"],
+        "duplicates": s["ingest"]["duplicates"],
+        "filtered": s["ingest"]["filtered"],
+        "rejected": s["ingest"]["rejected"],
+    })
+}
+
+fn processed(s: &serde_json::Value) -> u64 {
+    let i = &s["ingest"];
+    let rejected: u64 = i["rejected"]
+        .as_object()
+        .map(|o| o.values().filter_map(serde_json::Value::as_u64).sum())
+        .unwrap_or(0);
+    i["accepted"].as_u64().unwrap_or(0)
+        + i["duplicates"].as_u64().unwrap_or(0)
+        + i["filtered"].as_u64().unwrap_or(0)
+        + rejected
+}
+
+fn temp_state(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("livemap-it-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn kafka_config(port: u16, topic: &str, group: &str) -> KafkaConfig {
+    KafkaConfig {
+        brokers: format!("127.0.0.1:{port}"),
+        topic: topic.to_owned(),
+        group_id: group.to_owned(),
+        start_from: StartFrom::Earliest,
+        options: Vec::new(),
+    }
+}
+
+async fn start_kafka_server(port: u16, topic: &str, group: &str, state: PathBuf) -> TestServer {
+    let kafka = kafka_config(port, topic, group);
+    TestServer::start(move |c| {
+        c.kafka = Some(kafka);
+        c.state_dir = state;
+        c.checkpoint_every = Duration::from_secs(1);
+        c.lag_limit = 1_000;
+    })
+    .await
+}
+
+async fn wait_processed(server: &TestServer, n: u64) -> serde_json::Value {
+    eventually_within(
+        KAFKA_PATIENCE,
+        &format!("{n} messages processed"),
+        || async {
+            let s = server.snapshot().await;
+            (processed(&s) == n).then_some(s)
+        },
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kafka_totals_are_exact_for_a_mixed_batch() {
+    let broker = Tansu::start(None);
+    broker.create_topic("mixed", 4);
+    let messages = mixed_batch(1, 20_000);
+    let want = expected(&messages);
+    assert!(
+        want["duplicates"].as_u64() > Some(0)
+            && want["rejected"].as_object().is_some_and(|o| o.len() >= 7)
+    );
+    let (port, msgs) = (broker.port, messages.clone());
+    tokio::task::spawn_blocking(move || produce(port, "mixed", &msgs))
+        .await
+        .expect("produced");
+    let server = start_kafka_server(broker.port, "mixed", "g-mixed", temp_state("mixed")).await;
+    let s = wait_processed(&server, messages.len() as u64).await;
+    assert_eq!(observed(&s), want);
+    assert_eq!(s["stale"], serde_json::json!(false));
+
+    // The operator sees the same numbers, the lag and the checkpoints.
+    let metrics = eventually_within(KAFKA_PATIENCE, "metrics with lag and a checkpoint", || async {
+        let text = reqwest::get(server.admin_url("/metrics")).await.ok()?.text().await.ok()?;
+        (text.contains("livemap_consumer_lag_messages{partition=\"0\"}")
+            && text.contains("livemap_checkpoints_total{result=\"ok\"}")
+            && !text.contains("livemap_checkpoints_total{result=\"ok\"} 0"))
+        .then_some(text)
+    })
+    .await;
+    let accepted = format!("livemap_events_total{{outcome=\"accepted\"}} {}", want["accepted"]);
+    assert!(metrics.contains(&accepted), "{accepted} not in\n{metrics}");
+    assert!(metrics.contains("livemap_events_total{outcome=\"rejected\",reason=\"too_large\"}"));
+    eventually_within(KAFKA_PATIENCE, "ready once caught up", || async {
+        let r = reqwest::get(server.admin_url("/readyz")).await.ok()?;
+        (r.status() == 200).then_some(())
+    })
+    .await;
+}
+
+/// Runs the real binary, so that it can be killed with SIGKILL.
+struct Process {
+    child: Child,
+    base: String,
+}
+
+impl Process {
+    fn start(port: u16, topic: &str, state: &std::path::Path) -> Process {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_livemap"))
+            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+            .args([
+                "--kafka-brokers",
+                &format!("127.0.0.1:{port}"),
+                "--topic",
+                topic,
+            ])
+            .args(["--group-id", "g-kill", "--checkpoint-secs", "1"])
+            .arg("--state-dir")
+            .arg(state)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("livemap starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("first line");
+        let base = line
+            .split_whitespace()
+            .find(|w| w.starts_with("http://"))
+            .expect("listening line")
+            .trim_end_matches('/')
+            .to_owned();
+        Process { child, base }
+    }
+
+    async fn snapshot(&self) -> Option<serde_json::Value> {
+        reqwest::get(format!("{}/api/snapshot", self.base))
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()
+    }
+
+    fn kill_9(mut self) {
+        // std's kill is SIGKILL on Unix: no shutdown code runs.
+        self.child.kill().expect("SIGKILL");
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_mid_stream_then_restart_counts_every_order_once() {
+    let broker = Tansu::start(None);
+    broker.create_topic("killed", 4);
+    let messages = mixed_batch(2, 60_000);
+    let want = expected(&messages);
+    let state = temp_state("kill");
+    let (first, rest) = messages.split_at(20_000);
+    let (port, first_part) = (broker.port, first.to_vec());
+    tokio::task::spawn_blocking(move || produce(port, "killed", &first_part))
+        .await
+        .expect("produced");
+
+    let p = Process::start(broker.port, "killed", &state);
+    // Killed once it has counted some and checkpointed at least once, while
+    // the rest is still being produced and read.
+    eventually_within(
+        KAFKA_PATIENCE,
+        "some messages counted and checkpointed",
+        || async {
+            let s = p.snapshot().await?;
+            (processed(&s) > 0 && state.join("checkpoint.bin").is_file()).then_some(())
+        },
+    )
+    .await;
+    let (port, rest_part) = (broker.port, rest.to_vec());
+    let producing = tokio::task::spawn_blocking(move || produce(port, "killed", &rest_part));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    p.kill_9();
+    producing.await.expect("produced the rest");
+
+    let p = Process::start(broker.port, "killed", &state);
+    let s = eventually_within(
+        KAFKA_PATIENCE,
+        "every message processed after restart",
+        || async {
+            let s = p.snapshot().await?;
+            (processed(&s) >= messages.len() as u64).then_some(s)
+        },
+    )
+    .await;
+    assert_eq!(observed(&s), want, "after kill -9 and restart");
+}
+
+/// A TCP proxy the test can cut (drop every connection, refuse new ones)
+/// and restore.
+struct Proxy {
+    port: u16,
+    open: Arc<AtomicBool>,
+    generation: Arc<tokio::sync::watch::Sender<u64>>,
+}
+
+impl Proxy {
+    async fn start(port: u16, upstream: SocketAddr) -> Proxy {
+        let listener = TcpListener::bind(("127.0.0.1", port))
+            .await
+            .expect("proxy binds");
+        let open = Arc::new(AtomicBool::new(true));
+        let (gen_tx, _) = tokio::sync::watch::channel(0u64);
+        let generation = Arc::new(gen_tx);
+        let (o, g) = (open.clone(), generation.clone());
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if !o.load(Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
+                let mut cut = g.subscribe();
+                tokio::spawn(async move {
+                    let Ok(mut server) = TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = cut.changed() => {}
+                    }
+                });
+            }
+        });
+        Proxy {
+            port,
+            open,
+            generation,
+        }
+    }
+
+    fn cut(&self) {
+        self.open.store(false, Ordering::SeqCst);
+        self.generation.send_modify(|g| *g += 1);
+    }
+
+    fn restore(&self) {
+        self.open.store(true, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn broker_cut_marks_stale_then_catches_up_without_loss() {
+    let proxy_port = free_port();
+    let broker = Tansu::start(Some(proxy_port));
+    let proxy = Proxy::start(proxy_port, SocketAddr::from(([127, 0, 0, 1], broker.port))).await;
+    broker.create_topic("cut", 4);
+    let messages = mixed_batch(3, 30_000);
+    let want = expected(&messages);
+    let (a, b) = messages.split_at(15_000);
+    let a = a.to_vec();
+    tokio::task::spawn_blocking(move || produce(proxy_port, "cut", &a))
+        .await
+        .expect("produced");
+    let server = start_kafka_server(proxy.port, "cut", "g-cut", temp_state("cut")).await;
+    wait_processed(&server, 15_000 + 20).await;
+
+    proxy.cut();
+    eventually_within(KAFKA_PATIENCE, "snapshots marked stale", || async {
+        (server.snapshot().await["stale"] == serde_json::json!(true)).then_some(())
+    })
+    .await;
+    let version = server.snapshot().await["version"].as_u64();
+    eventually_within(
+        KAFKA_PATIENCE,
+        "snapshots still served while stale",
+        || async { (server.snapshot().await["version"].as_u64() > version).then_some(()) },
+    )
+    .await;
+
+    proxy.restore();
+    let b = b.to_vec();
+    tokio::task::spawn_blocking(move || produce(proxy_port, "cut", &b))
+        .await
+        .expect("produced");
+    let s = wait_processed(&server, messages.len() as u64).await;
+    assert_eq!(observed(&s), want);
+    eventually_within(KAFKA_PATIENCE, "no longer stale", || async {
+        (server.snapshot().await["stale"] == serde_json::json!(false)).then_some(())
+    })
+    .await;
+}
+
+fn sum(a: &serde_json::Value, b: &serde_json::Value) -> serde_json::Value {
+    let mut out = serde_json::Map::new();
+    for (k, v) in a.as_object().expect("object") {
+        let merged = match (v, &b[k]) {
+            (serde_json::Value::Object(x), serde_json::Value::Object(y)) => {
+                let mut m: BTreeMap<String, u64> = BTreeMap::new();
+                for (r, n) in x.iter().chain(y.iter()) {
+                    *m.entry(r.clone()).or_default() += n.as_u64().unwrap_or(0);
+                }
+                serde_json::json!(m)
+            }
+            (x, y) => serde_json::json!(x.as_u64().unwrap_or(0) + y.as_u64().unwrap_or(0)),
+        };
+        out.insert(k.clone(), merged);
+    }
+    serde_json::Value::Object(out)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_member_joining_and_leaving_loses_and_double_counts_nothing() {
+    let broker = Tansu::start(None);
+    broker.create_topic("shared", 4);
+    let messages = mixed_batch(4, 30_000);
+    let (m1, rest) = messages.split_at(10_000);
+    let (m2, m3) = rest.split_at(10_000);
+    let port = broker.port;
+    let chunk = m1.to_vec();
+    tokio::task::spawn_blocking(move || produce(port, "shared", &chunk))
+        .await
+        .expect("produced");
+    let a = start_kafka_server(port, "shared", "g-shared", temp_state("member-a")).await;
+    wait_processed(&a, m1.len() as u64).await;
+
+    // B joins: the partitions are split between A and B.
+    let b = start_kafka_server(port, "shared", "g-shared", temp_state("member-b")).await;
+    let chunk = m2.to_vec();
+    tokio::task::spawn_blocking(move || produce(port, "shared", &chunk))
+        .await
+        .expect("produced");
+    let both = (m1.len() + m2.len()) as u64;
+    let (sa, sb) = eventually_within(
+        KAFKA_PATIENCE,
+        "A and B together processed everything",
+        || async {
+            let (sa, sb) = (a.snapshot().await, b.snapshot().await);
+            (processed(&sa) + processed(&sb) == both && processed(&sb) > 0).then_some((sa, sb))
+        },
+    )
+    .await;
+    assert_eq!(
+        sum(&observed(&sa), &observed(&sb))["accepted"],
+        expected(&messages[..both as usize])["accepted"]
+    );
+
+    // B leaves gracefully: A takes every partition back, from where B stopped.
+    let b_final = b.snapshot().await;
+    b.stop().await.expect("B stops cleanly");
+    let chunk = m3.to_vec();
+    tokio::task::spawn_blocking(move || produce(port, "shared", &chunk))
+        .await
+        .expect("produced");
+    let total = messages.len() as u64;
+    let sa = eventually_within(KAFKA_PATIENCE, "A processed the rest", || async {
+        let sa = a.snapshot().await;
+        (processed(&sa) + processed(&b_final) >= total).then_some(sa)
+    })
+    .await;
+    let mut combined = sum(&observed(&sa), &observed(&b_final));
+    let mut want = expected(&messages);
+    // Unique shoppers is a sketch: members' sketches merge by union, not
+    // by sum (that is the scale-out work); compare the exact fields.
+    for v in [&mut combined, &mut want] {
+        v.as_object_mut().map(|o| o.remove("unique_shoppers"));
+    }
+    assert_eq!(combined, want);
+}
