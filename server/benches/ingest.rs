@@ -33,6 +33,22 @@ fn main() {
         best = best.min(started.elapsed().as_secs_f64());
         std::hint::black_box(&engine.aggregate.orders);
     }
+    let decoder = livemap_server::decode::Decoder::new(Default::default());
+    let started = Instant::now();
+    let mut checkouts = 0usize;
+    for m in &messages {
+        if matches!(
+            decoder.decode(Some(m)),
+            livemap_server::decode::Decoded::Checkout(_)
+        ) {
+            checkouts += 1;
+        }
+    }
+    let decode_only = started.elapsed().as_secs_f64();
+    println!(
+        "decode only: {:.2} M events/s ({checkouts} checkouts)",
+        N as f64 / decode_only / 1e6
+    );
     println!(
         "ingest: {N} messages ({:.0} bytes avg) in {best:.3} s: {:.2} M events/s on one core",
         bytes as f64 / N as f64,

@@ -230,6 +230,26 @@ impl Engine {
         }
     }
 
+    /// Partitions this engine currently counts.
+    pub fn owned_partitions(&self) -> Vec<i32> {
+        self.partitions
+            .iter()
+            .filter(|(_, s)| s.owned)
+            .map(|(&p, _)| p)
+            .collect()
+    }
+
+    /// Next offsets of the partitions this engine owns, and of `also`:
+    /// what a member may commit to the group. Committing partitions it no
+    /// longer owns would overwrite the new owner's progress.
+    pub fn committable_positions(&self, also: &[i32]) -> Vec<(i32, i64)> {
+        self.partitions
+            .iter()
+            .filter(|(p, s)| s.owned || also.contains(p))
+            .map(|(&p, s)| (p, s.next_offset))
+            .collect()
+    }
+
     /// Every partition's next offset: what a checkpoint of this state may
     /// commit to the source.
     pub fn positions(&self) -> Vec<(i32, i64)> {

@@ -55,7 +55,7 @@ pub struct MetricsSources {
 impl MetricsSources {
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
-        let (counts, replays, dedup_entries, dedup_evicted, orders, cents) = {
+        let (counts, replays, dedup_entries, dedup_evicted, orders, cents, owned) = {
             let e = self.engine.lock();
             (
                 e.counts.clone(),
@@ -64,6 +64,7 @@ impl MetricsSources {
                 e.dedup_evicted_early(),
                 e.aggregate.orders,
                 e.aggregate.gmv_usd_cents,
+                e.owned_partitions(),
             )
         };
         family(
@@ -154,6 +155,15 @@ impl MetricsSources {
             "1 while snapshots are marked stale.",
             f64::from(u8::from(self.health.stale())),
         );
+        family(
+            &mut out,
+            "livemap_partition_assigned",
+            "gauge",
+            "1 for each partition this member counts.",
+        );
+        for p in owned {
+            let _ = writeln!(out, "livemap_partition_assigned{{partition=\"{p}\"}} 1");
+        }
         family(
             &mut out,
             "livemap_consumer_lag_messages",

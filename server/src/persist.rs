@@ -50,14 +50,18 @@ impl Checkpointer {
         }
     }
 
-    /// Writes the engine's current state; returns the partition offsets
-    /// that are now durable and may be committed to the source.
-    pub fn checkpoint(&self) -> Result<Vec<(i32, i64)>, CheckpointError> {
+    /// Writes the engine's current state; returns the offsets that are now
+    /// durable and that this member may commit: those of the partitions it
+    /// owns, and of `also` (partitions being handed over).
+    pub fn checkpoint(&self, also: &[i32]) -> Result<Vec<(i32, i64)>, CheckpointError> {
         let _one_at_a_time = self.writing.lock();
         let started = Instant::now();
         let (bytes, positions) = {
             let engine = self.engine.lock();
-            (engine.export(&self.source_id), engine.positions())
+            (
+                engine.export(&self.source_id),
+                engine.committable_positions(also),
+            )
         };
         let result = self.dir.store(&bytes);
         match &result {

@@ -197,7 +197,7 @@ impl ConsumerContext for LivemapContext {
                 }
                 // Hand the partitions over exactly where this member stopped.
                 if let Some(ck) = &self.checkpointer {
-                    match ck.checkpoint() {
+                    match ck.checkpoint(&partitions) {
                         Ok(positions) => {
                             commit(consumer, &self.topic, &positions, CommitMode::Sync)
                         }
@@ -380,9 +380,46 @@ impl KafkaSource {
                 self.checkpoint_and_commit(CommitMode::Async);
             }
         }
-        if !batch.is_empty() {
-            let _ = tx.blocking_send(batch);
+        if !batch.is_empty() && tx.blocking_send(std::mem::take(&mut batch)).is_err() {
+            return;
         }
+        self.leave_group(&tx);
+    }
+
+    /// Leaves the group while still polling, so the revocation (with its
+    /// checkpoint and commit) runs while the coordinator is known and the
+    /// next owner starts exactly where this member stopped.
+    fn leave_group(&self, tx: &mpsc::Sender<Batch>) {
+        const LEAVE_PATIENCE: Duration = Duration::from_secs(15);
+        self.consumer.unsubscribe();
+        let ctx = self.consumer.context();
+        let started = Instant::now();
+        while started.elapsed() < LEAVE_PATIENCE {
+            if let Some(Ok(m)) = self.consumer.poll(Duration::from_millis(50)) {
+                // Still ours until the revocation: count it like any other.
+                let generation = ctx
+                    .generations
+                    .lock()
+                    .get(&m.partition())
+                    .copied()
+                    .unwrap_or(0);
+                let message = Message {
+                    payload: m.payload().map(Bytes::copy_from_slice),
+                    position: Some(Position {
+                        partition: m.partition(),
+                        offset: m.offset(),
+                        generation,
+                    }),
+                };
+                if tx.blocking_send(vec![message]).is_err() {
+                    return;
+                }
+            }
+            if self.consumer.assignment().map_or(true, |a| a.count() == 0) {
+                return;
+            }
+        }
+        tracing::warn!("left the group without a clean revocation");
     }
 
     /// Writes a checkpoint and commits the offsets it reflects.
@@ -390,7 +427,7 @@ impl KafkaSource {
         let Some(ck) = &self.consumer.context().checkpointer else {
             return;
         };
-        match ck.checkpoint() {
+        match ck.checkpoint(&[]) {
             Ok(positions) => commit(&self.consumer, &self.topic, &positions, mode),
             Err(e) => tracing::error!(error = %e, "checkpoint failed"),
         }
@@ -415,7 +452,7 @@ pub struct KafkaHandle {
 impl KafkaHandle {
     pub fn final_checkpoint(&self) -> Result<(), CheckpointError> {
         if let Some(ck) = &self.consumer.context().checkpointer {
-            let positions = ck.checkpoint()?;
+            let positions = ck.checkpoint(&[])?;
             commit(&self.consumer, &self.topic, &positions, CommitMode::Sync);
         }
         Ok(())

@@ -35,7 +35,9 @@ impl TestServer {
             .await
             .expect("bind port 0");
         let addr = listener.local_addr().expect("local addr");
-        let admin_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind port 0");
+        let admin_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind port 0");
         let admin = admin_listener.local_addr().expect("local addr");
         let (stop, stopped) = oneshot::channel::<()>();
         let listeners = livemap_server::Listeners {
