@@ -3,8 +3,10 @@
 //! `generate` writes contract events as JSON lines (one message value per
 //! line), from the same generator the server's demo source uses, so a run
 //! can be replayed or inspected; `produce` sends them to Kafka at a paced
-//! rate. Playing browsers comes with the fan-out work.
+//! rate; `consume` measures what a bare consumer reads. Playing browsers
+//! comes with the fan-out work.
 
+mod consume;
 mod produce;
 
 use std::io::{BufWriter, Write};
@@ -30,6 +32,8 @@ struct Cli {
 enum Command {
     /// Produce contract events to a Kafka topic at a paced rate.
     Produce(produce::ProduceArgs),
+    /// Read a topic with a bare consumer and report messages/s (the broker's limit).
+    Consume(consume::ConsumeArgs),
     /// Write contract events as JSON lines (newline-free JSON, one per line).
     Generate {
         /// How many messages to write.
@@ -53,6 +57,7 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Produce(args) => produce::run(args),
+        Command::Consume(args) => consume::run(args),
         Command::Generate {
             count,
             rate,

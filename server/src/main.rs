@@ -9,8 +9,11 @@ use tracing_subscriber::EnvFilter;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    // Logs go to stderr; stdout carries only the line that says where the
+    // server listens, for scripts.
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_new(&args.log).context("invalid --log filter")?)
+        .with_writer(std::io::stderr)
         .init();
     let config = Config::from_args(&args)?;
     let listener = tokio::net::TcpListener::bind(args.listen)

@@ -327,16 +327,20 @@ impl Process {
             .args(["--group-id", "g-kill", "--checkpoint-secs", "1"])
             .arg("--state-dir")
             .arg(state)
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("LIVEMAP_TEST_CHILD_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
             .expect("livemap starts");
         let stdout = child.stdout.take().expect("stdout");
+        let mut reader = BufReader::new(stdout);
         let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("first line");
+        reader.read_line(&mut line).expect("first line");
+        // Keep draining, so the child can never block on a full pipe.
+        std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
         let base = line
             .split_whitespace()
             .find(|w| w.starts_with("http://"))
