@@ -132,7 +132,9 @@ pub async fn run_with_clock(
             health.clone(),
             ticks.clone(),
         );
-        let mut interval = tokio::time::interval(config.tick);
+        // The first frame is already published: the next is one tick away.
+        let start = tokio::time::Instant::now() + config.tick;
+        let mut interval = tokio::time::interval_at(start, config.tick);
         interval.set_missed_tick_behavior(MissedTickBehavior::Skip);
         tokio::spawn(async move {
             loop {
