@@ -101,6 +101,7 @@ pub enum Decoded {
 pub struct Decoder {
     fx: FxTable,
     checkout_type: memmem::Finder<'static>,
+    unicode_escape: memmem::Finder<'static>,
 }
 
 impl Decoder {
@@ -108,6 +109,7 @@ impl Decoder {
         Decoder {
             fx,
             checkout_type: memmem::Finder::new(CHECKOUT_COMPLETED.as_bytes()),
+            unicode_escape: memmem::Finder::new(b"\\u"),
         }
     }
 
@@ -133,7 +135,7 @@ impl Decoder {
         // \u-escaped, so a message with neither cannot be one. It still has
         // to look like a JSON object, so that garbage is not counted as
         // "filtered".
-        if self.checkout_type.find(bytes).is_none() && memmem::find(bytes, b"\\u").is_none() {
+        if self.checkout_type.find(bytes).is_none() && self.unicode_escape.find(bytes).is_none() {
             return if looks_like_object(bytes) {
                 Err(Filtered::OtherType.into())
             } else {
