@@ -22,49 +22,30 @@ pub async fn snapshot(State(state): State<AppState>) -> impl IntoResponse {
     )
 }
 
-/// `GET /sse`: one `snapshot` event, the JSON document, per tick.
+/// `GET /sse`: one `snapshot` event, the JSON document, per tick: the
+/// current one at once, then each new one. Like every transport it reads
+/// the latest-value channel, so a slow client skips ahead.
 pub async fn sse(
     State(state): State<AppState>,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let mut rx = state.frames.clone();
-    let shutdown = state.shutdown.clone();
-    let stream = async_stream(move |yield_| async move {
-        rx.mark_changed();
-        loop {
+    rx.mark_changed();
+    let stream =
+        futures_util::stream::unfold((rx, state.shutdown), |(mut rx, shutdown)| async move {
             tokio::select! {
-                _ = shutdown.cancelled() => break,
-                changed = rx.changed() => if changed.is_err() { break },
+                _ = shutdown.cancelled() => return None,
+                changed = rx.changed() => changed.ok()?,
             }
             let frame = rx.borrow_and_update().clone();
-            // The JSON is one line (serde_json writes no newlines), as an
-            // SSE data field requires.
+            // serde_json writes no newlines, so the JSON is one SSE data line.
             let data = String::from_utf8_lossy(&frame.json).into_owned();
             let event = Event::default()
                 .event("snapshot")
                 .id(frame.version.to_string())
                 .data(data);
-            if yield_.send(Ok(event)).await.is_err() {
-                break;
-            }
-        }
-    });
+            Some((Ok(event), (rx, shutdown)))
+        });
     Sse::new(stream).keep_alive(KeepAlive::default())
-}
-
-/// A tiny generator-to-stream adapter over a bounded channel of one, so a
-/// slow SSE client holds back the producer instead of queueing events.
-fn async_stream<F, Fut>(f: F) -> impl Stream<Item = Result<Event, Infallible>>
-where
-    F: FnOnce(tokio::sync::mpsc::Sender<Result<Event, Infallible>>) -> Fut,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    let (tx, rx) = tokio::sync::mpsc::channel(1);
-    tokio::spawn(f(tx));
-    tokio_stream_from(rx)
-}
-
-fn tokio_stream_from<T>(mut rx: tokio::sync::mpsc::Receiver<T>) -> impl Stream<Item = T> {
-    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 
 /// `GET /healthz`: the process is up and serving.

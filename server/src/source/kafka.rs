@@ -25,7 +25,7 @@ use rdkafka::client::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::KafkaError;
-use rdkafka::message::Message as _;
+use rdkafka::message::{BorrowedMessage, Message as _};
 use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaRespErr;
@@ -225,6 +225,24 @@ impl ConsumerContext for LivemapContext {
 }
 
 impl LivemapContext {
+    /// A fetched message, tagged with its partition's current assignment.
+    fn message(&self, m: &BorrowedMessage<'_>) -> Message {
+        let generation = self
+            .generations
+            .lock()
+            .get(&m.partition())
+            .copied()
+            .unwrap_or(0);
+        Message {
+            payload: m.payload().map(Bytes::copy_from_slice),
+            position: Some(Position {
+                partition: m.partition(),
+                offset: m.offset(),
+                generation,
+            }),
+        }
+    }
+
     /// The group's committed offsets for `partitions` (`None` where there is
     /// none, or the coordinator cannot say in time).
     fn committed(
@@ -343,23 +361,10 @@ impl KafkaSource {
             };
             match self.consumer.poll(wait) {
                 Some(Ok(m)) => {
-                    let generation = ctx
-                        .generations
-                        .lock()
-                        .get(&m.partition())
-                        .copied()
-                        .unwrap_or(0);
                     if batch.is_empty() {
                         batch_started = Instant::now();
                     }
-                    batch.push(Message {
-                        payload: m.payload().map(Bytes::copy_from_slice),
-                        position: Some(Position {
-                            partition: m.partition(),
-                            offset: m.offset(),
-                            generation,
-                        }),
-                    });
+                    batch.push(ctx.message(&m));
                     ctx.health.observe_message();
                 }
                 Some(Err(e)) => {
@@ -397,21 +402,7 @@ impl KafkaSource {
         while started.elapsed() < LEAVE_PATIENCE {
             if let Some(Ok(m)) = self.consumer.poll(Duration::from_millis(50)) {
                 // Still ours until the revocation: count it like any other.
-                let generation = ctx
-                    .generations
-                    .lock()
-                    .get(&m.partition())
-                    .copied()
-                    .unwrap_or(0);
-                let message = Message {
-                    payload: m.payload().map(Bytes::copy_from_slice),
-                    position: Some(Position {
-                        partition: m.partition(),
-                        offset: m.offset(),
-                        generation,
-                    }),
-                };
-                if tx.blocking_send(vec![message]).is_err() {
+                if tx.blocking_send(vec![ctx.message(&m)]).is_err() {
                     return;
                 }
             }
