@@ -34,6 +34,8 @@ pub struct Checkout {
     pub usd_cents: u64,
     pub channel: Channel,
     pub carbon_grams: u64,
+    /// Trend key (top two taxonomy levels) and quantity of each line item.
+    pub items: Vec<(String, u32)>,
 }
 
 /// Why a message was rejected. The names are what operators see, in
@@ -189,10 +191,11 @@ impl Decoder {
                 },
             )?;
         let usd_cents = rate.to_usd_cents(minor).ok_or(Reject::BadValue)?;
+        let mut items = Vec::with_capacity(e.order.line_items.len());
         for item in &e.order.line_items {
-            if item.product_category.trim().is_empty() {
-                return Err(Reject::BadValue.into());
-            }
+            let key =
+                crate::trends::category_key(&item.product_category).ok_or(Reject::BadValue)?;
+            items.push((key, item.quantity));
             money::parse_minor_units(&item.price, rate.minor_digits)
                 .map_err(|_| Reject::BadValue)?;
         }
@@ -218,6 +221,7 @@ impl Decoder {
             usd_cents,
             channel: Channel::from_contract(&e.order.channel),
             carbon_grams: (carbon_kg * 1000.0).round() as u64,
+            items,
         })
     }
 }

@@ -14,6 +14,7 @@ use crate::checkpoint::{CheckpointError, Reader, Writer};
 use crate::decode::{Decoded, Decoder, Reject};
 use crate::dedup::{Dedup, Seen};
 use crate::source::Position;
+use crate::trends::Trends;
 
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -88,6 +89,7 @@ pub struct Engine {
     pub aggregate: Aggregate,
     pub counts: IngestCounts,
     pub replays: Replays,
+    pub trends: Trends,
     partitions: BTreeMap<i32, PartitionState>,
     sampler: ArcSampler,
     future_tolerance_ms: i64,
@@ -101,6 +103,7 @@ impl Engine {
             aggregate: Aggregate::default(),
             counts: IngestCounts::default(),
             replays: Replays::default(),
+            trends: Trends::new(),
             partitions: BTreeMap::new(),
             sampler: ArcSampler::new(config.arcs_per_tick, config.seed),
             future_tolerance_ms: config.future_tolerance_ms,
@@ -153,6 +156,9 @@ impl Engine {
             return;
         }
         self.counts.accepted += 1;
+        for (category, quantity) in &checkout.items {
+            self.trends.add(category, *quantity, checkout.event_time_ms);
+        }
         self.aggregate.add(
             checkout.usd_cents,
             checkout.carbon_grams,
@@ -274,6 +280,7 @@ impl Engine {
         }
         self.aggregate.export(&mut w);
         self.dedup.export(&mut w);
+        self.trends.export(&mut w);
         w.u64(self.partitions.len() as u64);
         for (&p, s) in &self.partitions {
             w.i32(p);
@@ -309,6 +316,7 @@ impl Engine {
         }
         engine.aggregate = Aggregate::restore(&mut r)?;
         engine.dedup.restore(&mut r)?;
+        engine.trends = Trends::restore(&mut r)?;
         for _ in 0..r.count(12)? {
             let (p, next_offset) = (r.i32()?, r.i64()?);
             engine.partitions.insert(

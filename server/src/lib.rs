@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod persist;
 pub mod snapshot;
 pub mod source;
+pub mod trends;
 
 use std::future::Future;
 use std::sync::Arc;

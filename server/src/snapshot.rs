@@ -82,7 +82,7 @@ impl Snapshotter {
                 filtered: engine.counts.filtered,
                 rejected: engine.counts.rejected_by_reason(),
             },
-            trends: Vec::new(),
+            trends: engine.trends.current().to_vec(),
             arcs,
             tick_ms: self.tick_ms,
         };

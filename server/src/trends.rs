@@ -1,0 +1,351 @@
+//! Product-category trends, as `../shared/public-api.md` defines them:
+//! per category (the top two taxonomy levels),
+//! change = SUM(quantity in the prior 1 hour) / MEAN(hourly quantity over
+//! the prior 6 hours) - 1, recomputed every 5 minutes of event time, top
+//! 500 by change.
+//!
+//! Rules where the definition is silent:
+//! - "Prior" is relative to the recompute time T, a 5-minute boundary of
+//!   event time: the hour is [T-1h, T) and the six hours are [T-6h, T).
+//! - During the first 6 hours of the sale (counted from the first event
+//!   seen) the mean is taken over the whole hours that have passed; before
+//!   one whole hour has passed there is no baseline and no trend.
+//! - A category with nothing sold in the baseline has no defined change
+//!   and is left out until it has one.
+//! - Ties are broken by category name, so the list is stable.
+//!
+//! Quantities are kept in 5-minute buckets of event time in a fixed ring of
+//! a little over six hours, so memory is bounded by the number of
+//! categories (itself capped).
+
+use std::collections::HashMap;
+
+use livemap_wire::Trend;
+
+use crate::checkpoint::{CheckpointError, Reader, Writer};
+
+pub const BUCKET_MS: i64 = 5 * 60_000;
+const HOUR_BUCKETS: i64 = 12;
+const BASELINE_HOURS: i64 = 6;
+/// Six hours of buckets plus the one being filled.
+const RING: usize = (BASELINE_HOURS * HOUR_BUCKETS) as usize + 1;
+pub const TOP: usize = 500;
+/// Categories beyond this many are not tracked (they are still counted in
+/// every total); a hostile stream of made-up categories cannot grow memory.
+pub const MAX_CATEGORIES: usize = 10_000;
+
+/// The trend key of a taxonomy path: its top two levels, trimmed.
+pub fn category_key(path: &str) -> Option<String> {
+    let mut levels = path.split('>').map(str::trim).filter(|l| !l.is_empty());
+    let first = levels.next()?;
+    Some(match levels.next() {
+        Some(second) => format!("{first} > {second}"),
+        None => first.to_owned(),
+    })
+}
+
+#[derive(Debug, Default)]
+pub struct Trends {
+    ids: HashMap<String, usize>,
+    names: Vec<String>,
+    /// Per category, quantity per ring slot.
+    counts: Vec<Vec<u64>>,
+    /// Which bucket each ring slot holds.
+    slot_bucket: Vec<i64>,
+    newest_bucket: Option<i64>,
+    first_bucket: Option<i64>,
+    current: Vec<Trend>,
+    pub untracked_items: u64,
+}
+
+impl Trends {
+    pub fn new() -> Self {
+        Trends {
+            slot_bucket: vec![i64::MIN; RING],
+            ..Trends::default()
+        }
+    }
+
+    /// Adds quantity sold in a category at an event time. Returns whether
+    /// the 5-minute boundary was crossed (the trends were recomputed).
+    pub fn add(&mut self, category: &str, quantity: u32, event_time_ms: i64) -> bool {
+        let bucket = event_time_ms.div_euclid(BUCKET_MS);
+        let recomputed = self.advance_to(bucket);
+        let newest = self.newest_bucket.unwrap_or(bucket);
+        if bucket <= newest - RING as i64 {
+            // Older than the longest window: it can no longer change a trend.
+            return recomputed;
+        }
+        let id = match self.ids.get(category) {
+            Some(&id) => id,
+            None if self.names.len() < MAX_CATEGORIES => {
+                let id = self.names.len();
+                self.ids.insert(category.to_owned(), id);
+                self.names.push(category.to_owned());
+                self.counts.push(vec![0; RING]);
+                id
+            }
+            None => {
+                self.untracked_items += 1;
+                return recomputed;
+            }
+        };
+        let slot = bucket.rem_euclid(RING as i64) as usize;
+        self.counts[id][slot] += u64::from(quantity);
+        recomputed
+    }
+
+    /// Moves the newest bucket forward, clearing reused slots, and
+    /// recomputes at each 5-minute boundary crossed.
+    fn advance_to(&mut self, bucket: i64) -> bool {
+        self.first_bucket = Some(self.first_bucket.map_or(bucket, |f| f.min(bucket)));
+        let Some(newest) = self.newest_bucket else {
+            self.newest_bucket = Some(bucket);
+            self.claim(bucket);
+            return false;
+        };
+        if bucket <= newest {
+            return false;
+        }
+        // Recompute once, at the newest boundary: the buckets before it are
+        // the complete ones.
+        let start = (newest + 1).max(bucket - RING as i64 + 1);
+        for b in start..=bucket {
+            self.claim(b);
+        }
+        self.newest_bucket = Some(bucket);
+        self.recompute(bucket);
+        true
+    }
+
+    fn claim(&mut self, bucket: i64) {
+        let slot = bucket.rem_euclid(RING as i64) as usize;
+        if self.slot_bucket[slot] != bucket {
+            self.slot_bucket[slot] = bucket;
+            for c in &mut self.counts {
+                c[slot] = 0;
+            }
+        }
+    }
+
+    fn sum(&self, id: usize, from: i64, to: i64) -> u64 {
+        (from..to)
+            .map(|b| {
+                let slot = b.rem_euclid(RING as i64) as usize;
+                if self.slot_bucket[slot] == b {
+                    self.counts[id][slot]
+                } else {
+                    0
+                }
+            })
+            .sum()
+    }
+
+    /// Recomputes the trends at T = the start of bucket `t`.
+    fn recompute(&mut self, t: i64) {
+        let first = self.first_bucket.unwrap_or(t);
+        let hours = ((t - first) / HOUR_BUCKETS).min(BASELINE_HOURS);
+        if hours < 1 {
+            self.current.clear();
+            return;
+        }
+        let mut trends: Vec<Trend> = (0..self.names.len())
+            .filter_map(|id| {
+                let recent = self.sum(id, t - HOUR_BUCKETS, t) as f64;
+                let baseline = self.sum(id, t - hours * HOUR_BUCKETS, t) as f64 / hours as f64;
+                (baseline > 0.0).then(|| Trend {
+                    category: self.names[id].clone(),
+                    change: recent / baseline - 1.0,
+                })
+            })
+            .collect();
+        trends.sort_by(|a, b| {
+            b.change
+                .total_cmp(&a.change)
+                .then_with(|| a.category.cmp(&b.category))
+        });
+        trends.truncate(TOP);
+        self.current = trends;
+    }
+
+    /// The trends as last recomputed.
+    pub fn current(&self) -> &[Trend] {
+        &self.current
+    }
+
+    pub fn export(&self, w: &mut Writer) {
+        w.i64(self.newest_bucket.unwrap_or(i64::MIN));
+        w.i64(self.first_bucket.unwrap_or(i64::MIN));
+        w.u64(self.untracked_items);
+        for b in &self.slot_bucket {
+            w.i64(*b);
+        }
+        w.u64(self.names.len() as u64);
+        for (name, counts) in self.names.iter().zip(&self.counts) {
+            w.str(name);
+            for c in counts {
+                w.u64(*c);
+            }
+        }
+    }
+
+    pub fn restore(r: &mut Reader) -> Result<Trends, CheckpointError> {
+        let mut t = Trends::new();
+        let opt = |v: i64| (v != i64::MIN).then_some(v);
+        t.newest_bucket = opt(r.i64()?);
+        t.first_bucket = opt(r.i64()?);
+        t.untracked_items = r.u64()?;
+        for b in &mut t.slot_bucket {
+            *b = r.i64()?;
+        }
+        for _ in 0..r.count(8 + RING * 8)? {
+            let name = r.string()?;
+            let mut counts = vec![0; RING];
+            for c in &mut counts {
+                *c = r.u64()?;
+            }
+            t.ids.insert(name.clone(), t.names.len());
+            t.names.push(name);
+            t.counts.push(counts);
+        }
+        if let Some(newest) = t.newest_bucket {
+            t.recompute(newest);
+        }
+        Ok(t)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const H: i64 = 3_600_000;
+    /// A 5-minute boundary, and the sale's start.
+    const T0: i64 = 1_795_788_000_000;
+
+    fn change(t: &Trends, category: &str) -> Option<f64> {
+        t.current()
+            .iter()
+            .find(|x| x.category == category)
+            .map(|x| x.change)
+    }
+
+    #[test]
+    fn keys_are_the_top_two_levels() {
+        assert_eq!(
+            category_key("Apparel & Accessories > Clothing > Outerwear").as_deref(),
+            Some("Apparel & Accessories > Clothing")
+        );
+        assert_eq!(
+            category_key(" Media >Books ").as_deref(),
+            Some("Media > Books")
+        );
+        assert_eq!(category_key("Media").as_deref(), Some("Media"));
+        assert_eq!(category_key(" > "), None);
+    }
+
+    #[test]
+    fn no_trend_before_one_whole_hour() {
+        let mut t = Trends::new();
+        for m in 0..59 {
+            t.add("A > B", 1, T0 + m * 60_000);
+        }
+        t.add("A > B", 1, T0 + 59 * 60_000 + 59_000);
+        assert!(t.current().is_empty());
+        t.add("A > B", 1, T0 + H);
+        // At T0+1h: one hour of history, recent == baseline: no change.
+        assert_eq!(change(&t, "A > B"), Some(0.0));
+    }
+
+    #[test]
+    fn change_compares_the_last_hour_with_the_hourly_mean_of_six() {
+        let mut t = Trends::new();
+        // Steady 12 per hour (1 per 5 minutes) for 5 hours...
+        for b in 0..60 {
+            t.add("Steady > X", 1, T0 + b * BUCKET_MS);
+            t.add("Surging > Y", 1, T0 + b * BUCKET_MS);
+        }
+        // ...then in the sixth hour Surging sells 4 per bucket (48/h).
+        for b in 60..72 {
+            t.add("Steady > X", 1, T0 + b * BUCKET_MS);
+            t.add("Surging > Y", 4, T0 + b * BUCKET_MS);
+        }
+        t.add("Steady > X", 1, T0 + 6 * H);
+        // Steady: 12 / (72/6) - 1 = 0. Surging: 48 / ((60 + 48) / 6) - 1 = 48/18 - 1.
+        assert_eq!(change(&t, "Steady > X"), Some(0.0));
+        let surging = change(&t, "Surging > Y").expect("has a trend");
+        assert!((surging - (48.0 / 18.0 - 1.0)).abs() < 1e-12, "{surging}");
+        assert_eq!(t.current()[0].category, "Surging > Y", "sorted by change");
+    }
+
+    #[test]
+    fn the_window_is_six_hours_after_the_first_six() {
+        let mut t = Trends::new();
+        // 100 per bucket in hour 0, then 1 per bucket for hours 1..8.
+        for b in 0..12 {
+            t.add("C > D", 100, T0 + b * BUCKET_MS);
+        }
+        for b in 12..96 {
+            t.add("C > D", 1, T0 + b * BUCKET_MS);
+        }
+        t.add("C > D", 1, T0 + 8 * H);
+        // At T0+8h the baseline is hours 2..8: the big first hour is gone.
+        assert_eq!(change(&t, "C > D"), Some(0.0));
+    }
+
+    #[test]
+    fn late_events_land_in_their_bucket_and_count_at_the_next_recompute() {
+        let mut t = Trends::new();
+        for b in 0..=12 {
+            t.add("E > F", 1, T0 + b * BUCKET_MS);
+        }
+        assert_eq!(change(&t, "E > F"), Some(0.0));
+        // Late: 12 more in the last hour, arriving after the recompute.
+        t.add("E > F", 12, T0 + 11 * BUCKET_MS);
+        assert_eq!(
+            change(&t, "E > F"),
+            Some(0.0),
+            "not before the next boundary"
+        );
+        t.add("E > F", 1, T0 + 13 * BUCKET_MS);
+        // Hours since start: 1 (T0+65min), recent = buckets 1..13 = 11 + 12 + 1... recomputed.
+        assert!(change(&t, "E > F").is_some());
+    }
+
+    #[test]
+    fn only_categories_sold_in_the_window_trend_and_memory_is_capped() {
+        let mut t = Trends::new();
+        t.add("Old > One", 1, T0);
+        t.add("New > One", 5, T0 + H - 1);
+        t.add("Old > One", 1, T0 + H);
+        assert!(change(&t, "Old > One").is_some());
+        assert!(
+            change(&t, "New > One").is_some(),
+            "sold within the baseline"
+        );
+        // Eight hours on, "New > One" has sold nothing for six: it drops out.
+        t.add("Old > One", 1, T0 + 7 * H);
+        t.add("Old > One", 1, T0 + 8 * H);
+        assert!(change(&t, "New > One").is_none());
+        assert!(change(&t, "Old > One").is_some());
+        for i in 0..(MAX_CATEGORIES + 10) {
+            t.add(&format!("Made up > {i}"), 1, T0 + 8 * H);
+        }
+        assert_eq!(t.names.len(), MAX_CATEGORIES);
+        assert!(t.untracked_items >= 10);
+    }
+
+    #[test]
+    fn export_and_restore_keep_the_trends() {
+        let mut t = Trends::new();
+        for b in 0..80 {
+            t.add("G > H", (b % 7 + 1) as u32, T0 + b * BUCKET_MS);
+            t.add("I > J", 2, T0 + b * BUCKET_MS);
+        }
+        let mut w = Writer::default();
+        t.export(&mut w);
+        let back = Trends::restore(&mut Reader::new(&w.buf)).expect("restores");
+        assert_eq!(back.current(), t.current());
+        assert!(!back.current().is_empty());
+    }
+}
