@@ -115,14 +115,25 @@ pub struct Aggregate {
 }
 
 impl Aggregate {
-    pub fn add(&mut self, usd_cents: u64, carbon_grams: u64, buyer_hash: u64, event_time_ms: i64) {
+    /// Counts an order. `in_minute` is false for an order later than the
+    /// allowed lateness: it counts in the totals, not in its closed minute.
+    pub fn add(
+        &mut self,
+        usd_cents: u64,
+        carbon_grams: u64,
+        buyer_hash: u64,
+        event_time_ms: i64,
+        in_minute: bool,
+    ) {
         self.orders += 1;
         // Saturating rather than wrapping: u64 cents is 184 quadrillion USD,
         // so this only guards against hostile totals, never real ones.
         self.gmv_usd_cents = self.gmv_usd_cents.saturating_add(usd_cents);
         self.carbon_grams = self.carbon_grams.saturating_add(carbon_grams);
         self.shoppers.insert_hash(buyer_hash);
-        self.minutes.add(event_time_ms, usd_cents);
+        if in_minute {
+            self.minutes.add(event_time_ms, usd_cents);
+        }
     }
 
     pub fn export(&self, w: &mut Writer) {
@@ -204,6 +215,7 @@ mod tests {
                 420,
                 xxhash_rust::xxh3::xxh3_64(&(i % 10).to_le_bytes()),
                 T0,
+                true,
             );
         }
         assert_eq!(a.orders, 1_000);

@@ -58,6 +58,12 @@ pub struct Args {
     #[arg(long, env = "LIVEMAP_FUTURE_TOLERANCE_SECS", default_value_t = 300)]
     pub future_tolerance_secs: u32,
 
+    /// An order up to this many minutes behind the newest event time still
+    /// lands in its own minute; later ones count in the totals and as
+    /// `ingest.late`.
+    #[arg(long, env = "LIVEMAP_ALLOWED_LATENESS_MINUTES", default_value_t = 5)]
+    pub allowed_lateness_minutes: u32,
+
     /// Longest a long-poll request waits for a new snapshot, in seconds.
     #[arg(long, env = "LIVEMAP_POLL_TIMEOUT_SECS", default_value_t = 25)]
     pub poll_timeout_secs: u32,
@@ -187,6 +193,7 @@ impl Config {
                 dedup_max_entries: args.dedup_max_entries,
                 arcs_per_tick: args.arcs_per_tick,
                 future_tolerance_ms: i64::from(args.future_tolerance_secs) * 1000,
+                allowed_lateness_ms: i64::from(args.allowed_lateness_minutes) * 60_000,
                 seed,
             },
             demo_rate: args.demo_rate,

@@ -49,6 +49,7 @@ impl Frame {
                     .iter()
                     .map(|(r, n)| (r.as_str(), *n))
                     .collect(),
+                late: s.ingest.late,
             },
             trends: s
                 .trends
@@ -117,6 +118,9 @@ struct PublicIngest<'a> {
     duplicates: u64,
     filtered: u64,
     rejected: std::collections::BTreeMap<&'a str, u64>,
+    /// Accepted orders later than the allowed lateness (in totals, not in
+    /// their minute).
+    late: u64,
 }
 
 #[derive(Serialize)]

@@ -24,6 +24,9 @@ pub struct EngineConfig {
     pub arcs_per_tick: usize,
     /// How far past the wall clock an event time may be.
     pub future_tolerance_ms: i64,
+    /// How far behind the newest event time an order may be and still
+    /// land in its own minute.
+    pub allowed_lateness_ms: i64,
     pub seed: u64,
 }
 
@@ -35,6 +38,7 @@ impl Default for EngineConfig {
             dedup_max_entries: 10_000_000,
             arcs_per_tick: 40,
             future_tolerance_ms: 5 * 60_000,
+            allowed_lateness_ms: 5 * 60_000,
             seed: 0,
         }
     }
@@ -47,6 +51,8 @@ pub struct IngestCounts {
     pub duplicates: u64,
     pub filtered: u64,
     pub rejected: [u64; Reject::ALL.len()],
+    /// Accepted orders that came later than the allowed lateness.
+    pub late: u64,
 }
 
 impl IngestCounts {
@@ -93,6 +99,9 @@ pub struct Engine {
     partitions: BTreeMap<i32, PartitionState>,
     sampler: ArcSampler,
     future_tolerance_ms: i64,
+    allowed_lateness_ms: i64,
+    /// The newest event time counted: what lateness is measured against.
+    watermark_ms: i64,
 }
 
 impl Engine {
@@ -107,6 +116,8 @@ impl Engine {
             partitions: BTreeMap::new(),
             sampler: ArcSampler::new(config.arcs_per_tick, config.seed),
             future_tolerance_ms: config.future_tolerance_ms,
+            allowed_lateness_ms: config.allowed_lateness_ms,
+            watermark_ms: i64::MIN,
         }
     }
 
@@ -156,6 +167,12 @@ impl Engine {
             return;
         }
         self.counts.accepted += 1;
+        let late =
+            checkout.event_time_ms < self.watermark_ms.saturating_sub(self.allowed_lateness_ms);
+        self.watermark_ms = self.watermark_ms.max(checkout.event_time_ms);
+        if late {
+            self.counts.late += 1;
+        }
         for (category, quantity) in &checkout.items {
             self.trends.add(category, *quantity, checkout.event_time_ms);
         }
@@ -164,6 +181,7 @@ impl Engine {
             checkout.carbon_grams,
             checkout.buyer_hash,
             checkout.event_time_ms,
+            !late,
         );
         if let Some(buyer) = checkout.buyer {
             self.sampler.offer(Candidate {
@@ -273,6 +291,8 @@ impl Engine {
         w.u64(self.counts.accepted);
         w.u64(self.counts.duplicates);
         w.u64(self.counts.filtered);
+        w.u64(self.counts.late);
+        w.i64(self.watermark_ms);
         w.u64(Reject::ALL.len() as u64);
         for (r, n) in Reject::ALL.iter().zip(self.counts.rejected) {
             w.str(r.as_str());
@@ -306,6 +326,8 @@ impl Engine {
         engine.counts.accepted = r.u64()?;
         engine.counts.duplicates = r.u64()?;
         engine.counts.filtered = r.u64()?;
+        engine.counts.late = r.u64()?;
+        engine.watermark_ms = r.i64()?;
         for _ in 0..r.count(16)? {
             let (name, n) = (r.string()?, r.u64()?);
             let reason = Reject::ALL
@@ -501,6 +523,28 @@ mod tests {
                 "cut at {cut}"
             );
         }
+    }
+
+    #[test]
+    fn orders_past_the_allowed_lateness_count_in_totals_but_not_their_minute() {
+        let mut g = Generator::new(13, DemoMix::default());
+        let mut e = Engine::new(EngineConfig::default());
+        let t = NOW - NOW % 60_000;
+        for (at, _) in [
+            (t + 10 * 60_000, 0),
+            (t + 6 * 60_000, 0),
+            (t + 4 * 60_000, 0),
+        ] {
+            let mut v: serde_json::Value = serde_json::from_slice(&g.checkout(at)).expect("json");
+            v["occurred_at"] = serde_json::json!(livemap_events::time::format_rfc3339_ms(at));
+            e.ingest(Some(v.to_string().as_bytes()), None, t + 20 * 60_000);
+        }
+        // Newest at +10 min; +6 is 4 minutes late (allowed); +4 is 6 (late).
+        assert_eq!(e.counts.accepted, 3);
+        assert_eq!(e.counts.late, 1);
+        assert_eq!(e.aggregate.orders, 3);
+        let minute = |m: i64| e.aggregate.minutes.get(t / 60_000 + m).orders;
+        assert_eq!((minute(10), minute(6), minute(4)), (1, 1, 0));
     }
 
     #[test]

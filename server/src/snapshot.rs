@@ -81,6 +81,7 @@ impl Snapshotter {
                 duplicates: engine.counts.duplicates,
                 filtered: engine.counts.filtered,
                 rejected: engine.counts.rejected_by_reason(),
+                late: engine.counts.late,
             },
             trends: engine.trends.current().to_vec(),
             arcs,

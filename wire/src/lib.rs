@@ -108,6 +108,8 @@ pub struct Ingest {
     pub filtered: u64,
     /// Rejection reason and count, for every reason seen, sorted by reason.
     pub rejected: Vec<(String, u64)>,
+    /// Accepted orders that arrived past the allowed lateness.
+    pub late: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Default)]
@@ -183,6 +185,7 @@ pub fn encode(snapshot: &Snapshot) -> Vec<u8> {
             duplicates: snapshot.ingest.duplicates,
             filtered: snapshot.ingest.filtered,
             rejected: Some(rejected),
+            late: snapshot.ingest.late,
         },
     );
     let trends: Vec<_> = snapshot
@@ -263,6 +266,7 @@ pub fn decode(buf: &[u8]) -> Result<Snapshot, DecodeError> {
                     .collect()
             })
             .unwrap_or_default(),
+        late: i.late(),
     });
     let trends = s
         .trends()
@@ -333,6 +337,7 @@ mod tests {
                 duplicates: 1,
                 filtered: 20,
                 rejected: vec![("bad_json".into(), 2), ("too_large".into(), 1)],
+                late: 3,
             },
             trends: vec![Trend {
                 category: "Apparel & Accessories > Shoes".into(),

@@ -837,6 +837,7 @@ impl<'a> Ingest<'a> {
   pub const VT_DUPLICATES: ::flatbuffers::VOffsetT = 6;
   pub const VT_FILTERED: ::flatbuffers::VOffsetT = 8;
   pub const VT_REJECTED: ::flatbuffers::VOffsetT = 10;
+  pub const VT_LATE: ::flatbuffers::VOffsetT = 12;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -848,6 +849,7 @@ impl<'a> Ingest<'a> {
     args: &'args IngestArgs<'args>
   ) -> ::flatbuffers::WIPOffset<Ingest<'bldr>> {
     let mut builder = IngestBuilder::new(_fbb);
+    builder.add_late(args.late);
     builder.add_filtered(args.filtered);
     builder.add_duplicates(args.duplicates);
     builder.add_accepted(args.accepted);
@@ -884,6 +886,15 @@ impl<'a> Ingest<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<ReasonCount>>>>(Ingest::VT_REJECTED, None)}
   }
+  /// Accepted orders that came later than the allowed lateness: counted in
+  /// the totals, but not in their (already closed) minute.
+  #[inline]
+  pub fn late(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(Ingest::VT_LATE, Some(0)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for Ingest<'_> {
@@ -896,6 +907,7 @@ impl ::flatbuffers::Verifiable for Ingest<'_> {
      .visit_field::<u64>("duplicates", Self::VT_DUPLICATES, false)?
      .visit_field::<u64>("filtered", Self::VT_FILTERED, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<ReasonCount>>>>("rejected", Self::VT_REJECTED, false)?
+     .visit_field::<u64>("late", Self::VT_LATE, false)?
      .finish();
     Ok(())
   }
@@ -905,6 +917,7 @@ pub struct IngestArgs<'a> {
     pub duplicates: u64,
     pub filtered: u64,
     pub rejected: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<ReasonCount<'a>>>>>,
+    pub late: u64,
 }
 impl<'a> Default for IngestArgs<'a> {
   #[inline]
@@ -914,6 +927,7 @@ impl<'a> Default for IngestArgs<'a> {
       duplicates: 0,
       filtered: 0,
       rejected: None,
+      late: 0,
     }
   }
 }
@@ -940,6 +954,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> IngestBuilder<'a, 'b, A> {
     self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Ingest::VT_REJECTED, rejected);
   }
   #[inline]
+  pub fn add_late(&mut self, late: u64) {
+    self.fbb_.push_slot::<u64>(Ingest::VT_LATE, late, 0);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> IngestBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     IngestBuilder {
@@ -961,6 +979,7 @@ impl ::core::fmt::Debug for Ingest<'_> {
       ds.field("duplicates", &self.duplicates());
       ds.field("filtered", &self.filtered());
       ds.field("rejected", &self.rejected());
+      ds.field("late", &self.late());
       ds.finish()
   }
 }

@@ -33,7 +33,7 @@ async fn snapshot_json_has_every_public_field() {
     assert!(s["totals"]["gmv_usd_cents"].as_u64() > Some(0));
     assert!(s["rates"]["orders_per_minute"].as_f64().is_some());
     assert!(s["rates"]["gmv_usd_cents_per_minute"].as_u64().is_some());
-    for field in ["accepted", "duplicates", "filtered"] {
+    for field in ["accepted", "duplicates", "filtered", "late"] {
         assert!(s["ingest"][field].as_u64().is_some(), "ingest.{field}: {s}");
     }
     assert!(s["ingest"]["rejected"].is_object());
