@@ -9,6 +9,21 @@
 use crate::checkpoint::{CheckpointError, Reader, Writer};
 use crate::hll::HyperLogLog;
 
+/// State that combines: `a.merge(&b)` leaves in `a` what one instance fed
+/// both streams would hold. Every implementation is associative and
+/// commutative, with `Default` as the identity, so aggregators that each
+/// own part of the stream can be combined in any order (property-tested
+/// below for every split of a stream).
+pub trait Merge {
+    fn merge(&mut self, other: &Self);
+}
+
+impl Merge for HyperLogLog {
+    fn merge(&mut self, other: &Self) {
+        HyperLogLog::merge(self, other);
+    }
+}
+
 pub const MINUTE_MS: i64 = 60_000;
 /// How many event-time minutes the per-minute series keeps.
 pub const SERIES_MINUTES: usize = 24 * 60;
@@ -32,6 +47,27 @@ impl Default for MinuteSeries {
         MinuteSeries {
             slots: vec![(i64::MIN, MinuteBucket::default()); SERIES_MINUTES],
             newest_minute: i64::MIN,
+        }
+    }
+}
+
+impl Merge for MinuteSeries {
+    fn merge(&mut self, other: &Self) {
+        let Some(theirs) = other.newest_minute() else {
+            return;
+        };
+        let newest = self.newest_minute().map_or(theirs, |n| n.max(theirs));
+        let mut combined: std::collections::BTreeMap<i64, MinuteBucket> =
+            self.minutes().into_iter().collect();
+        for (m, b) in other.minutes() {
+            let e = combined.entry(m).or_default();
+            e.orders += b.orders;
+            e.usd_cents += b.usd_cents;
+        }
+        *self = MinuteSeries::default();
+        self.newest_minute = newest;
+        for (m, b) in combined.range(newest - SERIES_MINUTES as i64 + 1..) {
+            self.slots[m.rem_euclid(SERIES_MINUTES as i64) as usize] = (*m, *b);
         }
     }
 }
@@ -96,6 +132,22 @@ impl MinuteSeries {
         (self.newest_minute != i64::MIN).then_some(self.newest_minute)
     }
 
+    /// Every minute the series holds, oldest first: its canonical content,
+    /// whatever order the orders came in.
+    pub fn minutes(&self) -> Vec<(i64, MinuteBucket)> {
+        let Some(newest) = self.newest_minute() else {
+            return Vec::new();
+        };
+        let mut v: Vec<(i64, MinuteBucket)> = self
+            .slots
+            .iter()
+            .filter(|(m, b)| *m > newest - SERIES_MINUTES as i64 && *m != i64::MIN && b.orders > 0)
+            .copied()
+            .collect();
+        v.sort_by_key(|(m, _)| *m);
+        v
+    }
+
     /// The last full minute: the one before the newest minute with orders.
     /// The newest minute is still filling, so its count would flicker.
     pub fn last_full_minute(&self) -> Option<(i64, MinuteBucket)> {
@@ -112,6 +164,16 @@ pub struct Aggregate {
     pub carbon_grams: u64,
     pub shoppers: HyperLogLog,
     pub minutes: MinuteSeries,
+}
+
+impl Merge for Aggregate {
+    fn merge(&mut self, other: &Self) {
+        self.orders += other.orders;
+        self.gmv_usd_cents = self.gmv_usd_cents.saturating_add(other.gmv_usd_cents);
+        self.carbon_grams = self.carbon_grams.saturating_add(other.carbon_grams);
+        Merge::merge(&mut self.shoppers, &other.shoppers);
+        self.minutes.merge(&other.minutes);
+    }
 }
 
 impl Aggregate {
@@ -204,6 +266,62 @@ mod tests {
         // order that old is refused by the series.
         assert_eq!(s.get(T0 / MINUTE_MS), MinuteBucket::default());
         assert!(!s.add(T0, 1));
+    }
+
+    use proptest::prelude::*;
+
+    /// One order: minute offset, cents, grams, buyer.
+    type Order = (i64, u64, u64, u64);
+
+    fn feed(orders: &[Order]) -> Aggregate {
+        let mut a = Aggregate::default();
+        for &(minute, cents, grams, buyer) in orders {
+            let buyer = xxhash_rust::xxh3::xxh3_64(&buyer.to_le_bytes());
+            a.add(cents, grams, buyer, T0 + minute * MINUTE_MS + 1, true);
+        }
+        a
+    }
+
+    fn same(a: &Aggregate, b: &Aggregate) -> bool {
+        a.orders == b.orders
+            && a.gmv_usd_cents == b.gmv_usd_cents
+            && a.carbon_grams == b.carbon_grams
+            && a.shoppers == b.shoppers
+            && a.minutes.minutes() == b.minutes.minutes()
+            && a.minutes.newest_minute() == b.minutes.newest_minute()
+    }
+
+    proptest! {
+        /// Splitting a stream among any number of aggregators, in any
+        /// interleaving, and merging them in any order gives the state of
+        /// one aggregator fed the whole stream, including the per-minute
+        /// ring's evictions (minutes span more than the ring).
+        #[test]
+        fn merging_any_split_equals_the_whole(
+            orders in proptest::collection::vec((0i64..3_000, 0u64..100_000, 0u64..5_000, 0u64..500), 0..300),
+            owner in proptest::collection::vec(0usize..4, 300),
+            order in Just([3usize, 0, 2, 1]).prop_shuffle(),
+        ) {
+            let whole = feed(&orders);
+            let mut parts: Vec<Vec<Order>> = vec![Vec::new(); 4];
+            for (i, o) in orders.iter().enumerate() {
+                parts[owner[i]].push(*o);
+            }
+            let states: Vec<Aggregate> = parts.iter().map(|p| feed(p)).collect();
+            let mut merged = Aggregate::default();
+            for i in order {
+                merged.merge(&states[i]);
+            }
+            prop_assert!(same(&merged, &whole));
+            // Identity, and commutativity of a pair.
+            let mut with_identity = whole.clone();
+            with_identity.merge(&Aggregate::default());
+            prop_assert!(same(&with_identity, &whole));
+            let (mut ab, mut ba) = (states[0].clone(), states[1].clone());
+            ab.merge(&states[1]);
+            ba.merge(&states[0]);
+            prop_assert!(same(&ab, &ba));
+        }
     }
 
     #[test]

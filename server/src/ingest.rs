@@ -55,6 +55,18 @@ pub struct IngestCounts {
     pub late: u64,
 }
 
+impl crate::aggregate::Merge for IngestCounts {
+    fn merge(&mut self, other: &Self) {
+        self.accepted += other.accepted;
+        self.duplicates += other.duplicates;
+        self.filtered += other.filtered;
+        self.late += other.late;
+        for (a, b) in self.rejected.iter_mut().zip(other.rejected) {
+            *a += b;
+        }
+    }
+}
+
 impl IngestCounts {
     /// Every reason seen, with its count, in a stable order.
     pub fn rejected_by_reason(&self) -> Vec<(String, u64)> {
@@ -545,6 +557,46 @@ mod tests {
         assert_eq!(e.aggregate.orders, 3);
         let minute = |m: i64| e.aggregate.minutes.get(t / 60_000 + m).orders;
         assert_eq!((minute(10), minute(6), minute(4)), (1, 1, 0));
+    }
+
+    #[test]
+    fn ingest_counts_merge_by_sum() {
+        use crate::aggregate::Merge;
+        let mut g = Generator::new(
+            17,
+            DemoMix {
+                malformed: 0.05,
+                ..DemoMix::default()
+            },
+        );
+        let mut buf = Vec::new();
+        let msgs: Vec<Vec<u8>> = (0..4_000)
+            .map(|i| {
+                g.next_message(NOW + i, &mut buf);
+                buf.clone()
+            })
+            .collect();
+        let run = |range: std::ops::Range<usize>| {
+            let mut e = Engine::new(EngineConfig::default());
+            for m in &msgs[range] {
+                e.ingest(Some(m), None, NOW);
+            }
+            e.counts
+        };
+        // Filtered and rejected split exactly; accepted + duplicates too,
+        // since a split can only move a repeat from one to the other.
+        let whole = run(0..4_000);
+        let mut merged = run(0..1_500);
+        merged.merge(&run(1_500..4_000));
+        assert_eq!(merged.filtered, whole.filtered);
+        assert_eq!(merged.rejected, whole.rejected);
+        assert_eq!(
+            merged.accepted + merged.duplicates,
+            whole.accepted + whole.duplicates
+        );
+        let mut identity = whole.clone();
+        identity.merge(&IngestCounts::default());
+        assert_eq!(identity, whole);
     }
 
     #[test]
