@@ -22,7 +22,7 @@ TANSU_VERSION=0.6.0
 log() { printf '[setup] %s\n' "$*" >&2; }
 
 need_apt=()
-[ -x /usr/bin/rustc ] && /usr/bin/rustc --version 2>/dev/null | grep -q . && [ -d /usr/lib/rustlib/src/rust ] || need_apt+=(rustc-web cargo-web rust-web-src)
+[ -x /usr/bin/rustc ] && [ -x /usr/bin/cargo ] && [ -d /usr/lib/rustlib/src/rust ] || need_apt+=(rustc-web cargo-web rust-web-src)
 command -v wasm-ld-19 >/dev/null || need_apt+=(lld-19)
 command -v chromium >/dev/null || need_apt+=(chromium)
 dpkg -s libssl-dev >/dev/null 2>&1 || need_apt+=(libssl-dev)
