@@ -156,6 +156,82 @@ impl MinuteSeries {
     }
 }
 
+/// Orders and sales in one slice of the sale (a country, a channel).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Slice {
+    pub orders: u64,
+    pub usd_cents: u64,
+}
+
+impl Slice {
+    fn add(&mut self, usd_cents: u64) {
+        self.orders += 1;
+        self.usd_cents = self.usd_cents.saturating_add(usd_cents);
+    }
+
+    fn merge(&mut self, other: &Slice) {
+        self.orders += other.orders;
+        self.usd_cents = self.usd_cents.saturating_add(other.usd_cents);
+    }
+}
+
+/// Orders and sales by buyer country and by sales channel. Countries are
+/// two ASCII letters, so there are at most 676 of them: bounded.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Breakdowns {
+    pub by_country: std::collections::BTreeMap<[u8; 2], Slice>,
+    pub by_channel: [Slice; livemap_wire::Channel::ALL.len()],
+}
+
+impl Breakdowns {
+    pub fn add(&mut self, country: [u8; 2], channel: livemap_wire::Channel, usd_cents: u64) {
+        self.by_country.entry(country).or_default().add(usd_cents);
+        self.by_channel[channel as usize].add(usd_cents);
+    }
+
+    pub fn export(&self, w: &mut Writer) {
+        w.u64(self.by_country.len() as u64);
+        for (c, s) in &self.by_country {
+            w.u8(c[0]);
+            w.u8(c[1]);
+            w.u64(s.orders);
+            w.u64(s.usd_cents);
+        }
+        for s in &self.by_channel {
+            w.u64(s.orders);
+            w.u64(s.usd_cents);
+        }
+    }
+
+    pub fn restore(r: &mut Reader) -> Result<Breakdowns, CheckpointError> {
+        let mut b = Breakdowns::default();
+        for _ in 0..r.count(18)? {
+            let country = [r.u8()?, r.u8()?];
+            let slice = Slice {
+                orders: r.u64()?,
+                usd_cents: r.u64()?,
+            };
+            b.by_country.insert(country, slice);
+        }
+        for s in &mut b.by_channel {
+            s.orders = r.u64()?;
+            s.usd_cents = r.u64()?;
+        }
+        Ok(b)
+    }
+}
+
+impl Merge for Breakdowns {
+    fn merge(&mut self, other: &Self) {
+        for (c, s) in &other.by_country {
+            self.by_country.entry(*c).or_default().merge(s);
+        }
+        for (a, b) in self.by_channel.iter_mut().zip(&other.by_channel) {
+            a.merge(b);
+        }
+    }
+}
+
 /// Everything counted about accepted orders.
 #[derive(Debug, Clone, Default)]
 pub struct Aggregate {
@@ -321,6 +397,30 @@ mod tests {
             ab.merge(&states[1]);
             ba.merge(&states[0]);
             prop_assert!(same(&ab, &ba));
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn breakdowns_merge_like_the_whole(
+            orders in proptest::collection::vec((0u8..5, 0usize..5, 0u64..10_000, 0usize..3), 0..200),
+        ) {
+            let country = |i: u8| [b'A' + i, b'Z' - i];
+            let channel = |i: usize| livemap_wire::Channel::ALL[i];
+            let mut whole = Breakdowns::default();
+            let mut parts = vec![Breakdowns::default(); 3];
+            for &(c, ch, cents, owner) in &orders {
+                whole.add(country(c), channel(ch), cents);
+                parts[owner].add(country(c), channel(ch), cents);
+            }
+            let mut merged = Breakdowns::default();
+            for p in parts.iter().rev() {
+                merged.merge(p);
+            }
+            prop_assert_eq!(&merged, &whole);
+            let mut w = Writer::default();
+            whole.export(&mut w);
+            prop_assert_eq!(Breakdowns::restore(&mut Reader::new(&w.buf)).expect("restores"), whole);
         }
     }
 

@@ -33,6 +33,8 @@ pub struct Checkout {
     pub buyer_hash: u64,
     pub usd_cents: u64,
     pub channel: Channel,
+    /// The buyer's country (ISO 3166-1 alpha-2): coarse enough to send.
+    pub buyer_country: [u8; 2],
     pub carbon_grams: u64,
     /// Trend key (top two taxonomy levels) and quantity of each line item.
     pub items: Vec<(String, u32)>,
@@ -220,6 +222,7 @@ impl Decoder {
             buyer_hash: xxh3_64(e.buyer.id.as_bytes()),
             usd_cents,
             channel: Channel::from_contract(&e.order.channel),
+            buyer_country: e.buyer.country.0,
             carbon_grams: (carbon_kg * 1000.0).round() as u64,
             items,
         })

@@ -72,6 +72,14 @@ impl Frame {
                 })
                 .collect(),
             tick_ms: s.tick_ms,
+            breakdowns: PublicBreakdowns {
+                by_country: built
+                    .all_countries
+                    .iter()
+                    .map(PublicSlice::country)
+                    .collect(),
+                by_channel: s.channels.iter().map(PublicSlice::channel).collect(),
+            },
         };
         Frame {
             version: s.version,
@@ -94,6 +102,44 @@ struct PublicSnapshot<'a> {
     /// Most recent first.
     arcs: Vec<PublicArc>,
     tick_ms: u32,
+    breakdowns: PublicBreakdowns<'a>,
+}
+
+#[derive(Serialize)]
+struct PublicBreakdowns<'a> {
+    /// Every buyer country, largest sales first.
+    by_country: Vec<PublicSlice<'a>>,
+    by_channel: Vec<PublicSlice<'a>>,
+}
+
+#[derive(Serialize)]
+struct PublicSlice<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    country: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    channel: Option<&'a str>,
+    orders: u64,
+    gmv_usd_cents: u64,
+}
+
+impl<'a> PublicSlice<'a> {
+    fn country(x: &'a livemap_wire::Slice) -> Self {
+        PublicSlice {
+            country: Some(&x.key),
+            channel: None,
+            orders: x.orders,
+            gmv_usd_cents: x.usd_cents,
+        }
+    }
+
+    fn channel(x: &'a livemap_wire::Slice) -> Self {
+        PublicSlice {
+            country: None,
+            channel: Some(&x.key),
+            orders: x.orders,
+            gmv_usd_cents: x.usd_cents,
+        }
+    }
 }
 
 #[derive(Serialize)]

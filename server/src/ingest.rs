@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use livemap_events::money::FxTable;
 
-use crate::aggregate::Aggregate;
+use crate::aggregate::{Aggregate, Breakdowns};
 use crate::arcs::{ArcSampler, Candidate};
 use crate::checkpoint::{CheckpointError, Reader, Writer};
 use crate::decode::{Decoded, Decoder, Reject};
@@ -108,6 +108,7 @@ pub struct Engine {
     pub counts: IngestCounts,
     pub replays: Replays,
     pub trends: Trends,
+    pub breakdowns: Breakdowns,
     partitions: BTreeMap<i32, PartitionState>,
     sampler: ArcSampler,
     future_tolerance_ms: i64,
@@ -125,6 +126,7 @@ impl Engine {
             counts: IngestCounts::default(),
             replays: Replays::default(),
             trends: Trends::new(),
+            breakdowns: Breakdowns::default(),
             partitions: BTreeMap::new(),
             sampler: ArcSampler::new(config.arcs_per_tick, config.seed),
             future_tolerance_ms: config.future_tolerance_ms,
@@ -188,6 +190,8 @@ impl Engine {
         for (category, quantity) in &checkout.items {
             self.trends.add(category, *quantity, checkout.event_time_ms);
         }
+        self.breakdowns
+            .add(checkout.buyer_country, checkout.channel, checkout.usd_cents);
         self.aggregate.add(
             checkout.usd_cents,
             checkout.carbon_grams,
@@ -313,6 +317,7 @@ impl Engine {
         self.aggregate.export(&mut w);
         self.dedup.export(&mut w);
         self.trends.export(&mut w);
+        self.breakdowns.export(&mut w);
         w.u64(self.partitions.len() as u64);
         for (&p, s) in &self.partitions {
             w.i32(p);
@@ -351,6 +356,7 @@ impl Engine {
         engine.aggregate = Aggregate::restore(&mut r)?;
         engine.dedup.restore(&mut r)?;
         engine.trends = Trends::restore(&mut r)?;
+        engine.breakdowns = Breakdowns::restore(&mut r)?;
         for _ in 0..r.count(12)? {
             let (p, next_offset) = (r.i32()?, r.i64()?);
             engine.partitions.insert(
@@ -520,6 +526,8 @@ mod tests {
         );
         assert_eq!(second.aggregate.carbon_grams, whole.aggregate.carbon_grams);
         assert_eq!(second.aggregate.shoppers, whole.aggregate.shoppers);
+        assert_eq!(second.breakdowns, whole.breakdowns);
+        assert_eq!(second.trends.current(), whole.trends.current());
         assert_eq!(second.positions(), whole.positions());
         assert!(second.replays.already_counted >= 4_000);
     }

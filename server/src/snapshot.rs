@@ -10,13 +10,15 @@
 
 use std::collections::VecDeque;
 
-use livemap_wire::{Arc, Ingest, Rates, Snapshot, Totals};
+use livemap_wire::{Arc, Channel, Ingest, Rates, Slice, Snapshot, Totals};
 
 use crate::aggregate::MINUTE_MS;
 use crate::ingest::Engine;
 
 /// How many recent arcs `/api/snapshot` lists.
 pub const RECENT_ARCS: usize = 100;
+/// How many countries the binary stream carries (the JSON has them all).
+pub const STREAM_COUNTRIES: usize = 20;
 
 #[derive(Debug)]
 pub struct Snapshotter {
@@ -25,11 +27,13 @@ pub struct Snapshotter {
     recent_arcs: VecDeque<Arc>,
 }
 
-/// A tick's snapshot, plus the longer arc history the JSON view shows.
+/// A tick's snapshot, plus what only the JSON view shows: a longer arc
+/// history and every country.
 #[derive(Debug, Clone)]
 pub struct Built {
     pub snapshot: Snapshot,
     pub recent_arcs: Vec<Arc>,
+    pub all_countries: Vec<Slice>,
 }
 
 impl Snapshotter {
@@ -56,6 +60,30 @@ impl Snapshotter {
             }
             self.recent_arcs.push_back(*a);
         }
+        let mut countries: Vec<Slice> = engine
+            .breakdowns
+            .by_country
+            .iter()
+            .map(|(c, x)| Slice {
+                key: String::from_utf8_lossy(c).into_owned(),
+                orders: x.orders,
+                usd_cents: x.usd_cents,
+            })
+            .collect();
+        countries.sort_by(|a, b| {
+            b.usd_cents
+                .cmp(&a.usd_cents)
+                .then_with(|| a.key.cmp(&b.key))
+        });
+        let channels = Channel::ALL
+            .iter()
+            .zip(&engine.breakdowns.by_channel)
+            .map(|(c, x)| Slice {
+                key: c.as_str().to_owned(),
+                orders: x.orders,
+                usd_cents: x.usd_cents,
+            })
+            .collect();
         let agg = &engine.aggregate;
         let rates =
             agg.minutes
@@ -86,10 +114,13 @@ impl Snapshotter {
             trends: engine.trends.current().to_vec(),
             arcs,
             tick_ms: self.tick_ms,
+            countries: countries.iter().take(STREAM_COUNTRIES).cloned().collect(),
+            channels,
         };
         Built {
             snapshot,
             recent_arcs: self.recent_arcs.iter().copied().collect(),
+            all_countries: countries,
         }
     }
 }

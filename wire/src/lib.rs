@@ -112,6 +112,14 @@ pub struct Ingest {
     pub late: u64,
 }
 
+/// Orders and sales in one slice of the sale (a country, a channel).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Slice {
+    pub key: String,
+    pub orders: u64,
+    pub usd_cents: u64,
+}
+
 #[derive(Clone, Debug, PartialEq, Default)]
 pub struct Trend {
     pub category: String,
@@ -131,6 +139,10 @@ pub struct Snapshot {
     /// Orders sampled since the previous snapshot, oldest first.
     pub arcs: Vec<Arc>,
     pub tick_ms: u32,
+    /// Top buyer countries by sales, largest first.
+    pub countries: Vec<Slice>,
+    /// Every sales channel.
+    pub channels: Vec<Slice>,
 }
 
 /// Why a buffer could not be read as a snapshot.
@@ -217,6 +229,25 @@ pub fn encode(snapshot: &Snapshot) -> Vec<u8> {
         })
         .collect();
     let arcs = fbb.create_vector(&arcs);
+    let mut slices = |list: &[Slice]| {
+        let items: Vec<_> = list
+            .iter()
+            .map(|x| {
+                let key = fbb.create_string(&x.key);
+                fb::Slice::create(
+                    &mut fbb,
+                    &fb::SliceArgs {
+                        key: Some(key),
+                        orders: x.orders,
+                        usd_cents: x.usd_cents,
+                    },
+                )
+            })
+            .collect();
+        fbb.create_vector(&items)
+    };
+    let countries = slices(&snapshot.countries);
+    let channels = slices(&snapshot.channels);
     let root = fb::Snapshot::create(
         &mut fbb,
         &fb::SnapshotArgs {
@@ -229,6 +260,8 @@ pub fn encode(snapshot: &Snapshot) -> Vec<u8> {
             trends: Some(trends),
             arcs: Some(arcs),
             tick_ms: snapshot.tick_ms,
+            countries: Some(countries),
+            channels: Some(channels),
         },
     );
     fb::finish_snapshot_buffer(&mut fbb, root);
@@ -299,6 +332,21 @@ pub fn decode(buf: &[u8]) -> Result<Snapshot, DecodeError> {
                 .collect()
         })
         .unwrap_or_default();
+    let slices = |v: Option<
+        flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<fb::Slice<'_>>>,
+    >|
+     -> Vec<Slice> {
+        v.map(|v| {
+            v.iter()
+                .map(|x| Slice {
+                    key: x.key().unwrap_or_default().to_owned(),
+                    orders: x.orders(),
+                    usd_cents: x.usd_cents(),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+    };
     Ok(Snapshot {
         version: s.version(),
         generated_at_ms: s.generated_at_ms(),
@@ -309,6 +357,8 @@ pub fn decode(buf: &[u8]) -> Result<Snapshot, DecodeError> {
         trends,
         arcs,
         tick_ms: s.tick_ms(),
+        countries: slices(s.countries()),
+        channels: slices(s.channels()),
     })
 }
 
@@ -357,6 +407,16 @@ mod tests {
                 channel: Channel::MobileApp,
             }],
             tick_ms: 200,
+            countries: vec![Slice {
+                key: "US".into(),
+                orders: 4,
+                usd_cents: 99_00,
+            }],
+            channels: vec![Slice {
+                key: "pos".into(),
+                orders: 1,
+                usd_cents: 5,
+            }],
         }
     }
 

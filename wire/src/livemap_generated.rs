@@ -983,6 +983,138 @@ impl ::core::fmt::Debug for Ingest<'_> {
       ds.finish()
   }
 }
+pub enum SliceOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// Orders and sales in one slice of the sale: a buyer country (ISO code)
+/// or a sales channel (its contract name).
+pub struct Slice<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for Slice<'a> {
+  type Inner = Slice<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> Slice<'a> {
+  pub const VT_KEY: ::flatbuffers::VOffsetT = 4;
+  pub const VT_ORDERS: ::flatbuffers::VOffsetT = 6;
+  pub const VT_USD_CENTS: ::flatbuffers::VOffsetT = 8;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    Slice { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args SliceArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<Slice<'bldr>> {
+    let mut builder = SliceBuilder::new(_fbb);
+    builder.add_usd_cents(args.usd_cents);
+    builder.add_orders(args.orders);
+    if let Some(x) = args.key { builder.add_key(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn key(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(Slice::VT_KEY, None)}
+  }
+  #[inline]
+  pub fn orders(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(Slice::VT_ORDERS, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn usd_cents(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(Slice::VT_USD_CENTS, Some(0)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for Slice<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("key", Self::VT_KEY, false)?
+     .visit_field::<u64>("orders", Self::VT_ORDERS, false)?
+     .visit_field::<u64>("usd_cents", Self::VT_USD_CENTS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct SliceArgs<'a> {
+    pub key: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub orders: u64,
+    pub usd_cents: u64,
+}
+impl<'a> Default for SliceArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    SliceArgs {
+      key: None,
+      orders: 0,
+      usd_cents: 0,
+    }
+  }
+}
+
+pub struct SliceBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> SliceBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_key(&mut self, key: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Slice::VT_KEY, key);
+  }
+  #[inline]
+  pub fn add_orders(&mut self, orders: u64) {
+    self.fbb_.push_slot::<u64>(Slice::VT_ORDERS, orders, 0);
+  }
+  #[inline]
+  pub fn add_usd_cents(&mut self, usd_cents: u64) {
+    self.fbb_.push_slot::<u64>(Slice::VT_USD_CENTS, usd_cents, 0);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> SliceBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    SliceBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<Slice<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for Slice<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("Slice");
+      ds.field("key", &self.key());
+      ds.field("orders", &self.orders());
+      ds.field("usd_cents", &self.usd_cents());
+      ds.finish()
+  }
+}
 pub enum TrendOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -1121,6 +1253,8 @@ impl<'a> Snapshot<'a> {
   pub const VT_TRENDS: ::flatbuffers::VOffsetT = 16;
   pub const VT_ARCS: ::flatbuffers::VOffsetT = 18;
   pub const VT_TICK_MS: ::flatbuffers::VOffsetT = 20;
+  pub const VT_COUNTRIES: ::flatbuffers::VOffsetT = 22;
+  pub const VT_CHANNELS: ::flatbuffers::VOffsetT = 24;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -1134,6 +1268,8 @@ impl<'a> Snapshot<'a> {
     let mut builder = SnapshotBuilder::new(_fbb);
     builder.add_generated_at_ms(args.generated_at_ms);
     builder.add_version(args.version);
+    if let Some(x) = args.channels { builder.add_channels(x); }
+    if let Some(x) = args.countries { builder.add_countries(x); }
     builder.add_tick_ms(args.tick_ms);
     if let Some(x) = args.arcs { builder.add_arcs(x); }
     if let Some(x) = args.trends { builder.add_trends(x); }
@@ -1211,6 +1347,22 @@ impl<'a> Snapshot<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<u32>(Snapshot::VT_TICK_MS, Some(0)).unwrap()}
   }
+  /// Top buyer countries by sales, largest first.
+  #[inline]
+  pub fn countries(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Slice<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Slice>>>>(Snapshot::VT_COUNTRIES, None)}
+  }
+  /// Every sales channel.
+  #[inline]
+  pub fn channels(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Slice<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Slice>>>>(Snapshot::VT_CHANNELS, None)}
+  }
 }
 
 impl ::flatbuffers::Verifiable for Snapshot<'_> {
@@ -1228,6 +1380,8 @@ impl ::flatbuffers::Verifiable for Snapshot<'_> {
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<Trend>>>>("trends", Self::VT_TRENDS, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, Arc>>>("arcs", Self::VT_ARCS, false)?
      .visit_field::<u32>("tick_ms", Self::VT_TICK_MS, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<Slice>>>>("countries", Self::VT_COUNTRIES, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<Slice>>>>("channels", Self::VT_CHANNELS, false)?
      .finish();
     Ok(())
   }
@@ -1242,6 +1396,8 @@ pub struct SnapshotArgs<'a> {
     pub trends: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Trend<'a>>>>>,
     pub arcs: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, Arc>>>,
     pub tick_ms: u32,
+    pub countries: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Slice<'a>>>>>,
+    pub channels: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Slice<'a>>>>>,
 }
 impl<'a> Default for SnapshotArgs<'a> {
   #[inline]
@@ -1256,6 +1412,8 @@ impl<'a> Default for SnapshotArgs<'a> {
       trends: None,
       arcs: None,
       tick_ms: 0,
+      countries: None,
+      channels: None,
     }
   }
 }
@@ -1302,6 +1460,14 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> SnapshotBuilder<'a, 'b, A> {
     self.fbb_.push_slot::<u32>(Snapshot::VT_TICK_MS, tick_ms, 0);
   }
   #[inline]
+  pub fn add_countries(&mut self, countries: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<Slice<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Snapshot::VT_COUNTRIES, countries);
+  }
+  #[inline]
+  pub fn add_channels(&mut self, channels: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<Slice<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Snapshot::VT_CHANNELS, channels);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> SnapshotBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     SnapshotBuilder {
@@ -1328,6 +1494,8 @@ impl ::core::fmt::Debug for Snapshot<'_> {
       ds.field("trends", &self.trends());
       ds.field("arcs", &self.arcs());
       ds.field("tick_ms", &self.tick_ms());
+      ds.field("countries", &self.countries());
+      ds.field("channels", &self.channels());
       ds.finish()
   }
 }

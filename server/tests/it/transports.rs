@@ -38,6 +38,28 @@ async fn snapshot_json_has_every_public_field() {
     }
     assert!(s["ingest"]["rejected"].is_object());
     assert!(s["trends"].is_array());
+    // Breakdowns: every channel, and countries that add up to the totals.
+    let channels = s["breakdowns"]["by_channel"]
+        .as_array()
+        .expect("by_channel");
+    assert_eq!(channels.len(), livemap_wire::Channel::ALL.len());
+    let countries = s["breakdowns"]["by_country"]
+        .as_array()
+        .expect("by_country");
+    let sum = |list: &Vec<serde_json::Value>, f: &str| {
+        list.iter().filter_map(|x| x[f].as_u64()).sum::<u64>()
+    };
+    assert_eq!(
+        sum(countries, "orders"),
+        s["totals"]["orders"].as_u64().expect("orders")
+    );
+    assert_eq!(
+        sum(channels, "gmv_usd_cents"),
+        s["totals"]["gmv_usd_cents"].as_u64().expect("gmv")
+    );
+    assert!(countries
+        .iter()
+        .all(|c| c["country"].as_str().is_some_and(|k| k.len() == 2)));
     assert_eq!(s["ingest"]["accepted"], s["totals"]["orders"]);
 
     let arcs = eventually("arcs to be sampled", || async {
