@@ -9,6 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use livemap_events::demo::{DemoMix, Generator};
+use memchr::memmem;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
@@ -66,16 +67,12 @@ impl ProducerContext for Ctx {
 
 /// The message key: the shop id as decimal text, as upstream keys them.
 fn shop_key(value: &[u8]) -> Option<&[u8]> {
-    let at = memchr_find(value, b"\"shop\":{\"id\":")? + 13;
+    let at = memmem::find(value, b"\"shop\":{\"id\":")? + 13;
     let digits = value[at..]
         .iter()
         .take_while(|b| b.is_ascii_digit())
         .count();
     (digits > 0).then(|| &value[at..at + digits])
-}
-
-fn memchr_find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 pub fn run(args: ProduceArgs) -> anyhow::Result<()> {
@@ -205,7 +202,7 @@ pub fn run(args: ProduceArgs) -> anyhow::Result<()> {
 }
 
 fn event_time_ms(line: &[u8]) -> Option<i64> {
-    let at = memchr_find(line, b"\"occurred_at\":\"")? + 15;
+    let at = memmem::find(line, b"\"occurred_at\":\"")? + 15;
     let end = line[at..].iter().position(|&b| b == b'"')?;
     livemap_events::time::parse_rfc3339_ms(std::str::from_utf8(&line[at..at + end]).ok()?)
 }

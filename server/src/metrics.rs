@@ -251,6 +251,12 @@ impl MetricsSources {
             "Size of the last binary snapshot.",
             t.last_binary_bytes.load(Ordering::Relaxed) as f64,
         );
+        gauge(
+            &mut out,
+            "livemap_snapshot_json_bytes",
+            "Size of the last JSON snapshot.",
+            t.last_json_bytes.load(Ordering::Relaxed) as f64,
+        );
         out
     }
 }

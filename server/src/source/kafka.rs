@@ -414,7 +414,7 @@ impl KafkaSource {
     }
 
     /// Writes a checkpoint and commits the offsets it reflects.
-    pub fn checkpoint_and_commit(&self, mode: CommitMode) {
+    fn checkpoint_and_commit(&self, mode: CommitMode) {
         let Some(ck) = &self.consumer.context().checkpointer else {
             return;
         };
