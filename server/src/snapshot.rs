@@ -116,6 +116,7 @@ impl Snapshotter {
             tick_ms: self.tick_ms,
             countries: countries.iter().take(STREAM_COUNTRIES).cloned().collect(),
             channels,
+            ..Snapshot::default()
         };
         Built {
             snapshot,

@@ -120,6 +120,26 @@ pub struct Slice {
     pub usd_cents: u64,
 }
 
+/// Orders, sales and shipping emissions in one event-time minute.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Minute {
+    /// Start of the minute, milliseconds since the Unix epoch.
+    pub start_ms: i64,
+    pub orders: u64,
+    pub usd_cents: u64,
+    pub carbon_grams: u64,
+}
+
+/// One entry of a ranking: a shop by unique shoppers, or a buyer city by
+/// orders (see the schema for what each field holds).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Ranked {
+    pub key: String,
+    pub country: String,
+    pub place: String,
+    pub value: u64,
+}
+
 #[derive(Clone, Debug, PartialEq, Default)]
 pub struct Trend {
     pub category: String,
@@ -143,6 +163,13 @@ pub struct Snapshot {
     pub countries: Vec<Slice>,
     /// Every sales channel.
     pub channels: Vec<Slice>,
+    /// The last few event-time minutes, oldest first; the newest is still
+    /// filling.
+    pub minutes: Vec<Minute>,
+    /// Shops with the most unique shoppers, most first.
+    pub top_shops: Vec<Ranked>,
+    /// Buyer cities with the most orders, most first.
+    pub top_cities: Vec<Ranked>,
 }
 
 /// Why a buffer could not be read as a snapshot.
@@ -248,6 +275,34 @@ pub fn encode(snapshot: &Snapshot) -> Vec<u8> {
     };
     let countries = slices(&snapshot.countries);
     let channels = slices(&snapshot.channels);
+    let minutes: Vec<fb::Minute> = snapshot
+        .minutes
+        .iter()
+        .map(|m| fb::Minute::new(m.start_ms, m.orders, m.usd_cents, m.carbon_grams))
+        .collect();
+    let minutes = fbb.create_vector(&minutes);
+    let mut ranked = |list: &[Ranked]| {
+        let items: Vec<_> = list
+            .iter()
+            .map(|x| {
+                let key = fbb.create_string(&x.key);
+                let country = fbb.create_string(&x.country);
+                let place = fbb.create_string(&x.place);
+                fb::Ranked::create(
+                    &mut fbb,
+                    &fb::RankedArgs {
+                        key: Some(key),
+                        country: Some(country),
+                        place: Some(place),
+                        value: x.value,
+                    },
+                )
+            })
+            .collect();
+        fbb.create_vector(&items)
+    };
+    let top_shops = ranked(&snapshot.top_shops);
+    let top_cities = ranked(&snapshot.top_cities);
     let root = fb::Snapshot::create(
         &mut fbb,
         &fb::SnapshotArgs {
@@ -262,6 +317,9 @@ pub fn encode(snapshot: &Snapshot) -> Vec<u8> {
             tick_ms: snapshot.tick_ms,
             countries: Some(countries),
             channels: Some(channels),
+            minutes: Some(minutes),
+            top_shops: Some(top_shops),
+            top_cities: Some(top_cities),
         },
     );
     fb::finish_snapshot_buffer(&mut fbb, root);
@@ -347,6 +405,35 @@ pub fn decode(buf: &[u8]) -> Result<Snapshot, DecodeError> {
         })
         .unwrap_or_default()
     };
+    let ranked = |v: Option<
+        flatbuffers::Vector<'_, flatbuffers::ForwardsUOffset<fb::Ranked<'_>>>,
+    >|
+     -> Vec<Ranked> {
+        v.map(|v| {
+            v.iter()
+                .map(|x| Ranked {
+                    key: x.key().unwrap_or_default().to_owned(),
+                    country: x.country().unwrap_or_default().to_owned(),
+                    place: x.place().unwrap_or_default().to_owned(),
+                    value: x.value(),
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+    };
+    let minutes = s
+        .minutes()
+        .map(|v| {
+            v.iter()
+                .map(|m| Minute {
+                    start_ms: m.start_ms(),
+                    orders: m.orders(),
+                    usd_cents: m.usd_cents(),
+                    carbon_grams: m.carbon_grams(),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     Ok(Snapshot {
         version: s.version(),
         generated_at_ms: s.generated_at_ms(),
@@ -359,6 +446,9 @@ pub fn decode(buf: &[u8]) -> Result<Snapshot, DecodeError> {
         tick_ms: s.tick_ms(),
         countries: slices(s.countries()),
         channels: slices(s.channels()),
+        minutes,
+        top_shops: ranked(s.top_shops()),
+        top_cities: ranked(s.top_cities()),
     })
 }
 
@@ -416,6 +506,24 @@ mod tests {
                 key: "pos".into(),
                 orders: 1,
                 usd_cents: 5,
+            }],
+            minutes: vec![Minute {
+                start_ms: 1_795_000_000_000 - 60_000,
+                orders: 3,
+                usd_cents: 999,
+                carbon_grams: 1_260,
+            }],
+            top_shops: vec![Ranked {
+                key: "1048576".into(),
+                country: "CA".into(),
+                place: "Toronto".into(),
+                value: 4,
+            }],
+            top_cities: vec![Ranked {
+                key: "Austin".into(),
+                country: "US".into(),
+                place: String::new(),
+                value: 2,
             }],
         }
     }

@@ -425,6 +425,199 @@ impl<'a> Arc {
 
 }
 
+/// Orders, sales and shipping emissions in one event-time minute.
+// struct Minute, aligned to 8
+#[repr(transparent)]
+#[derive(Clone, Copy, PartialEq)]
+pub struct Minute(pub [u8; 32]);
+impl Default for Minute { 
+  fn default() -> Self { 
+    Self([0; 32])
+  }
+}
+impl ::core::fmt::Debug for Minute {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter) -> ::core::fmt::Result {
+    f.debug_struct("Minute")
+      .field("start_ms", &self.start_ms())
+      .field("orders", &self.orders())
+      .field("usd_cents", &self.usd_cents())
+      .field("carbon_grams", &self.carbon_grams())
+      .finish()
+  }
+}
+
+impl ::flatbuffers::SimpleToVerifyInSlice for Minute {}
+impl<'a> ::flatbuffers::Follow<'a> for Minute {
+  type Inner = &'a Minute;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    unsafe { <&'a Minute>::follow(buf, loc) }
+  }
+}
+impl<'a> ::flatbuffers::Follow<'a> for &'a Minute {
+  type Inner = &'a Minute;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    unsafe { ::flatbuffers::follow_cast_ref::<Minute>(buf, loc) }
+  }
+}
+impl<'b> ::flatbuffers::Push for Minute {
+    type Output = Minute;
+    #[inline]
+    unsafe fn push(&self, dst: &mut [u8], _written_len: usize) {
+        let src = unsafe { ::core::slice::from_raw_parts(self as *const Minute as *const u8, <Self as ::flatbuffers::Push>::size()) };
+        dst.copy_from_slice(src);
+    }
+    #[inline]
+    fn alignment() -> ::flatbuffers::PushAlignment {
+        ::flatbuffers::PushAlignment::new(8)
+    }
+}
+
+impl<'a> ::flatbuffers::Verifiable for Minute {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.in_buffer::<Self>(pos)
+  }
+}
+
+impl<'a> Minute {
+  #[allow(clippy::too_many_arguments)]
+  pub fn new(
+    start_ms: i64,
+    orders: u64,
+    usd_cents: u64,
+    carbon_grams: u64,
+  ) -> Self {
+    let mut s = Self([0; 32]);
+    s.set_start_ms(start_ms);
+    s.set_orders(orders);
+    s.set_usd_cents(usd_cents);
+    s.set_carbon_grams(carbon_grams);
+    s
+  }
+
+  /// Start of the minute, milliseconds since the Unix epoch.
+  pub fn start_ms(&self) -> i64 {
+    let mut mem = ::core::mem::MaybeUninit::<<i64 as ::flatbuffers::EndianScalar>::Scalar>::uninit();
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    ::flatbuffers::EndianScalar::from_little_endian(unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        self.0[0..].as_ptr(),
+        mem.as_mut_ptr() as *mut u8,
+        ::core::mem::size_of::<<i64 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+      mem.assume_init()
+    })
+  }
+
+  pub fn set_start_ms(&mut self, x: i64) {
+    let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        &x_le as *const _ as *const u8,
+        self.0[0..].as_mut_ptr(),
+        ::core::mem::size_of::<<i64 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+    }
+  }
+
+  pub fn orders(&self) -> u64 {
+    let mut mem = ::core::mem::MaybeUninit::<<u64 as ::flatbuffers::EndianScalar>::Scalar>::uninit();
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    ::flatbuffers::EndianScalar::from_little_endian(unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        self.0[8..].as_ptr(),
+        mem.as_mut_ptr() as *mut u8,
+        ::core::mem::size_of::<<u64 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+      mem.assume_init()
+    })
+  }
+
+  pub fn set_orders(&mut self, x: u64) {
+    let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        &x_le as *const _ as *const u8,
+        self.0[8..].as_mut_ptr(),
+        ::core::mem::size_of::<<u64 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+    }
+  }
+
+  pub fn usd_cents(&self) -> u64 {
+    let mut mem = ::core::mem::MaybeUninit::<<u64 as ::flatbuffers::EndianScalar>::Scalar>::uninit();
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    ::flatbuffers::EndianScalar::from_little_endian(unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        self.0[16..].as_ptr(),
+        mem.as_mut_ptr() as *mut u8,
+        ::core::mem::size_of::<<u64 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+      mem.assume_init()
+    })
+  }
+
+  pub fn set_usd_cents(&mut self, x: u64) {
+    let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        &x_le as *const _ as *const u8,
+        self.0[16..].as_mut_ptr(),
+        ::core::mem::size_of::<<u64 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+    }
+  }
+
+  pub fn carbon_grams(&self) -> u64 {
+    let mut mem = ::core::mem::MaybeUninit::<<u64 as ::flatbuffers::EndianScalar>::Scalar>::uninit();
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    ::flatbuffers::EndianScalar::from_little_endian(unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        self.0[24..].as_ptr(),
+        mem.as_mut_ptr() as *mut u8,
+        ::core::mem::size_of::<<u64 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+      mem.assume_init()
+    })
+  }
+
+  pub fn set_carbon_grams(&mut self, x: u64) {
+    let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        &x_le as *const _ as *const u8,
+        self.0[24..].as_mut_ptr(),
+        ::core::mem::size_of::<<u64 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+    }
+  }
+
+}
+
 pub enum TotalsOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -1115,6 +1308,157 @@ impl ::core::fmt::Debug for Slice<'_> {
       ds.finish()
   }
 }
+pub enum RankedOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// One entry of a ranking. For a shop: `key` is the shop id, `country` the
+/// shop's, `place` the nearest large city to the shop and `value` its
+/// estimated unique shoppers. For a buyer city: `key` is the city name,
+/// `country` the buyer's, and `value` its estimated orders.
+pub struct Ranked<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for Ranked<'a> {
+  type Inner = Ranked<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> Ranked<'a> {
+  pub const VT_KEY: ::flatbuffers::VOffsetT = 4;
+  pub const VT_COUNTRY: ::flatbuffers::VOffsetT = 6;
+  pub const VT_PLACE: ::flatbuffers::VOffsetT = 8;
+  pub const VT_VALUE: ::flatbuffers::VOffsetT = 10;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    Ranked { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args RankedArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<Ranked<'bldr>> {
+    let mut builder = RankedBuilder::new(_fbb);
+    builder.add_value(args.value);
+    if let Some(x) = args.place { builder.add_place(x); }
+    if let Some(x) = args.country { builder.add_country(x); }
+    if let Some(x) = args.key { builder.add_key(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn key(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(Ranked::VT_KEY, None)}
+  }
+  #[inline]
+  pub fn country(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(Ranked::VT_COUNTRY, None)}
+  }
+  #[inline]
+  pub fn place(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(Ranked::VT_PLACE, None)}
+  }
+  #[inline]
+  pub fn value(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(Ranked::VT_VALUE, Some(0)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for Ranked<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("key", Self::VT_KEY, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("country", Self::VT_COUNTRY, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("place", Self::VT_PLACE, false)?
+     .visit_field::<u64>("value", Self::VT_VALUE, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct RankedArgs<'a> {
+    pub key: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub country: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub place: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub value: u64,
+}
+impl<'a> Default for RankedArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    RankedArgs {
+      key: None,
+      country: None,
+      place: None,
+      value: 0,
+    }
+  }
+}
+
+pub struct RankedBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> RankedBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_key(&mut self, key: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Ranked::VT_KEY, key);
+  }
+  #[inline]
+  pub fn add_country(&mut self, country: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Ranked::VT_COUNTRY, country);
+  }
+  #[inline]
+  pub fn add_place(&mut self, place: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Ranked::VT_PLACE, place);
+  }
+  #[inline]
+  pub fn add_value(&mut self, value: u64) {
+    self.fbb_.push_slot::<u64>(Ranked::VT_VALUE, value, 0);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> RankedBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    RankedBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<Ranked<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for Ranked<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("Ranked");
+      ds.field("key", &self.key());
+      ds.field("country", &self.country());
+      ds.field("place", &self.place());
+      ds.field("value", &self.value());
+      ds.finish()
+  }
+}
 pub enum TrendOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -1255,6 +1599,9 @@ impl<'a> Snapshot<'a> {
   pub const VT_TICK_MS: ::flatbuffers::VOffsetT = 20;
   pub const VT_COUNTRIES: ::flatbuffers::VOffsetT = 22;
   pub const VT_CHANNELS: ::flatbuffers::VOffsetT = 24;
+  pub const VT_MINUTES: ::flatbuffers::VOffsetT = 26;
+  pub const VT_TOP_SHOPS: ::flatbuffers::VOffsetT = 28;
+  pub const VT_TOP_CITIES: ::flatbuffers::VOffsetT = 30;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -1268,6 +1615,9 @@ impl<'a> Snapshot<'a> {
     let mut builder = SnapshotBuilder::new(_fbb);
     builder.add_generated_at_ms(args.generated_at_ms);
     builder.add_version(args.version);
+    if let Some(x) = args.top_cities { builder.add_top_cities(x); }
+    if let Some(x) = args.top_shops { builder.add_top_shops(x); }
+    if let Some(x) = args.minutes { builder.add_minutes(x); }
     if let Some(x) = args.channels { builder.add_channels(x); }
     if let Some(x) = args.countries { builder.add_countries(x); }
     builder.add_tick_ms(args.tick_ms);
@@ -1363,6 +1713,31 @@ impl<'a> Snapshot<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Slice>>>>(Snapshot::VT_CHANNELS, None)}
   }
+  /// The last few event-time minutes, oldest first; the newest is still
+  /// filling. The whole sale's minutes are at `GET /api/history`.
+  #[inline]
+  pub fn minutes(&self) -> Option<::flatbuffers::Vector<'a, Minute>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, Minute>>>(Snapshot::VT_MINUTES, None)}
+  }
+  /// Shops with the most unique shoppers over the sale, most first.
+  #[inline]
+  pub fn top_shops(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Ranked<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Ranked>>>>(Snapshot::VT_TOP_SHOPS, None)}
+  }
+  /// Buyer cities with the most orders over the sale, most first.
+  #[inline]
+  pub fn top_cities(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Ranked<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Ranked>>>>(Snapshot::VT_TOP_CITIES, None)}
+  }
 }
 
 impl ::flatbuffers::Verifiable for Snapshot<'_> {
@@ -1382,6 +1757,9 @@ impl ::flatbuffers::Verifiable for Snapshot<'_> {
      .visit_field::<u32>("tick_ms", Self::VT_TICK_MS, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<Slice>>>>("countries", Self::VT_COUNTRIES, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<Slice>>>>("channels", Self::VT_CHANNELS, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, Minute>>>("minutes", Self::VT_MINUTES, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<Ranked>>>>("top_shops", Self::VT_TOP_SHOPS, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<Ranked>>>>("top_cities", Self::VT_TOP_CITIES, false)?
      .finish();
     Ok(())
   }
@@ -1398,6 +1776,9 @@ pub struct SnapshotArgs<'a> {
     pub tick_ms: u32,
     pub countries: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Slice<'a>>>>>,
     pub channels: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Slice<'a>>>>>,
+    pub minutes: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, Minute>>>,
+    pub top_shops: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Ranked<'a>>>>>,
+    pub top_cities: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Ranked<'a>>>>>,
 }
 impl<'a> Default for SnapshotArgs<'a> {
   #[inline]
@@ -1414,6 +1795,9 @@ impl<'a> Default for SnapshotArgs<'a> {
       tick_ms: 0,
       countries: None,
       channels: None,
+      minutes: None,
+      top_shops: None,
+      top_cities: None,
     }
   }
 }
@@ -1468,6 +1852,18 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> SnapshotBuilder<'a, 'b, A> {
     self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Snapshot::VT_CHANNELS, channels);
   }
   #[inline]
+  pub fn add_minutes(&mut self, minutes: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , Minute>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Snapshot::VT_MINUTES, minutes);
+  }
+  #[inline]
+  pub fn add_top_shops(&mut self, top_shops: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<Ranked<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Snapshot::VT_TOP_SHOPS, top_shops);
+  }
+  #[inline]
+  pub fn add_top_cities(&mut self, top_cities: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<Ranked<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Snapshot::VT_TOP_CITIES, top_cities);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> SnapshotBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     SnapshotBuilder {
@@ -1496,6 +1892,9 @@ impl ::core::fmt::Debug for Snapshot<'_> {
       ds.field("tick_ms", &self.tick_ms());
       ds.field("countries", &self.countries());
       ds.field("channels", &self.channels());
+      ds.field("minutes", &self.minutes());
+      ds.field("top_shops", &self.top_shops());
+      ds.field("top_cities", &self.top_cities());
       ds.finish()
   }
 }
