@@ -144,7 +144,9 @@ pub struct Generator {
     buyer_cities: Weighted,
     by_country: HashMap<&'static str, (Vec<usize>, Weighted)>,
     shops: Vec<DemoShop>,
-    categories: Weighted,
+    /// Category weights for one event-time minute (see
+    /// [`category_weights`]), rebuilt when the minute changes.
+    categories: (i64, Weighted),
     channels: Weighted,
     fx: FxTable,
     /// Checkouts to deliver again (at-least-once delivery), soonest first.
@@ -229,7 +231,7 @@ impl Generator {
             buyer_cities,
             by_country,
             shops,
-            categories: Weighted::new(CATEGORIES.iter().map(|&(_, w)| f64::from(w))),
+            categories: (i64::MIN, Weighted::new(std::iter::empty())),
             channels: Weighted::new(CHANNELS.iter().map(|&(_, w)| f64::from(w))),
             fx: FxTable::default(),
             redeliveries: BinaryHeap::new(),
@@ -279,8 +281,15 @@ impl Generator {
     /// Writes one valid, non-test completed checkout.
     pub fn checkout(&mut self, now_ms: i64) -> Vec<u8> {
         let mut out = Vec::with_capacity(700);
-        self.write_checkout(now_ms, false, &mut out);
+        self.write_checkout_into(now_ms, &mut out);
         out
+    }
+
+    /// Writes one valid, non-test completed checkout into `out` (cleared
+    /// first).
+    pub fn write_checkout_into(&mut self, now_ms: i64, out: &mut Vec<u8>) {
+        out.clear();
+        self.write_checkout(now_ms, false, out);
     }
 
     fn event_time(&mut self, now_ms: i64) -> i64 {
@@ -309,6 +318,10 @@ impl Generator {
     }
 
     fn build_checkout(&mut self, now_ms: i64, test: bool) -> CheckoutEvent<'static> {
+        let minute = now_ms.div_euclid(60_000);
+        if self.categories.0 != minute {
+            self.categories = (minute, Weighted::new(category_weights(now_ms).into_iter()));
+        }
         // Popular shops sell more: squaring a uniform draw skews toward low
         // indices, a cheap stand-in for a Zipf distribution.
         let u: f64 = self.rng.random();
@@ -334,7 +347,7 @@ impl Generator {
         let mut total_minor = 0u64;
         let line_items = (0..item_count)
             .map(|_| {
-                let (category, _) = CATEGORIES[self.categories.pick(&mut self.rng)];
+                let (category, _) = CATEGORIES[self.categories.1.pick(&mut self.rng)];
                 let quantity = if self.rng.random::<f64>() < 0.8 {
                     1
                 } else {
@@ -448,6 +461,26 @@ impl Generator {
         let _ = serde_json::to_writer(&mut *out, &value);
         kind
     }
+}
+
+/// How much each category sells at an event time, relative to the others:
+/// its base weight, a slow swell of a few hours with its own period and
+/// phase, and a rotating "deal of the hour" that sells three times as much,
+/// so the demo's product trends move the way a real sale's do.
+pub fn category_weights(t_ms: i64) -> Vec<f64> {
+    use std::f64::consts::TAU;
+    let hours = t_ms as f64 / 3_600_000.0;
+    let deal = (t_ms.div_euclid(3_600_000) * 7).rem_euclid(CATEGORIES.len() as i64) as usize;
+    CATEGORIES
+        .iter()
+        .enumerate()
+        .map(|(i, &(_, base))| {
+            let period = 2.0 + (i % 5) as f64 * 0.75;
+            let swell = 1.0 + 0.5 * (TAU * hours / period + i as f64).sin();
+            let deal = if i == deal { 3.0 } else { 1.0 };
+            f64::from(base) * swell * deal
+        })
+        .collect()
 }
 
 /// The demo's sale rate over time, as a multiple of the configured average:

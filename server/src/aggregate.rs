@@ -25,17 +25,28 @@ impl Merge for HyperLogLog {
 }
 
 pub const MINUTE_MS: i64 = 60_000;
-/// How many event-time minutes the per-minute series keeps.
-pub const SERIES_MINUTES: usize = 24 * 60;
+/// How many event-time minutes the per-minute series keeps: two weeks,
+/// longer than any sale, so the series is the sale's whole history.
+pub const SERIES_MINUTES: usize = 14 * 24 * 60;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct MinuteBucket {
     pub orders: u64,
     pub usd_cents: u64,
+    pub carbon_grams: u64,
 }
 
-/// Per-minute orders and sales over the last [`SERIES_MINUTES`] minutes of
-/// event time, in a fixed ring: memory never grows.
+impl MinuteBucket {
+    fn merge(&mut self, other: &MinuteBucket) {
+        self.orders += other.orders;
+        self.usd_cents = self.usd_cents.saturating_add(other.usd_cents);
+        self.carbon_grams = self.carbon_grams.saturating_add(other.carbon_grams);
+    }
+}
+
+/// Per-minute orders, sales and emissions over the last [`SERIES_MINUTES`]
+/// minutes of event time (the sale's history, and the source of the
+/// per-minute rates), in a fixed ring: memory never grows. About 650 KB.
 #[derive(Debug, Clone)]
 pub struct MinuteSeries {
     slots: Vec<(i64, MinuteBucket)>,
@@ -52,22 +63,30 @@ impl Default for MinuteSeries {
 }
 
 impl Merge for MinuteSeries {
+    /// Slot by slot: both rings put a minute in the same slot, so merging
+    /// is one pass, with minutes that fall out of the combined window
+    /// dropped exactly as one series fed both streams would have.
     fn merge(&mut self, other: &Self) {
         let Some(theirs) = other.newest_minute() else {
             return;
         };
         let newest = self.newest_minute().map_or(theirs, |n| n.max(theirs));
-        let mut combined: std::collections::BTreeMap<i64, MinuteBucket> =
-            self.minutes().into_iter().collect();
-        for (m, b) in other.minutes() {
-            let e = combined.entry(m).or_default();
-            e.orders += b.orders;
-            e.usd_cents += b.usd_cents;
-        }
-        *self = MinuteSeries::default();
+        let oldest = newest - SERIES_MINUTES as i64 + 1;
         self.newest_minute = newest;
-        for (m, b) in combined.range(newest - SERIES_MINUTES as i64 + 1..) {
-            self.slots[m.rem_euclid(SERIES_MINUTES as i64) as usize] = (*m, *b);
+        for (mine, (m, b)) in self.slots.iter_mut().zip(&other.slots) {
+            if mine.0 != i64::MIN && mine.0 < oldest {
+                *mine = (i64::MIN, MinuteBucket::default());
+            }
+            if *m == i64::MIN || *m < oldest {
+                continue;
+            }
+            if mine.0 == *m {
+                mine.1.merge(b);
+            } else {
+                // The two rings agree on which minute a slot holds within
+                // the window, so a different minute here is an empty slot.
+                *mine = (*m, *b);
+            }
         }
     }
 }
@@ -75,7 +94,7 @@ impl Merge for MinuteSeries {
 impl MinuteSeries {
     /// Adds an order; returns false if it is older than the series keeps
     /// (it still counts in the totals, just not in a minute).
-    pub fn add(&mut self, event_time_ms: i64, usd_cents: u64) -> bool {
+    pub fn add(&mut self, event_time_ms: i64, usd_cents: u64, carbon_grams: u64) -> bool {
         let minute = event_time_ms.div_euclid(MINUTE_MS);
         if self.newest_minute != i64::MIN && minute <= self.newest_minute - SERIES_MINUTES as i64 {
             return false;
@@ -85,8 +104,11 @@ impl MinuteSeries {
         if slot.0 != minute {
             *slot = (minute, MinuteBucket::default());
         }
-        slot.1.orders += 1;
-        slot.1.usd_cents += usd_cents;
+        slot.1.merge(&MinuteBucket {
+            orders: 1,
+            usd_cents,
+            carbon_grams,
+        });
         true
     }
 
@@ -98,6 +120,7 @@ impl MinuteSeries {
             w.i64(*minute);
             w.u64(b.orders);
             w.u64(b.usd_cents);
+            w.u64(b.carbon_grams);
         }
     }
 
@@ -106,12 +129,16 @@ impl MinuteSeries {
             newest_minute: r.i64()?,
             ..MinuteSeries::default()
         };
-        for _ in 0..r.count(24)? {
+        for _ in 0..r.count(32)? {
             let minute = r.i64()?;
             let bucket = MinuteBucket {
                 orders: r.u64()?,
                 usd_cents: r.u64()?,
+                carbon_grams: r.u64()?,
             };
+            if minute > s.newest_minute || minute <= s.newest_minute - SERIES_MINUTES as i64 {
+                return Err(CheckpointError::Payload("minute outside the series"));
+            }
             s.slots[minute.rem_euclid(SERIES_MINUTES as i64) as usize] = (minute, bucket);
         }
         Ok(s)
@@ -148,6 +175,19 @@ impl MinuteSeries {
         v
     }
 
+    /// Every minute from the oldest with orders to the newest, empty ones
+    /// included: the sale's history as a timeline draws it.
+    pub fn history(&self) -> Option<(i64, Vec<MinuteBucket>)> {
+        let newest = self.newest_minute()?;
+        let oldest = self
+            .slots
+            .iter()
+            .filter(|(m, _)| *m != i64::MIN && *m > newest - SERIES_MINUTES as i64)
+            .map(|(m, _)| *m)
+            .min()?;
+        Some((oldest, (oldest..=newest).map(|m| self.get(m)).collect()))
+    }
+
     /// The last full minute: the one before the newest minute with orders.
     /// The newest minute is still filling, so its count would flicker.
     pub fn last_full_minute(&self) -> Option<(i64, MinuteBucket)> {
@@ -175,23 +215,52 @@ impl Slice {
     }
 }
 
+/// Every possible country code: two letters A-Z.
+const COUNTRY_CODES: usize = 26 * 26;
+
 /// Orders and sales by buyer country and by sales channel. Countries are
-/// two ASCII letters, so there are at most 676 of them: bounded.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// two uppercase letters (the decoder refuses anything else), so a table of
+/// all 676 codes holds them: bounded, and one index per order.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Breakdowns {
-    pub by_country: std::collections::BTreeMap<[u8; 2], Slice>,
+    by_country: Box<[Slice; COUNTRY_CODES]>,
     pub by_channel: [Slice; livemap_wire::Channel::ALL.len()],
+}
+
+impl Default for Breakdowns {
+    fn default() -> Self {
+        Breakdowns {
+            by_country: Box::new([Slice::default(); COUNTRY_CODES]),
+            by_channel: Default::default(),
+        }
+    }
+}
+
+fn country_index(c: [u8; 2]) -> Option<usize> {
+    let letter = |b: u8| b.is_ascii_uppercase().then(|| usize::from(b - b'A'));
+    Some(letter(c[0])? * 26 + letter(c[1])?)
 }
 
 impl Breakdowns {
     pub fn add(&mut self, country: [u8; 2], channel: livemap_wire::Channel, usd_cents: u64) {
-        self.by_country.entry(country).or_default().add(usd_cents);
+        if let Some(i) = country_index(country) {
+            self.by_country[i].add(usd_cents);
+        }
         self.by_channel[channel as usize].add(usd_cents);
     }
 
+    /// Countries with orders, in code order.
+    pub fn by_country(&self) -> impl Iterator<Item = ([u8; 2], Slice)> + '_ {
+        self.by_country
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.orders > 0)
+            .map(|(i, s)| ([b'A' + (i / 26) as u8, b'A' + (i % 26) as u8], *s))
+    }
+
     pub fn export(&self, w: &mut Writer) {
-        w.u64(self.by_country.len() as u64);
-        for (c, s) in &self.by_country {
+        w.u64(self.by_country().count() as u64);
+        for (c, s) in self.by_country() {
             w.u8(c[0]);
             w.u8(c[1]);
             w.u64(s.orders);
@@ -211,7 +280,8 @@ impl Breakdowns {
                 orders: r.u64()?,
                 usd_cents: r.u64()?,
             };
-            b.by_country.insert(country, slice);
+            let i = country_index(country).ok_or(CheckpointError::Payload("country code"))?;
+            b.by_country[i] = slice;
         }
         for s in &mut b.by_channel {
             s.orders = r.u64()?;
@@ -223,8 +293,8 @@ impl Breakdowns {
 
 impl Merge for Breakdowns {
     fn merge(&mut self, other: &Self) {
-        for (c, s) in &other.by_country {
-            self.by_country.entry(*c).or_default().merge(s);
+        for (a, b) in self.by_country.iter_mut().zip(other.by_country.iter()) {
+            a.merge(b);
         }
         for (a, b) in self.by_channel.iter_mut().zip(&other.by_channel) {
             a.merge(b);
@@ -270,7 +340,7 @@ impl Aggregate {
         self.carbon_grams = self.carbon_grams.saturating_add(carbon_grams);
         self.shoppers.insert_hash(buyer_hash);
         if in_minute {
-            self.minutes.add(event_time_ms, usd_cents);
+            self.minutes.add(event_time_ms, usd_cents, carbon_grams);
         }
     }
 
@@ -303,22 +373,24 @@ mod tests {
     #[test]
     fn orders_land_in_their_event_time_minute() {
         let mut s = MinuteSeries::default();
-        s.add(T0 + 5_000, 100);
-        s.add(T0 + 65_000, 200);
-        s.add(T0 + 10_000, 300); // late, but its own minute
+        s.add(T0 + 5_000, 100, 0);
+        s.add(T0 + 65_000, 200, 0);
+        s.add(T0 + 10_000, 300, 0); // late, but its own minute
         let m0 = T0 / MINUTE_MS;
         assert_eq!(
             s.get(m0),
             MinuteBucket {
                 orders: 2,
-                usd_cents: 400
+                usd_cents: 400,
+                carbon_grams: 0
             }
         );
         assert_eq!(
             s.get(m0 + 1),
             MinuteBucket {
                 orders: 1,
-                usd_cents: 200
+                usd_cents: 200,
+                carbon_grams: 0
             }
         );
         assert_eq!(
@@ -327,7 +399,8 @@ mod tests {
                 m0,
                 MinuteBucket {
                     orders: 2,
-                    usd_cents: 400
+                    usd_cents: 400,
+                    carbon_grams: 0
                 }
             ))
         );
@@ -336,12 +409,27 @@ mod tests {
     #[test]
     fn series_is_a_bounded_ring() {
         let mut s = MinuteSeries::default();
-        assert!(s.add(T0, 1));
-        assert!(s.add(T0 + SERIES_MINUTES as i64 * MINUTE_MS, 1));
+        assert!(s.add(T0, 1, 0));
+        assert!(s.add(T0 + SERIES_MINUTES as i64 * MINUTE_MS, 1, 0));
         // The first minute's slot was reused; it reads as empty, and an
         // order that old is refused by the series.
         assert_eq!(s.get(T0 / MINUTE_MS), MinuteBucket::default());
-        assert!(!s.add(T0, 1));
+        assert!(!s.add(T0, 1, 0));
+    }
+
+    #[test]
+    fn history_is_dense_from_the_first_minute_to_the_newest() {
+        let mut s = MinuteSeries::default();
+        assert_eq!(s.history(), None);
+        s.add(T0 + 3 * MINUTE_MS, 100, 7);
+        s.add(T0, 50, 1);
+        s.add(T0 + 3 * MINUTE_MS + 59_999, 1, 1);
+        let (start, minutes) = s.history().expect("has minutes");
+        assert_eq!(start, T0 / MINUTE_MS);
+        let orders: Vec<u64> = minutes.iter().map(|b| b.orders).collect();
+        assert_eq!(orders, [1, 0, 0, 2]);
+        assert_eq!(minutes[3].usd_cents, 101);
+        assert_eq!(minutes[3].carbon_grams, 8);
     }
 
     use proptest::prelude::*;
@@ -374,7 +462,7 @@ mod tests {
         /// ring's evictions (minutes span more than the ring).
         #[test]
         fn merging_any_split_equals_the_whole(
-            orders in proptest::collection::vec((0i64..3_000, 0u64..100_000, 0u64..5_000, 0u64..500), 0..300),
+            orders in proptest::collection::vec((0i64..30_000, 0u64..100_000, 0u64..5_000, 0u64..500), 0..300),
             owner in proptest::collection::vec(0usize..4, 300),
             order in Just([3usize, 0, 2, 1]).prop_shuffle(),
         ) {

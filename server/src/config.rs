@@ -33,6 +33,12 @@ pub struct Args {
     #[arg(long, env = "LIVEMAP_DEMO_SEED")]
     pub demo_seed: Option<u64>,
 
+    /// Minutes of sale the demo source generates at start, before it goes
+    /// live, so the timeline and the product trends (which need an hour of
+    /// history) have something to show at once. 0 starts empty.
+    #[arg(long, env = "LIVEMAP_DEMO_BACKFILL_MINUTES", default_value_t = 120)]
+    pub demo_backfill_minutes: u32,
+
     /// How often a new snapshot is built and sent, in milliseconds.
     #[arg(long, env = "LIVEMAP_TICK_MS", default_value_t = 200)]
     pub tick_ms: u32,
@@ -150,6 +156,7 @@ pub struct Config {
     pub engine: EngineConfig,
     pub demo_rate: u64,
     pub demo_seed: u64,
+    pub demo_backfill: Duration,
     pub tick: Duration,
     pub poll_timeout: Duration,
     /// The Kafka source; `None` runs the demo source.
@@ -195,9 +202,11 @@ impl Config {
                 future_tolerance_ms: i64::from(args.future_tolerance_secs) * 1000,
                 allowed_lateness_ms: i64::from(args.allowed_lateness_minutes) * 60_000,
                 seed,
+                totals_only: false,
             },
             demo_rate: args.demo_rate,
             demo_seed: seed,
+            demo_backfill: Duration::from_secs(u64::from(args.demo_backfill_minutes) * 60),
             tick: Duration::from_millis(u64::from(args.tick_ms)),
             poll_timeout: Duration::from_secs(u64::from(args.poll_timeout_secs)),
             kafka: args.kafka_brokers.as_ref().map(|brokers| KafkaConfig {

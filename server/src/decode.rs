@@ -7,6 +7,8 @@
 //!
 //! Next stage: [`crate::ingest`] de-duplicates and aggregates what passes.
 
+use std::borrow::Cow;
+
 use livemap_events::contract::{CheckoutEvent, CHECKOUT_COMPLETED};
 use livemap_events::money::{self, AmountError, FxTable};
 use livemap_events::time::parse_rfc3339_ms;
@@ -23,12 +25,16 @@ const MAX_CARBON_KG: f64 = 100_000.0;
 /// A completed checkout, reduced to what the aggregates need. It holds no
 /// personal data in clear: the buyer id is already a hash, and the buyer's
 /// coordinates are only used to place the (coarsened) arc.
+/// Strings borrow from the message where they can, so decoding a
+/// checkout allocates only for a line-item vector and escaped text.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Checkout {
+pub struct Checkout<'a> {
     pub event_id_hash: u64,
     pub event_time_ms: i64,
     pub shop_lat: f64,
     pub shop_lon: f64,
+    pub shop_id: u64,
+    pub shop_country: [u8; 2],
     pub buyer: Option<(f64, f64)>,
     pub buyer_hash: u64,
     pub usd_cents: u64,
@@ -36,8 +42,11 @@ pub struct Checkout {
     /// The buyer's country (ISO 3166-1 alpha-2): coarse enough to send.
     pub buyer_country: [u8; 2],
     pub carbon_grams: u64,
+    /// The buyer's city as the event names it, cleaned (see
+    /// [`crate::rankings::clean_city`]); a town, never an address.
+    pub buyer_city: Option<Cow<'a, str>>,
     /// Trend key (top two taxonomy levels) and quantity of each line item.
-    pub items: Vec<(String, u32)>,
+    pub items: Vec<(Cow<'a, str>, u32)>,
 }
 
 /// Why a message was rejected. The names are what operators see, in
@@ -94,8 +103,8 @@ pub enum Filtered {
 }
 
 #[derive(Debug, Clone, PartialEq)]
-pub enum Decoded {
-    Checkout(Checkout),
+pub enum Decoded<'a> {
+    Checkout(Checkout<'a>),
     Filtered(Filtered),
     Rejected(Reject),
 }
@@ -118,7 +127,7 @@ impl Decoder {
     }
 
     /// Decodes one message value; `None` is a Kafka tombstone.
-    pub fn decode(&self, payload: Option<&[u8]>) -> Decoded {
+    pub fn decode<'a>(&self, payload: Option<&'a [u8]>) -> Decoded<'a> {
         match self.classify(payload) {
             Ok(checkout) => Decoded::Checkout(checkout),
             Err(Verdict::Filtered(f)) => Decoded::Filtered(f),
@@ -126,7 +135,7 @@ impl Decoder {
         }
     }
 
-    fn classify(&self, payload: Option<&[u8]>) -> Result<Checkout, Verdict> {
+    fn classify<'a>(&self, payload: Option<&'a [u8]>) -> Result<Checkout<'a>, Verdict> {
         let bytes = payload.unwrap_or_default();
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Err(Reject::Empty.into());
@@ -164,7 +173,7 @@ impl Decoder {
         self.validate(&event)
     }
 
-    fn validate(&self, e: &CheckoutEvent) -> Result<Checkout, Verdict> {
+    fn validate<'a>(&self, e: &CheckoutEvent<'a>) -> Result<Checkout<'a>, Verdict> {
         let id_chars = e.event_id.chars().count();
         if id_chars == 0 || id_chars > MAX_EVENT_ID_CHARS {
             return Err(Reject::BadValue.into());
@@ -195,8 +204,8 @@ impl Decoder {
         let usd_cents = rate.to_usd_cents(minor).ok_or(Reject::BadValue)?;
         let mut items = Vec::with_capacity(e.order.line_items.len());
         for item in &e.order.line_items {
-            let key =
-                crate::trends::category_key(&item.product_category).ok_or(Reject::BadValue)?;
+            let key = borrow_or_own(&item.product_category, crate::trends::category_key)
+                .ok_or(Reject::BadValue)?;
             items.push((key, item.quantity));
             money::parse_minor_units(&item.price, rate.minor_digits)
                 .map_err(|_| Reject::BadValue)?;
@@ -222,10 +231,28 @@ impl Decoder {
             buyer_hash: xxh3_64(e.buyer.id.as_bytes()),
             usd_cents,
             channel: Channel::from_contract(&e.order.channel),
+            shop_id: e.shop.id,
+            shop_country: e.shop.country.0,
             buyer_country: e.buyer.country.0,
+            buyer_city: e.buyer.city.as_ref().and_then(|c| {
+                borrow_or_own(c, |c| crate::rankings::clean_city(c).map(Cow::Borrowed))
+            }),
             carbon_grams: (carbon_kg * 1000.0).round() as u64,
             items,
         })
+    }
+}
+
+/// Applies `f` to a string that may borrow from the message: a borrowed
+/// result keeps borrowing from the message; one taken from text serde had
+/// to unescape (and so owns) is copied out.
+fn borrow_or_own<'a>(
+    s: &Cow<'a, str>,
+    f: impl for<'b> Fn(&'b str) -> Option<Cow<'b, str>>,
+) -> Option<Cow<'a, str>> {
+    match s {
+        Cow::Borrowed(b) => f(b),
+        Cow::Owned(o) => f(o).map(|c| Cow::Owned(c.into_owned())),
     }
 }
 
@@ -303,7 +330,7 @@ mod tests {
         Decoder::new(FxTable::default())
     }
 
-    fn decode_str(s: &str) -> Decoded {
+    fn decode_str(s: &str) -> Decoded<'_> {
         decoder().decode(Some(s.as_bytes()))
     }
 
@@ -339,6 +366,17 @@ mod tests {
         assert_eq!(c.channel, Channel::OnlineStore);
         assert_eq!(c.carbon_grams, 420);
         assert_eq!(c.buyer, Some((30.2672, -97.7431)));
+        assert_eq!((c.shop_id, c.shop_country), (1_048_576, *b"CA"));
+        assert_eq!(c.buyer_city.as_deref(), Some("Austin"));
+        assert!(
+            matches!(c.items[0].0, Cow::Borrowed("Apparel & Accessories > Shoes")),
+            "well-formed text is borrowed, not copied"
+        );
+        let escaped = GOOD.replace("Austin", "Au\\u0000stin");
+        let Decoded::Checkout(c) = decode_str(&escaped) else {
+            panic!("escapes are fine")
+        };
+        assert_eq!(c.buyer_city, None, "a control character is not a city");
     }
 
     #[test]
@@ -457,9 +495,8 @@ mod tests {
         use serde_json::json;
         let extra = with(&["order", "gift_wrap"], json!({"color": "red"}));
         assert!(matches!(decode_str(&extra), Decoded::Checkout(_)));
-        let Decoded::Checkout(c) =
-            decode_str(&with(&["order", "channel"], json!("carrier_pigeon")))
-        else {
+        let pigeon = with(&["order", "channel"], json!("carrier_pigeon"));
+        let Decoded::Checkout(c) = decode_str(&pigeon) else {
             panic!("unknown channel must be kept")
         };
         assert_eq!(c.channel, Channel::Other);
@@ -473,7 +510,8 @@ mod tests {
         let no_location: serde_json::Value = serde_json::from_str(&no_location).expect("json");
         let mut v = no_location;
         v["buyer"].as_object_mut().map(|o| o.remove("lon"));
-        let Decoded::Checkout(c) = decode_str(&v.to_string()) else {
+        let pickup = v.to_string();
+        let Decoded::Checkout(c) = decode_str(&pickup) else {
             panic!("pickup orders count")
         };
         assert_eq!(c.buyer, None);

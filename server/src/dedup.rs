@@ -7,6 +7,12 @@
 //! bounded by `max_entries`: past it the oldest minutes are forgotten early
 //! and counted, so an operator can see the horizon shrink.
 //!
+//! Filters merge: the union of two filters' ids, trimmed to the later
+//! watermark's horizon, is the filter one instance fed both streams would
+//! hold (while both stay within `max_entries`). Merging states does not
+//! undo counting: two members that each counted a copy of one event both
+//! counted it; keeping that from happening is the scale-out design's job.
+//!
 //! A 64-bit hash can collide: with 10 million ids remembered, the chance
 //! that one new id is mistaken for a duplicate is about 5e-13.
 
@@ -23,7 +29,7 @@ pub enum Seen {
     Duplicate,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Dedup {
     horizon_minutes: i64,
     max_entries: usize,
@@ -53,12 +59,27 @@ impl Dedup {
             return Seen::Duplicate;
         }
         let minute = event_time_ms.div_euclid(MINUTE_MS);
+        if minute < self.watermark_minute.saturating_sub(self.horizon_minutes) {
+            // Already past the horizon: it would be forgotten at the next
+            // minute anyway, and keeping it would make the state depend on
+            // arrival order.
+            return Seen::First;
+        }
+        self.file(id_hash, minute);
+        Seen::First
+    }
+
+    fn file(&mut self, id_hash: u64, minute: i64) {
         self.ids.insert(id_hash, minute);
         self.by_minute.entry(minute).or_default().push(id_hash);
         if minute > self.watermark_minute {
             self.watermark_minute = minute;
             self.evict_before(self.watermark_minute - self.horizon_minutes);
         }
+        self.enforce_limit();
+    }
+
+    fn enforce_limit(&mut self) {
         while self.ids.len() > self.max_entries {
             let Some((&oldest, _)) = self.by_minute.first_key_value() else {
                 break;
@@ -67,7 +88,13 @@ impl Dedup {
             self.evict_before(oldest + 1);
             self.evicted_early += (before - self.ids.len()) as u64;
         }
-        Seen::First
+    }
+
+    /// Every remembered id with its minute, sorted: the filter's content.
+    pub fn entries(&self) -> Vec<(u64, i64)> {
+        let mut v: Vec<(u64, i64)> = self.ids.iter().map(|(&h, &m)| (h, m)).collect();
+        v.sort_unstable();
+        v
     }
 
     fn evict_before(&mut self, minute: i64) {
@@ -125,6 +152,34 @@ impl Dedup {
     /// Ids forgotten before their horizon because of the memory bound.
     pub fn evicted_early(&self) -> u64 {
         self.evicted_early
+    }
+}
+
+impl crate::aggregate::Merge for Dedup {
+    fn merge(&mut self, other: &Self) {
+        self.evicted_early += other.evicted_early;
+        if other.watermark_minute > self.watermark_minute {
+            self.watermark_minute = other.watermark_minute;
+            self.evict_before(self.watermark_minute - self.horizon_minutes);
+        }
+        let horizon_start = self.watermark_minute.saturating_sub(self.horizon_minutes);
+        for (minute, hashes) in other.by_minute.range(horizon_start..) {
+            for h in hashes {
+                if other.ids.get(h) != Some(minute) {
+                    continue;
+                }
+                match self.ids.get(h) {
+                    // The same id on both sides: it was first seen at the
+                    // earlier of the two times.
+                    Some(mine) if mine <= minute => {}
+                    _ => {
+                        self.ids.insert(*h, *minute);
+                        self.by_minute.entry(*minute).or_default().push(*h);
+                    }
+                }
+            }
+        }
+        self.enforce_limit();
     }
 }
 
@@ -191,6 +246,42 @@ mod tests {
                 back.check(i, T0 + (i as i64) * 7_000),
                 d.check(i, T0 + (i as i64) * 7_000)
             );
+        }
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any split of a stream of ids (repeats and out-of-order times
+        /// included), merged in any order, remembers exactly what one
+        /// filter fed the whole stream remembers.
+        #[test]
+        fn merging_any_split_equals_the_whole(
+            events in proptest::collection::vec((0u64..300, 0usize..3), 0..300),
+        ) {
+            use crate::aggregate::Merge;
+            let new = || Dedup::new(60 * MINUTE_MS, 1_000_000);
+            let mut whole = new();
+            let mut parts = [new(), new(), new()];
+            // An event's time follows from its id, as for real redeliveries;
+            // 300 ids span 100 minutes, more than the horizon.
+            for &(id, owner) in &events {
+                let at = T0 + id as i64 * 20_000;
+                whole.check(id, at);
+                parts[owner].check(id, at);
+            }
+            let mut merged = new();
+            for p in parts.iter().rev() {
+                merged.merge(p);
+            }
+            prop_assert_eq!(merged.entries(), whole.entries());
+            let (mut ab, mut ba) = (parts[0].clone(), parts[1].clone());
+            ab.merge(&parts[1]);
+            ba.merge(&parts[0]);
+            prop_assert_eq!(ab.entries(), ba.entries());
+            let mut identity = whole.clone();
+            identity.merge(&new());
+            prop_assert_eq!(identity.entries(), whole.entries());
         }
     }
 

@@ -1,14 +1,19 @@
 //! Encode stage: each snapshot is encoded once, to FlatBuffers for the
 //! browsers and to JSON for `/api/snapshot` and `/sse`, and the bytes are
-//! shared by every connection.
+//! shared by every connection. The history (`/api/history`) is larger and
+//! rarely asked for, so it is encoded on the first request of a tick, and
+//! that tick's later requests share those bytes.
 //!
 //! Previous stage: [`crate::snapshot`]. Next stage: [`crate::fanout`].
+
+use std::sync::OnceLock;
 
 use bytes::Bytes;
 use livemap_events::time::format_rfc3339_ms;
 use serde::Serialize;
 
-use crate::snapshot::Built;
+use crate::aggregate::MINUTE_MS;
+use crate::snapshot::{Built, History};
 
 /// One tick's snapshot in every encoding the transports send.
 #[derive(Debug, Clone)]
@@ -18,6 +23,39 @@ pub struct Frame {
     pub binary: Bytes,
     /// The public JSON document (`../shared/public-api.md`).
     pub json: Bytes,
+    /// The sale's history as of this tick, for `/api/history`.
+    pub history: HistoryDoc,
+}
+
+/// The per-minute history of one tick, and its JSON once someone asks.
+#[derive(Debug, Clone)]
+pub struct HistoryDoc {
+    version: u64,
+    generated_at_ms: i64,
+    history: History,
+    json: OnceLock<Bytes>,
+}
+
+impl HistoryDoc {
+    /// The JSON document (see `docs/API.md`), encoded at most once.
+    pub fn json(&self) -> Bytes {
+        self.json
+            .get_or_init(|| {
+                let m = &self.history.minutes;
+                let doc = PublicHistory {
+                    version: self.version,
+                    generated_at: format_rfc3339_ms(self.generated_at_ms),
+                    step_ms: MINUTE_MS,
+                    start_ms: self.history.start_ms,
+                    start: self.history.start_ms.map(format_rfc3339_ms),
+                    orders: m.iter().map(|b| b.orders).collect(),
+                    gmv_usd_cents: m.iter().map(|b| b.usd_cents).collect(),
+                    carbon_grams: m.iter().map(|b| b.carbon_grams).collect(),
+                };
+                Bytes::from(serde_json::to_vec(&doc).unwrap_or_default())
+            })
+            .clone()
+    }
 }
 
 impl Frame {
@@ -51,8 +89,8 @@ impl Frame {
                     .collect(),
                 late: s.ingest.late,
             },
-            trends: s
-                .trends
+            trends: built
+                .all_trends
                 .iter()
                 .map(|t| PublicTrend {
                     category: &t.category,
@@ -79,6 +117,25 @@ impl Frame {
                     .map(PublicSlice::country)
                     .collect(),
                 by_channel: s.channels.iter().map(PublicSlice::channel).collect(),
+                top_shops: built
+                    .top_shops
+                    .iter()
+                    .map(|r| PublicShop {
+                        shop_id: r.key.parse().unwrap_or_default(),
+                        country: &r.country,
+                        place: &r.place,
+                        unique_shoppers: r.value,
+                    })
+                    .collect(),
+                top_cities: built
+                    .top_cities
+                    .iter()
+                    .map(|r| PublicCity {
+                        city: &r.key,
+                        country: &r.country,
+                        orders: r.value,
+                    })
+                    .collect(),
             },
         };
         Frame {
@@ -86,6 +143,12 @@ impl Frame {
             binary: Bytes::from(livemap_wire::encode(s)),
             // Serializing plain structs of numbers and strings cannot fail.
             json: Bytes::from(serde_json::to_vec(&view).unwrap_or_default()),
+            history: HistoryDoc {
+                version: s.version,
+                generated_at_ms: s.generated_at_ms,
+                history: built.history.clone(),
+                json: OnceLock::new(),
+            },
         }
     }
 }
@@ -110,6 +173,39 @@ struct PublicBreakdowns<'a> {
     /// Every buyer country, largest sales first.
     by_country: Vec<PublicSlice<'a>>,
     by_channel: Vec<PublicSlice<'a>>,
+    /// Shops by estimated unique shoppers over the sale, most first.
+    top_shops: Vec<PublicShop<'a>>,
+    /// Buyer cities by estimated orders over the sale, most first.
+    top_cities: Vec<PublicCity<'a>>,
+}
+
+#[derive(Serialize)]
+struct PublicShop<'a> {
+    shop_id: u64,
+    country: &'a str,
+    /// The nearest large city, or empty: never the shop's address.
+    place: &'a str,
+    unique_shoppers: u64,
+}
+
+#[derive(Serialize)]
+struct PublicCity<'a> {
+    city: &'a str,
+    country: &'a str,
+    orders: u64,
+}
+
+#[derive(Serialize)]
+struct PublicHistory {
+    version: u64,
+    generated_at: String,
+    step_ms: i64,
+    start_ms: Option<i64>,
+    start: Option<String>,
+    /// One entry per minute from `start`; the last is still filling.
+    orders: Vec<u64>,
+    gmv_usd_cents: Vec<u64>,
+    carbon_grams: Vec<u64>,
 }
 
 #[derive(Serialize)]

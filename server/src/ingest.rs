@@ -13,6 +13,7 @@ use crate::arcs::{ArcSampler, Candidate};
 use crate::checkpoint::{CheckpointError, Reader, Writer};
 use crate::decode::{Decoded, Decoder, Reject};
 use crate::dedup::{Dedup, Seen};
+use crate::rankings::{Rankings, ShopLabel};
 use crate::source::Position;
 use crate::trends::Trends;
 
@@ -28,6 +29,10 @@ pub struct EngineConfig {
     /// land in its own minute.
     pub allowed_lateness_ms: i64,
     pub seed: u64,
+    /// Counts totals, the per-minute series and arcs only: trends,
+    /// breakdowns and rankings stay empty. The ingest benchmark uses it to
+    /// measure what they cost.
+    pub totals_only: bool,
 }
 
 impl Default for EngineConfig {
@@ -40,6 +45,7 @@ impl Default for EngineConfig {
             future_tolerance_ms: 5 * 60_000,
             allowed_lateness_ms: 5 * 60_000,
             seed: 0,
+            totals_only: false,
         }
     }
 }
@@ -109,10 +115,12 @@ pub struct Engine {
     pub replays: Replays,
     pub trends: Trends,
     pub breakdowns: Breakdowns,
+    pub rankings: Rankings,
     partitions: BTreeMap<i32, PartitionState>,
     sampler: ArcSampler,
     future_tolerance_ms: i64,
     allowed_lateness_ms: i64,
+    totals_only: bool,
     /// The newest event time counted: what lateness is measured against.
     watermark_ms: i64,
 }
@@ -127,10 +135,12 @@ impl Engine {
             replays: Replays::default(),
             trends: Trends::new(),
             breakdowns: Breakdowns::default(),
+            rankings: Rankings::default(),
             partitions: BTreeMap::new(),
             sampler: ArcSampler::new(config.arcs_per_tick, config.seed),
             future_tolerance_ms: config.future_tolerance_ms,
             allowed_lateness_ms: config.allowed_lateness_ms,
+            totals_only: config.totals_only,
             watermark_ms: i64::MIN,
         }
     }
@@ -187,11 +197,24 @@ impl Engine {
         if late {
             self.counts.late += 1;
         }
-        for (category, quantity) in &checkout.items {
-            self.trends.add(category, *quantity, checkout.event_time_ms);
+        if !self.totals_only {
+            for (category, quantity) in &checkout.items {
+                self.trends.add(category, *quantity, checkout.event_time_ms);
+            }
+            self.breakdowns
+                .add(checkout.buyer_country, checkout.channel, checkout.usd_cents);
+            let shop = ShopLabel {
+                id: checkout.shop_id,
+                country: checkout.shop_country,
+                lat: checkout.shop_lat as f32,
+                lon: checkout.shop_lon as f32,
+            };
+            let city = checkout
+                .buyer_city
+                .as_deref()
+                .map(|c| (c, checkout.buyer_country));
+            self.rankings.add(shop, checkout.buyer_hash, city);
         }
-        self.breakdowns
-            .add(checkout.buyer_country, checkout.channel, checkout.usd_cents);
         self.aggregate.add(
             checkout.usd_cents,
             checkout.carbon_grams,
@@ -318,6 +341,7 @@ impl Engine {
         self.dedup.export(&mut w);
         self.trends.export(&mut w);
         self.breakdowns.export(&mut w);
+        self.rankings.export(&mut w);
         w.u64(self.partitions.len() as u64);
         for (&p, s) in &self.partitions {
             w.i32(p);
@@ -357,6 +381,7 @@ impl Engine {
         engine.dedup.restore(&mut r)?;
         engine.trends = Trends::restore(&mut r)?;
         engine.breakdowns = Breakdowns::restore(&mut r)?;
+        engine.rankings = Rankings::restore(&mut r)?;
         for _ in 0..r.count(12)? {
             let (p, next_offset) = (r.i32()?, r.i64()?);
             engine.partitions.insert(
@@ -527,6 +552,7 @@ mod tests {
         assert_eq!(second.aggregate.carbon_grams, whole.aggregate.carbon_grams);
         assert_eq!(second.aggregate.shoppers, whole.aggregate.shoppers);
         assert_eq!(second.breakdowns, whole.breakdowns);
+        assert_eq!(second.rankings, whole.rankings);
         assert_eq!(second.trends.current(), whole.trends.current());
         assert_eq!(second.positions(), whole.positions());
         assert!(second.replays.already_counted >= 4_000);

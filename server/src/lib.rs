@@ -20,6 +20,7 @@ pub mod hll;
 pub mod ingest;
 pub mod metrics;
 pub mod persist;
+pub mod rankings;
 pub mod snapshot;
 pub mod source;
 pub mod trends;
@@ -108,6 +109,7 @@ pub async fn run_with_clock(
             let demo = source::demo::DemoConfig {
                 events_per_sec: config.demo_rate,
                 seed: config.demo_seed,
+                backfill: config.demo_backfill,
             };
             let (clock, cancel) = (clock.clone(), cancel.clone());
             let thread = std::thread::Builder::new()

@@ -8,32 +8,63 @@
 //!
 //! Previous stage: [`crate::ingest`]. Next stage: [`crate::encode`].
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 
-use livemap_wire::{Arc, Channel, Ingest, Rates, Slice, Snapshot, Totals};
+use livemap_wire::{Arc, Channel, Ingest, Minute, Ranked, Rates, Slice, Snapshot, Totals, Trend};
 
-use crate::aggregate::MINUTE_MS;
+use crate::aggregate::{MinuteBucket, MINUTE_MS};
 use crate::ingest::Engine;
+use crate::rankings::ShopLabel;
 
 /// How many recent arcs `/api/snapshot` lists.
 pub const RECENT_ARCS: usize = 100;
 /// How many countries the binary stream carries (the JSON has them all).
 pub const STREAM_COUNTRIES: usize = 20;
+/// How many trends the binary stream carries (the JSON has all 500): a
+/// screen shows a handful, and every byte goes to every browser each tick.
+pub const STREAM_TRENDS: usize = 20;
+/// How many recent minutes the binary stream carries: the one filling and
+/// two before it, which late orders may still change. The page fetches the
+/// rest once from `/api/history`.
+pub const STREAM_MINUTES: i64 = 3;
+/// Entries of each ranking in the binary stream, and in the JSON.
+pub const STREAM_RANKED: usize = 10;
+pub const JSON_RANKED: usize = 50;
+/// A shop or a city is named only once this many shoppers or orders stand
+/// behind it, so no ranking points at a handful of people.
+pub const MIN_RANKED: u64 = 10;
+/// A shop is said to be in a city only within this distance of it.
+const PLACE_KM: f64 = 60.0;
 
 #[derive(Debug)]
 pub struct Snapshotter {
     version: u64,
     tick_ms: u32,
     recent_arcs: VecDeque<Arc>,
+    /// Shop id → nearest large city, so each shop is looked up once.
+    places: HashMap<u64, &'static str>,
 }
 
-/// A tick's snapshot, plus what only the JSON view shows: a longer arc
-/// history and every country.
+/// The sale's per-minute history as of one tick: every minute from the
+/// first with orders to the newest (still filling).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct History {
+    /// Start of the first minute, ms since the epoch; `None` before any order.
+    pub start_ms: Option<i64>,
+    pub minutes: Vec<MinuteBucket>,
+}
+
+/// A tick's snapshot, plus what only the JSON views show: a longer arc
+/// history, every country and trend, longer rankings and the history.
 #[derive(Debug, Clone)]
 pub struct Built {
     pub snapshot: Snapshot,
     pub recent_arcs: Vec<Arc>,
     pub all_countries: Vec<Slice>,
+    pub all_trends: Vec<Trend>,
+    pub top_shops: Vec<Ranked>,
+    pub top_cities: Vec<Ranked>,
+    pub history: History,
 }
 
 impl Snapshotter {
@@ -42,7 +73,28 @@ impl Snapshotter {
             version: u64::try_from(start_ms).unwrap_or(0),
             tick_ms,
             recent_arcs: VecDeque::with_capacity(RECENT_ARCS),
+            places: HashMap::new(),
         }
+    }
+
+    /// The nearest large city to a shop, if one is close: what the page
+    /// says instead of the shop's address.
+    fn place(&mut self, shop: &ShopLabel) -> &'static str {
+        if self.places.len() > 10_000 {
+            self.places.clear();
+        }
+        self.places.entry(shop.id).or_insert_with(|| {
+            let (lat, lon) = (f64::from(shop.lat), f64::from(shop.lon));
+            livemap_events::cities::all()
+                .iter()
+                .map(|c| {
+                    let km = livemap_events::demo::great_circle_km(lat, lon, c.lat, c.lon);
+                    (km, c.name)
+                })
+                .min_by(|a, b| a.0.total_cmp(&b.0))
+                .filter(|(km, _)| *km <= PLACE_KM)
+                .map_or("", |(_, name)| name)
+        })
     }
 
     /// The version the next snapshot will carry, minus one: what a client
@@ -62,10 +114,9 @@ impl Snapshotter {
         }
         let mut countries: Vec<Slice> = engine
             .breakdowns
-            .by_country
-            .iter()
+            .by_country()
             .map(|(c, x)| Slice {
-                key: String::from_utf8_lossy(c).into_owned(),
+                key: String::from_utf8_lossy(&c).into_owned(),
                 orders: x.orders,
                 usd_cents: x.usd_cents,
             })
@@ -84,7 +135,54 @@ impl Snapshotter {
                 usd_cents: x.usd_cents,
             })
             .collect();
+        let shops: Vec<Ranked> = engine
+            .rankings
+            .shops
+            .top(JSON_RANKED)
+            .into_iter()
+            .filter(|r| r.estimate >= MIN_RANKED)
+            .map(|r| Ranked {
+                key: r.label.id.to_string(),
+                country: String::from_utf8_lossy(&r.label.country).into_owned(),
+                place: self.place(&r.label).to_owned(),
+                value: r.estimate,
+            })
+            .collect();
+        let cities: Vec<Ranked> = engine
+            .rankings
+            .cities
+            .top(JSON_RANKED)
+            .into_iter()
+            .filter(|r| r.estimate >= MIN_RANKED)
+            .map(|r| Ranked {
+                key: r.label.name,
+                country: String::from_utf8_lossy(&r.label.country).into_owned(),
+                place: String::new(),
+                value: r.estimate,
+            })
+            .collect();
         let agg = &engine.aggregate;
+        let minutes = agg.minutes.newest_minute().map_or_else(Vec::new, |newest| {
+            (newest - STREAM_MINUTES + 1..=newest)
+                .map(|m| {
+                    let b = agg.minutes.get(m);
+                    Minute {
+                        start_ms: m * MINUTE_MS,
+                        orders: b.orders,
+                        usd_cents: b.usd_cents,
+                        carbon_grams: b.carbon_grams,
+                    }
+                })
+                .collect()
+        });
+        let history = agg
+            .minutes
+            .history()
+            .map_or_else(History::default, |(start, minutes)| History {
+                start_ms: Some(start * MINUTE_MS),
+                minutes,
+            });
+        let all_trends = engine.trends.current().to_vec();
         let rates =
             agg.minutes
                 .last_full_minute()
@@ -111,17 +209,23 @@ impl Snapshotter {
                 rejected: engine.counts.rejected_by_reason(),
                 late: engine.counts.late,
             },
-            trends: engine.trends.current().to_vec(),
+            trends: all_trends.iter().take(STREAM_TRENDS).cloned().collect(),
             arcs,
             tick_ms: self.tick_ms,
             countries: countries.iter().take(STREAM_COUNTRIES).cloned().collect(),
             channels,
-            ..Snapshot::default()
+            minutes,
+            top_shops: shops.iter().take(STREAM_RANKED).cloned().collect(),
+            top_cities: cities.iter().take(STREAM_RANKED).cloned().collect(),
         };
         Built {
             snapshot,
             recent_arcs: self.recent_arcs.iter().copied().collect(),
             all_countries: countries,
+            all_trends,
+            top_shops: shops,
+            top_cities: cities,
+            history,
         }
     }
 }

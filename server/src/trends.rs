@@ -17,12 +17,24 @@
 //! Quantities are kept in 5-minute buckets of event time in a fixed ring of
 //! a little over six hours, so memory is bounded by the number of
 //! categories (itself capped).
+//!
+//! Trends merge: the buckets of two states add up slot by slot, so the
+//! merged buckets are those of one state fed both streams, and recomputing
+//! from them gives the same trends. That holds while the categories seen
+//! stay within [`MAX_CATEGORIES`]; past it, each state drops different
+//! newcomers.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
-use livemap_wire::Trend;
+use std::hash::BuildHasherDefault;
 
+use livemap_wire::Trend;
+use xxhash_rust::xxh3::xxh3_64;
+
+use crate::aggregate::Merge;
 use crate::checkpoint::{CheckpointError, Reader, Writer};
+use crate::dedup::PassThrough;
 
 pub const BUCKET_MS: i64 = 5 * 60_000;
 const HOUR_BUCKETS: i64 = 12;
@@ -34,19 +46,33 @@ pub const TOP: usize = 500;
 /// every total); a hostile stream of made-up categories cannot grow memory.
 pub const MAX_CATEGORIES: usize = 10_000;
 
-/// The trend key of a taxonomy path: its top two levels, trimmed.
-pub fn category_key(path: &str) -> Option<String> {
+/// The trend key of a taxonomy path: its top two levels, trimmed, joined by
+/// " > ". Borrowed from the path when the path already starts that way,
+/// as well-formed paths do, so the common case allocates nothing.
+pub fn category_key(path: &str) -> Option<Cow<'_, str>> {
     let mut levels = path.split('>').map(str::trim).filter(|l| !l.is_empty());
     let first = levels.next()?;
-    Some(match levels.next() {
-        Some(second) => format!("{first} > {second}"),
-        None => first.to_owned(),
+    let Some(second) = levels.next() else {
+        return Some(Cow::Borrowed(first));
+    };
+    let key_len = first.len() + 3 + second.len();
+    let canonical = path.starts_with(first)
+        && path[first.len()..].starts_with(" > ")
+        && path[first.len() + 3..].starts_with(second);
+    Some(if canonical {
+        Cow::Borrowed(&path[..key_len])
+    } else {
+        Cow::Owned(format!("{first} > {second}"))
     })
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Trends {
-    ids: HashMap<String, usize>,
+    /// xxh3 of the category → its id. This lookup runs for every line
+    /// item, so it hashes once and compares the name on a hit. A name whose
+    /// hash collides with another's is not tracked (and counted as such);
+    /// the map is capped, so crafting collisions buys an attacker nothing.
+    ids: HashMap<u64, usize, BuildHasherDefault<PassThrough>>,
     names: Vec<String>,
     /// Per category, quantity per ring slot.
     counts: Vec<Vec<u64>>,
@@ -76,23 +102,50 @@ impl Trends {
             // Older than the longest window: it can no longer change a trend.
             return recomputed;
         }
-        let id = match self.ids.get(category) {
-            Some(&id) => id,
-            None if self.names.len() < MAX_CATEGORIES => {
-                let id = self.names.len();
-                self.ids.insert(category.to_owned(), id);
-                self.names.push(category.to_owned());
-                self.counts.push(vec![0; RING]);
-                id
-            }
-            None => {
-                self.untracked_items += 1;
-                return recomputed;
-            }
+        let Some(id) = self.id_of(category) else {
+            self.untracked_items += 1;
+            return recomputed;
         };
+        // A bucket older than any seen so far (but inside the window) has
+        // no slot yet.
+        self.claim(bucket);
         let slot = bucket.rem_euclid(RING as i64) as usize;
         self.counts[id][slot] += u64::from(quantity);
         recomputed
+    }
+
+    /// Quantity sold per category per bucket still in the window, sorted:
+    /// the state's content, whatever order events came in.
+    pub fn buckets(&self) -> Vec<(String, i64, u64)> {
+        let Some(newest) = self.newest_bucket else {
+            return Vec::new();
+        };
+        let mut v = Vec::new();
+        for (name, counts) in self.names.iter().zip(&self.counts) {
+            for b in newest - RING as i64 + 1..=newest {
+                let slot = b.rem_euclid(RING as i64) as usize;
+                if self.slot_bucket[slot] == b && counts[slot] > 0 {
+                    v.push((name.clone(), b, counts[slot]));
+                }
+            }
+        }
+        v.sort();
+        v
+    }
+
+    fn id_of(&mut self, category: &str) -> Option<usize> {
+        let hash = xxh3_64(category.as_bytes());
+        if let Some(&id) = self.ids.get(&hash) {
+            return (self.names[id] == category).then_some(id);
+        }
+        if self.names.len() >= MAX_CATEGORIES {
+            return None;
+        }
+        let id = self.names.len();
+        self.ids.insert(hash, id);
+        self.names.push(category.to_owned());
+        self.counts.push(vec![0; RING]);
+        Some(id)
     }
 
     /// Moves the newest bucket forward, clearing reused slots, and
@@ -118,6 +171,8 @@ impl Trends {
         true
     }
 
+    /// Makes `bucket`'s slot hold `bucket`, emptying it if it held an
+    /// older one.
     fn claim(&mut self, bucket: i64) {
         let slot = bucket.rem_euclid(RING as i64) as usize;
         if self.slot_bucket[slot] != bucket {
@@ -168,6 +223,13 @@ impl Trends {
         self.current = trends;
     }
 
+    /// Recomputes now, at the newest bucket, as a merged state must.
+    pub fn refresh(&mut self) {
+        if let Some(newest) = self.newest_bucket {
+            self.recompute(newest);
+        }
+    }
+
     /// The trends as last recomputed.
     pub fn current(&self) -> &[Trend] {
         &self.current
@@ -204,7 +266,10 @@ impl Trends {
             for c in &mut counts {
                 *c = r.u64()?;
             }
-            t.ids.insert(name.clone(), t.names.len());
+            if t.names.len() >= MAX_CATEGORIES {
+                return Err(CheckpointError::Payload("too many trend categories"));
+            }
+            t.ids.insert(xxh3_64(name.as_bytes()), t.names.len());
             t.names.push(name);
             t.counts.push(counts);
         }
@@ -212,6 +277,52 @@ impl Trends {
             t.recompute(newest);
         }
         Ok(t)
+    }
+}
+
+impl Merge for Trends {
+    fn merge(&mut self, other: &Self) {
+        self.untracked_items += other.untracked_items;
+        let Some(theirs) = other.newest_bucket else {
+            // A merged state shows the trends of its buckets as they are now,
+            // whichever side brought them.
+            self.refresh();
+            return;
+        };
+        let newest = self.newest_bucket.map_or(theirs, |n| n.max(theirs));
+        self.first_bucket = match (self.first_bucket, other.first_bucket) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let oldest = newest - RING as i64 + 1;
+        self.newest_bucket = Some(newest);
+        for b in oldest..=newest {
+            let slot = b.rem_euclid(RING as i64) as usize;
+            if other.slot_bucket[slot] != b {
+                // Theirs has nothing for this bucket; ours may still hold a
+                // bucket that just fell out of the window.
+                if self.slot_bucket[slot] != b {
+                    self.claim(b);
+                }
+                continue;
+            }
+            self.claim(b);
+            for (name, counts) in other.names.iter().zip(&other.counts) {
+                if counts[slot] == 0 {
+                    continue;
+                }
+                match self.id_of(name) {
+                    Some(id) => self.counts[id][slot] += counts[slot],
+                    None => self.untracked_items += 1,
+                }
+            }
+        }
+        // Categories theirs has seen but never in the window still belong
+        // to the state (they can trend again).
+        for name in &other.names {
+            let _ = self.id_of(name);
+        }
+        self.recompute(newest);
     }
 }
 
@@ -333,6 +444,56 @@ mod tests {
         }
         assert_eq!(t.names.len(), MAX_CATEGORIES);
         assert!(t.untracked_items >= 10);
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any split of a stream (events in any order, spanning more than
+        /// the ring), merged in any order, holds the whole stream's buckets
+        /// and so computes its trends.
+        #[test]
+        fn merging_any_split_equals_the_whole(
+            events in proptest::collection::vec((0usize..5, 0i64..150, 1u32..5, 0usize..3), 0..200),
+        ) {
+            let names = ["A > B", "A > C", "D > E", "F > G", "H"];
+            let mut whole = Trends::new();
+            let mut parts = [Trends::new(), Trends::new(), Trends::new()];
+            for &(c, b, q, owner) in &events {
+                whole.add(names[c], q, T0 + b * BUCKET_MS + 1);
+                parts[owner].add(names[c], q, T0 + b * BUCKET_MS + 1);
+            }
+            let mut merged = Trends::new();
+            for p in parts.iter().rev() {
+                merged.merge(p);
+            }
+            whole.refresh();
+            prop_assert_eq!(merged.buckets(), whole.buckets());
+            prop_assert_eq!(merged.current(), whole.current());
+            let mut identity = whole.clone();
+            identity.merge(&Trends::new());
+            prop_assert_eq!(identity.buckets(), whole.buckets());
+            let (mut ab, mut ba) = (parts[0].clone(), parts[1].clone());
+            ab.merge(&parts[1]);
+            ba.merge(&parts[0]);
+            prop_assert_eq!(ab.buckets(), ba.buckets());
+            prop_assert_eq!(ab.current(), ba.current());
+        }
+    }
+
+    #[test]
+    fn an_event_older_than_the_first_lands_in_its_bucket() {
+        let mut t = Trends::new();
+        t.add("A > B", 1, T0 + 10 * BUCKET_MS);
+        t.add("A > B", 2, T0 + 3 * BUCKET_MS);
+        let b = T0 / BUCKET_MS;
+        assert_eq!(
+            t.buckets(),
+            vec![
+                ("A > B".to_owned(), b + 3, 2),
+                ("A > B".to_owned(), b + 10, 1)
+            ]
+        );
     }
 
     #[test]

@@ -22,6 +22,18 @@ pub async fn snapshot(State(state): State<AppState>) -> impl IntoResponse {
     )
 }
 
+/// `GET /api/history`: the sale's per-minute history as JSON.
+pub async fn history(State(state): State<AppState>) -> impl IntoResponse {
+    let frame = state.frames.borrow().clone();
+    (
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        frame.history.json(),
+    )
+}
+
 /// `GET /sse`: one `snapshot` event, the JSON document, per tick: the
 /// current one at once, then each new one. Like every transport it reads
 /// the latest-value channel, so a slow client skips ahead.

@@ -36,6 +36,7 @@ pub fn router(state: AppState) -> Router {
         .route("/sse", get(api::sse))
         .route("/api/poll", get(poll::poll))
         .route("/api/snapshot", get(api::snapshot))
+        .route("/api/history", get(api::history))
         .route("/healthz", get(api::healthz))
         .fallback(get(assets::serve))
         .with_state(state)

@@ -3,6 +3,11 @@
 //!
 //! It runs on its own thread because generating 200k events/s is CPU work;
 //! pacing follows the real clock, with the demo's rate curve on top.
+//!
+//! Before going live it can backfill: the completed checkouts of the last
+//! `backfill` of sale, generated as fast as the engine takes them, so that
+//! a fresh demo already has a timeline and product trends (which need an
+//! hour of history).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,6 +25,8 @@ pub struct DemoConfig {
     /// Average messages per second, all event types together.
     pub events_per_sec: u64,
     pub seed: u64,
+    /// How much sale to generate at start, in event time, before going live.
+    pub backfill: Duration,
 }
 
 const STEP: Duration = Duration::from_millis(10);
@@ -35,6 +42,41 @@ pub fn run(
     let mut generator = Generator::new(config.seed, DemoMix::default());
     let mut buf = Vec::with_capacity(1024);
     let mut arena = BytesMut::with_capacity(1 << 20);
+    let mut sender = Sender {
+        tx: &tx,
+        arena: &mut arena,
+        batch: Vec::with_capacity(MAX_BATCH),
+    };
+    // Backfill up to the clock, then again up to where the clock has got
+    // to meanwhile, until the gap is under a second: no dip at "now".
+    let checkouts_per_sec = config.events_per_sec as f64 * DemoMix::default().checkout;
+    let mut from = clock.now_ms() - config.backfill.as_millis() as i64;
+    let mut owed = 0.0f64;
+    loop {
+        let to = clock.now_ms();
+        if to - from < 1_000 {
+            break;
+        }
+        for second in (from..to).step_by(1_000) {
+            if cancel.is_cancelled() {
+                return;
+            }
+            owed += checkouts_per_sec * rate_multiplier(second);
+            let n = owed as u64;
+            owed -= n as f64;
+            for k in 0..n {
+                let at = second + (k * 1_000 / n) as i64;
+                generator.write_checkout_into(at, &mut buf);
+                if !sender.push(&buf) {
+                    return;
+                }
+            }
+        }
+        from = to;
+    }
+    if !sender.flush() {
+        return;
+    }
     let started = Instant::now();
     let mut owed = 0.0f64;
     let mut last = started;
@@ -46,30 +88,50 @@ pub fn run(
         // Never build up more than a second of debt after a stall: a demo
         // should not burst to catch up.
         owed = owed.min(config.events_per_sec as f64);
-        let mut due = owed as u64;
+        let due = owed as u64;
         owed -= due as f64;
-        while due > 0 {
-            let n = due.min(MAX_BATCH as u64) as usize;
-            due -= n as u64;
-            let mut batch = Vec::with_capacity(n);
-            for _ in 0..n {
-                generator.next_message(now_ms, &mut buf);
-                if arena.capacity() < buf.len() {
-                    arena.reserve(1 << 20);
-                }
-                arena.extend_from_slice(&buf);
-                batch.push(Message {
-                    payload: Some(arena.split().freeze()),
-                    position: None,
-                });
-            }
-            if tx.blocking_send(batch).is_err() {
+        for _ in 0..due {
+            generator.next_message(now_ms, &mut buf);
+            if !sender.push(&buf) {
                 return;
             }
+        }
+        if !sender.flush() {
+            return;
         }
         let elapsed = now.elapsed();
         if elapsed < STEP {
             std::thread::sleep(STEP - elapsed);
         }
+    }
+}
+
+/// Copies messages into a shared arena and sends them in batches.
+struct Sender<'a> {
+    tx: &'a mpsc::Sender<Batch>,
+    arena: &'a mut BytesMut,
+    batch: Batch,
+}
+
+impl Sender<'_> {
+    /// Queues one message; false once the engine side has gone.
+    fn push(&mut self, message: &[u8]) -> bool {
+        if self.arena.capacity() < message.len() {
+            self.arena.reserve(1 << 20);
+        }
+        self.arena.extend_from_slice(message);
+        self.batch.push(Message {
+            payload: Some(self.arena.split().freeze()),
+            position: None,
+        });
+        self.batch.len() < MAX_BATCH || self.flush()
+    }
+
+    fn flush(&mut self) -> bool {
+        if self.batch.is_empty() {
+            return true;
+        }
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(MAX_BATCH));
+        self.tx.blocking_send(batch).is_ok()
     }
 }

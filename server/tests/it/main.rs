@@ -3,6 +3,7 @@
 
 mod util;
 
+mod golden;
 mod kafka;
 mod privacy;
 mod transports;

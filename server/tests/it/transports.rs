@@ -118,6 +118,80 @@ async fn websocket_pushes_every_tick_with_growing_versions() {
     assert!(last.is_some_and(|s| s.totals.orders > 0));
 }
 
+/// A demo started with 90 minutes of backfill: `/api/history` covers them
+/// minute by minute, trends exist (they need one hour), and the binary
+/// stream carries the recent minutes, rankings and a short trend list.
+#[tokio::test]
+async fn history_covers_the_backfilled_sale_and_the_stream_carries_the_board() {
+    let server = TestServer::start(|c| {
+        c.demo_rate = 200;
+        c.demo_backfill = Duration::from_secs(90 * 60);
+    })
+    .await;
+    let client = reqwest::Client::new();
+    let (history, snapshot) = eventually("90 minutes of history", || async {
+        let h: serde_json::Value = client
+            .get(server.url("/api/history"))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        let s = server.snapshot().await;
+        (h["orders"].as_array()?.len() >= 90 && s["trends"].as_array()?.len() > 1).then_some((h, s))
+    })
+    .await;
+    assert_eq!(history["step_ms"], 60_000);
+    let series = |name: &str| -> Vec<u64> {
+        history[name]
+            .as_array()
+            .expect("a series")
+            .iter()
+            .map(|v| v.as_u64().expect("integers"))
+            .collect()
+    };
+    let (orders, cents) = (series("orders"), series("gmv_usd_cents"));
+    assert_eq!(orders.len(), cents.len());
+    assert_eq!(orders.len(), series("carbon_grams").len());
+    let start = history["start_ms"].as_i64().expect("start_ms");
+    assert_eq!(start % 60_000, 0, "minutes start on the minute");
+    // Every minute of the backfill has orders: no holes in the demo.
+    let quiet = orders.iter().filter(|&&n| n == 0).count();
+    assert!(quiet <= 2, "{quiet} empty minutes in {orders:?}");
+    // Orders past the allowed lateness are in the totals but not in a
+    // minute; everything else is in both.
+    let total = snapshot["totals"]["orders"].as_u64().expect("orders");
+    let in_minutes: u64 = orders.iter().sum();
+    assert!(
+        in_minutes > 0 && in_minutes <= total + 1_000,
+        "{in_minutes} vs {total}"
+    );
+
+    let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url())
+        .await
+        .expect("WebSocket connects");
+    let msg = tokio::time::timeout(PATIENCE, ws.next())
+        .await
+        .expect("a frame in time")
+        .expect("stream open")
+        .expect("frame");
+    let Message::Binary(bytes) = msg else {
+        panic!("expected a binary frame, got {msg:?}")
+    };
+    let snap = livemap_wire::decode(&bytes).expect("a snapshot");
+    assert_eq!(snap.minutes.len(), 3);
+    assert!(snap
+        .minutes
+        .windows(2)
+        .all(|w| w[1].start_ms - w[0].start_ms == 60_000));
+    assert!(!snap.trends.is_empty() && snap.trends.len() <= 20);
+    assert!(!snap.top_shops.is_empty() && snap.top_shops.len() <= 10);
+    assert!(!snap.top_cities.is_empty() && snap.top_cities.len() <= 10);
+    assert!(snap.top_shops.windows(2).all(|w| w[0].value >= w[1].value));
+    server.stop().await.expect("clean stop");
+}
+
 #[tokio::test]
 async fn long_poll_answers_at_once_when_behind_and_waits_when_current() {
     // Ticks far apart, so "current" stays current for the whole test.

@@ -24,6 +24,7 @@ impl TestServer {
         let mut config = Config {
             demo_rate: 5_000,
             demo_seed: 42,
+            demo_backfill: Duration::ZERO,
             engine: livemap_server::ingest::EngineConfig {
                 seed: 42,
                 ..Default::default()
