@@ -6,6 +6,13 @@
 //     the picture changes over time, and the counters rise.
 //  2. Behind a proxy that refuses WebSocket upgrades: the page falls back
 //     to long-poll and still updates.
+//  3. On a TV-sized screen: the timeline has the sale's history (the demo
+//     backfills two hours) and draws bars, the channel split, countries and
+//     trends (with real changes) show entries, no panel overlaps the
+//     counters, and a replay runs to now and returns to live.
+//  4. On a phone: the same panels in a scrolling sheet below the globe,
+//     clear of the counters.
+//  5. Kiosk mode (?kiosk=1) shows no controls.
 // Screenshots go to e2e/out/ for people to look at. Playwright gives the
 // browser a fresh temporary profile of its own.
 import { spawn } from 'node:child_process';
@@ -28,8 +35,11 @@ let failed = 0;
 const cleanups = [];
 
 function startServer() {
+  const args = ['--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--demo-rate', '3000', '--demo-seed', '7'];
+  // The demo's default backfill (two hours) gives the timeline a history and
+  // the trends, which compare the last hour with the hours before, real changes.
   return new Promise((resolve, reject) => {
-    const child = spawn(binary, ['--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--demo-rate', '3000', '--demo-seed', '7'], {
+    const child = spawn(binary, args, {
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     cleanups.push(() => child.kill('SIGTERM'));
@@ -115,6 +125,58 @@ async function waitForFrames(page, more) {
   await page.waitForFunction((n) => (window.livemap?.frames ?? 0) >= n, start + more, { timeout: TIMEOUT });
 }
 
+/** Pixels of the timeline canvas that belong to bars (blue, opaque). */
+function timelineBarPixels() {
+  const c = document.getElementById('timeline');
+  const ctx = c?.getContext('2d');
+  if (!ctx || c.width < 2 || c.height < 2) return 0;
+  const d = ctx.getImageData(0, 0, c.width, c.height).data;
+  let n = 0;
+  for (let i = 0; i < d.length; i += 4) if (d[i + 3] > 200 && d[i + 2] - d[i] > 80) n += 1;
+  return n;
+}
+
+/** Boxes of the counters and of everything that must stay clear of them. */
+function layoutBoxes() {
+  const box = (sel) => {
+    const r = document.querySelector(sel).getBoundingClientRect();
+    return { sel, x: r.left, y: r.top, w: r.width, h: r.height };
+  };
+  const ids = ['#sales', '#opm', '#shoppers', '#carbon'];
+  return {
+    counters: ids.map(box),
+    // A number wider than its column runs into its neighbour.
+    overflowing: ids.filter((id) => {
+      const el = document.querySelector(id);
+      return el.scrollWidth > el.clientWidth + 1;
+    }),
+    panels: ['.side', '.timeline', '.channels'].map(box),
+    slot: box('#globe-slot'),
+  };
+}
+
+const overlap = (a, b) => a.w > 0 && b.w > 0 && a.x < b.x + b.w && b.x < a.x + a.w && a.y < b.y + b.h && b.y < a.y + a.h;
+
+function assertClearOfCounters({ counters, panels, overflowing = [] }) {
+  assert(overflowing.length === 0, `numbers wider than their columns: ${overflowing.join(', ')}`);
+  for (const c of counters) {
+    for (const p of panels) assert(!overlap(c, p), `${p.sel} overlaps ${c.sel}: ${JSON.stringify([p, c])}`);
+  }
+}
+
+/** Waits until the panels and the timeline show the sale. */
+async function waitForPanels(page) {
+  await page.waitForFunction(
+    () => {
+      const p = window.livemap?.panels;
+      return p && p.channels > 0 && p.countries > 0 && p.minutes >= 1 && p.trends > 0 && window.livemap.timeline.historyLoads >= 1;
+    },
+    null,
+    { timeout: TIMEOUT },
+  );
+  await page.waitForFunction(timelineBarPixels, null, { timeout: TIMEOUT });
+}
+
 async function main() {
   const url = await startServer();
   const browser = await chromium.launch({
@@ -173,6 +235,73 @@ async function main() {
     assert(proxy.refused() >= 1, 'the page tried the WebSocket first');
     assert((await page.evaluate(() => document.body.dataset.transport)) === 'longpoll', 'still on long-poll');
     await page.screenshot({ path: path.join(outDir, 'page-longpoll-phone.png') });
+    await page.close();
+  });
+
+  await check('TV: timeline, trends and breakdowns show the sale, clear of the counters; replay returns to live', async () => {
+    const page = await browser.newPage({ viewport: { width: 1920, height: 1080 } });
+    const errors = [];
+    page.on('pageerror', (e) => errors.push(String(e)));
+    await page.goto(url);
+    await waitForPanels(page);
+    const p = await page.evaluate(() => window.livemap.panels);
+    assert(p.minutes >= 110, `a backfilled sale has two hours of history, got ${p.minutes} minutes`);
+    const bars = await page.evaluate(timelineBarPixels);
+    // Real DOM text a screen reader reads: rows in the lists, shares in the legend.
+    const countries = await page.$$eval('#countries li', (li) => li.map((x) => x.textContent.trim()));
+    assert(countries.length > 0 && countries[0].length > 3, `countries: ${countries}`);
+    const shares = await page.$$eval('#channels .share', (s) => s.map((x) => x.textContent).filter(Boolean));
+    assert(shares.length > 0, 'channel shares shown');
+    const trends = await page.$$eval('#trends li', (li) => li.map((x) => x.textContent.trim()));
+    assert(trends.length > 0, 'trends shown');
+    assert(trends.some((t) => /[1-9]/.test(t.split(/\s/).pop())), `trends show real changes: ${trends.join(' | ')}`);
+    const boxes = await page.evaluate(layoutBoxes);
+    assertClearOfCounters(boxes);
+    assert(boxes.slot.h > 1080 * 0.45 && boxes.slot.w > 1920 * 0.3, `room for the globe: ${JSON.stringify(boxes.slot)}`);
+    await page.screenshot({ path: path.join(outDir, 'page-tv.png') });
+
+    const replays = await page.evaluate(() => window.livemap.timeline.replays);
+    await page.selectOption('#replay-speed', '21600000');
+    await page.click('#replay');
+    await page.waitForFunction((n) => window.livemap.timeline.replays > n, replays, { timeout: TIMEOUT });
+    await page.waitForFunction(() => document.querySelector('#replay').getAttribute('aria-pressed') === 'false' && !document.body.classList.contains('replaying'), null, { timeout: TIMEOUT });
+    assert(errors.length === 0, `page errors: ${errors.join('; ')}`);
+    console.log(`  ${p.minutes} minutes of history, ${bars} bar pixels, trends ${p.trends}, countries ${p.countries}, channels ${p.channels}, shops ${p.shops}, cities ${p.cities}`);
+    await page.close();
+  });
+
+  await check('Phone: the globe on top, panels in a scrolling sheet below, nothing over the counters', async () => {
+    const page = await browser.newPage({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 2 });
+    await page.goto(url);
+    await waitForPanels(page);
+    const boxes = await page.evaluate(layoutBoxes);
+    const deck = await page.$eval('.deck', (d) => {
+      const r = d.getBoundingClientRect();
+      return { sel: '.deck', x: r.left, y: r.top, w: r.width, h: r.height, scrolls: d.scrollHeight > d.clientHeight };
+    });
+    assertClearOfCounters({ ...boxes, panels: [deck] });
+    assert(deck.scrolls, 'the sheet scrolls');
+    assert(!overlap(boxes.slot, deck), 'the globe is above the sheet');
+    assert(boxes.slot.h > 200, `room for the globe: ${JSON.stringify(boxes.slot)}`);
+    await page.screenshot({ path: path.join(outDir, 'page-phone.png') });
+    await page.$eval('.deck', (d) => {
+      d.scrollTop = d.querySelector('#countries-panel').offsetTop - d.offsetTop - 16;
+    });
+    await page.waitForFunction(() => {
+      const d = document.querySelector('.deck');
+      const c = document.querySelector('#countries-panel').getBoundingClientRect();
+      return c.top < d.getBoundingClientRect().bottom && d.scrollTop > 0;
+    }, null, { timeout: TIMEOUT });
+    await page.screenshot({ path: path.join(outDir, 'page-phone-panels.png') });
+    await page.close();
+  });
+
+  await check('Kiosk: no controls', async () => {
+    const page = await browser.newPage({ viewport: { width: 1280, height: 720 } });
+    await page.goto(`${url}/?kiosk=1`);
+    await page.waitForFunction(() => document.body.classList.contains('kiosk') && (window.livemap?.version ?? 0) > 0, null, { timeout: TIMEOUT });
+    assert(!(await page.isVisible('#replay')), 'the replay button is hidden');
+    assert(!(await page.isVisible('#replay-speed')), 'the speed selector is hidden');
     await page.close();
   });
 }

@@ -27,6 +27,9 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "cargo test"
 cargo test --workspace
 
+step "page unit tests (node)"
+node --test e2e/timeline.test.mjs
+
 step "end-to-end in headless Chromium"
 cargo build --release -p livemap-server
 node e2e/e2e.mjs target/release/livemap

@@ -1,5 +1,6 @@
 // Live sales map page: loads the Rust/wasm globe, feeds it snapshots, and
-// keeps the counters and the connection indicator current.
+// keeps the counters, the panels (panels.js), the timeline (timeline.js)
+// and the connection indicator current.
 //
 // Transport: a WebSocket to /ws (one binary FlatBuffers Snapshot per
 // message). It reconnects with exponential backoff plus jitter; if it fails
@@ -7,13 +8,25 @@
 // instead (200: the same Snapshot bytes, 204: nothing new yet) and retries
 // the WebSocket every minute or so, switching back when it opens.
 //
+// The panels' lists come from the wasm (`globe.board_json()`), re-read only
+// when `globe.board_version()` moves and at most a few times a second. The
+// timeline's per-minute history is JSON from /api/history, fetched here on
+// start, after every reconnect and every few minutes; between fetches the
+// newest minutes of each snapshot (from the board) are applied onto it.
+//
 // For tests and operators: document.body.dataset.transport is
 // "connecting" | "ws" | "longpoll"; window.livemap = { version, frames,
-// transport, stale, arcs } is kept current; each counter element carries
-// data-value, the number it shows in the unit of data-unit (sales: whole
-// US dollars; carbon: kg, even when shown in tonnes).
+// transport, stale, arcs, panels: { trends, countries, channels, shops,
+// cities, minutes }, timeline: { bars, historyLoads, replays } } is kept
+// current (replays: replays that reached now);
+// each counter element carries data-value, the number it shows in the unit
+// of data-unit (sales: whole US dollars; carbon: kg, even when shown in
+// tonnes). `?kiosk=1` is for unattended screens: no controls, no cursor.
 //
 // The wasm never touches the network: this file fetches, the globe gets bytes.
+
+import { fmt, money, panelElements, renderBoard } from './panels.js';
+import { History, drawTimeline } from './timeline.js';
 
 const WS_URL = `${location.protocol === 'https:' ? 'wss:' : 'ws:'}//${location.host}/ws`;
 const POLL_URL = '/api/poll?v=';
@@ -25,11 +38,30 @@ const WS_SILENCE_MS = 30_000;
 /// No snapshot for this long: show the data as stale.
 const QUIET_STALE_MS = 15_000;
 const POLL_TIMEOUT_MS = 90_000;
+const HISTORY_URL = '/api/history';
+/// Late orders still change recent minutes, so the history is re-read this often.
+const HISTORY_EVERY_MS = 5 * 60_000;
+const HISTORY_RETRY_MS = 30_000;
+/// A history with holes (minutes this page missed) is re-read, but at most this often.
+const HISTORY_GAP_REFETCH_MS = 15_000;
+/// Panels and the timeline redraw at most this often while live.
+const PANELS_EVERY_MS = 400;
 
 const $ = (id) => document.getElementById(id);
 
-const state = { version: 0, frames: 0, transport: 'connecting', stale: false, arcs: 0 };
+const state = {
+  version: 0,
+  frames: 0,
+  transport: 'connecting',
+  stale: false,
+  arcs: 0,
+  panels: { trends: 0, countries: 0, channels: 0, shops: 0, cities: 0, minutes: 0 },
+  timeline: { bars: 0, historyLoads: 0, replays: 0 },
+};
 window.livemap = state;
+
+const kiosk = new URLSearchParams(location.search).get('kiosk') === '1';
+if (kiosk) document.body.classList.add('kiosk');
 
 const net = {
   ws: null,
@@ -137,6 +169,8 @@ function connectWs(probe = false) {
     net.lastDataAt = performance.now();
     stopLongPoll();
     setTransport('ws');
+    // Whatever happened while the connection was down is in the history.
+    loadHistory();
   };
   ws.onmessage = (ev) => {
     if (ev.data instanceof ArrayBuffer) ingest(new Uint8Array(ev.data));
@@ -183,6 +217,7 @@ function startLongPoll() {
   if (state.transport === 'longpoll') return;
   clearTimeout(net.reconnectTimer);
   setTransport('longpoll');
+  loadHistory();
   pollLoop(++net.pollGen);
   scheduleProbe();
 }
@@ -219,6 +254,7 @@ async function pollLoop(gen) {
       if (net.pollFailing) {
         net.pollFailing = false;
         renderStatus();
+        loadHistory();
       }
     } catch (e) {
       if (gen !== net.pollGen) break;
@@ -234,8 +270,8 @@ async function pollLoop(gen) {
 
 // ---------------------------------------------------------------- counters
 
-const fmt0 = new Intl.NumberFormat('en-US', { maximumFractionDigits: 0 });
-const fmt1 = new Intl.NumberFormat('en-US', { minimumFractionDigits: 1, maximumFractionDigits: 1 });
+const fmt0 = fmt.count;
+const fmt1 = new Intl.NumberFormat(undefined, { minimumFractionDigits: 1, maximumFractionDigits: 1 });
 const counterEls = {
   sales: $('sales'),
   opm: $('opm'),
@@ -249,12 +285,16 @@ function formatCarbon(kg) {
   return `${t < 1000 ? fmt1.format(t) : fmt0.format(t)} t`;
 }
 
-/** Updates a counter element; returns whether anything changed. */
+/** Updates a counter element; returns whether anything changed. The
+ *  text's length goes to CSS (--chars), which shrinks the type to keep a
+ *  long number inside its column (style.css, .value). */
 function setCounter(el, value, text) {
   const v = String(value);
   if (el.dataset.value === v) return false;
   el.dataset.value = v;
   el.textContent = text;
+  const chars = String(text.length);
+  if (el.style.getPropertyValue('--chars') !== chars) el.style.setProperty('--chars', chars);
   return true;
 }
 
@@ -264,15 +304,166 @@ function updateCounters(now) {
   const opm = Math.round(c[1]);
   const shoppers = Math.floor(c[2]);
   const kg = Math.floor(c[3]);
-  const sales = `$${fmt0.format(dollars)}`;
-  if (setCounter(counterEls.sales, dollars, sales)) {
-    // $100,000,000 and up: step the hero size down so it stays clear of the globe.
-    counterEls.sales.classList.toggle('long', sales.length > 12);
-  }
+  const sales = fmt.usd.format(dollars);
+  setCounter(counterEls.sales, dollars, sales);
   setCounter(counterEls.opm, opm, fmt0.format(opm));
   setCounter(counterEls.shoppers, shoppers, fmt0.format(shoppers));
   setCounter(counterEls.carbon, kg, formatCarbon(kg));
 }
+
+// ---------------------------------------------------------------- panels
+
+const panelEls = panelElements();
+let boardSeen = -1;
+let panelsAt = -Infinity;
+
+/** Re-reads the board when it moved; at most every PANELS_EVERY_MS. */
+function updatePanels(now) {
+  const v = globe.board_version();
+  if (v === boardSeen || now - panelsAt < PANELS_EVERY_MS) return;
+  let board;
+  try {
+    board = JSON.parse(globe.board_json());
+  } catch (e) {
+    console.warn('unreadable board:', e);
+    boardSeen = v;
+    return;
+  }
+  boardSeen = v;
+  panelsAt = now;
+  latestMinutes = Array.isArray(board.minutes) ? board.minutes : [];
+  history.apply(latestMinutes);
+  // Minutes this page missed were filled with zeros: the server has them.
+  if (history.filled > 0 && historyNet.failures === 0 && now - historyNet.startedAt > HISTORY_GAP_REFETCH_MS) loadHistory();
+  Object.assign(state.panels, renderBoard(panelEls, board), { minutes: history.length });
+}
+
+// ---------------------------------------------------------------- timeline
+
+const history = new History();
+let latestMinutes = [];
+const historyNet = { inflight: false, timer: 0, failures: 0, startedAt: -Infinity };
+
+/** Fetches the whole sale's minutes; on failure tries again later. */
+async function loadHistory() {
+  if (historyNet.inflight) return;
+  historyNet.inflight = true;
+  historyNet.startedAt = performance.now();
+  clearTimeout(historyNet.timer);
+  let next = HISTORY_EVERY_MS * (0.9 + Math.random() * 0.2);
+  try {
+    const res = await fetch(HISTORY_URL, { cache: 'no-store' });
+    if (!res.ok) throw new Error(`HTTP ${res.status}`);
+    if (!history.load(await res.json())) throw new Error('not a history document');
+    // The snapshot may be newer than the history: its minutes win.
+    history.apply(latestMinutes);
+    historyNet.failures = 0;
+    state.timeline.historyLoads += 1;
+    state.panels.minutes = history.length;
+  } catch (e) {
+    // Until it loads, the timeline grows from the snapshots' minutes.
+    historyNet.failures += 1;
+    next = Math.min(HISTORY_EVERY_MS, HISTORY_RETRY_MS * 2 ** Math.min(historyNet.failures - 1, 4));
+    if (historyNet.failures === 1) console.warn('history unavailable:', e);
+  } finally {
+    historyNet.inflight = false;
+    historyNet.timer = setTimeout(loadHistory, next);
+  }
+}
+
+const timelineCanvas = $('timeline');
+const readoutEl = $('timeline-readout');
+const replayBtn = $('replay');
+const speedSel = $('replay-speed');
+const timeFormat = new Intl.DateTimeFormat(undefined, { hour: 'numeric', minute: '2-digit' });
+const dayFormat = new Intl.DateTimeFormat(undefined, { weekday: 'short', hour: 'numeric' });
+const cursorFormat = new Intl.DateTimeFormat(undefined, { weekday: 'short', hour: 'numeric', minute: '2-digit' });
+const timelineDrawn = { revision: -1, dirty: true, at: -Infinity, labelAt: -Infinity };
+new ResizeObserver(() => {
+  timelineDrawn.dirty = true;
+}).observe(timelineCanvas);
+const replay = { on: false, cursorMs: 0, lastT: 0 };
+
+let timelineFontCss = 12;
+
+function sizeTimeline() {
+  if (timelineDrawn.dirty) timelineFontCss = parseFloat(getComputedStyle(timelineCanvas).fontSize) || 12;
+  const r = timelineCanvas.getBoundingClientRect();
+  const dpr = Math.min(2, window.devicePixelRatio || 1);
+  const w = Math.max(1, Math.round(r.width * dpr));
+  const h = Math.max(1, Math.round(r.height * dpr));
+  if (timelineCanvas.width !== w) timelineCanvas.width = w;
+  if (timelineCanvas.height !== h) timelineCanvas.height = h;
+  return dpr;
+}
+
+function setText(el, text) {
+  if (el.textContent !== text) el.textContent = text;
+}
+
+function updateTimeline(now) {
+  if (replay.on) {
+    replay.cursorMs += Number(speedSel.value) * ((now - replay.lastT) / 1000);
+    replay.lastT = now;
+    if (history.endMs === null || replay.cursorMs >= history.endMs) {
+      state.timeline.replays += 1;
+      stopReplay();
+    }
+  } else if (!timelineDrawn.dirty && (history.revision === timelineDrawn.revision || now - timelineDrawn.at < PANELS_EVERY_MS)) {
+    return;
+  }
+  const dpr = sizeTimeline();
+  const cursorMs = replay.on ? replay.cursorMs : null;
+  state.timeline.bars = drawTimeline(timelineCanvas, history, {
+    dpr,
+    fontCss: timelineFontCss,
+    cursorMs,
+    timeFormat,
+    dayFormat,
+  });
+  Object.assign(timelineDrawn, { revision: history.revision, dirty: false, at: now });
+
+  const n = history.length;
+  if (replay.on) {
+    const c = history.cumulativeAt(replay.cursorMs);
+    setText(readoutEl, `${cursorFormat.format(replay.cursorMs)} · ${fmt.usd.format(Math.floor(c.gmv / 100))} · ${fmt.count.format(c.orders)} orders`);
+  } else if (n > 0) {
+    setText(readoutEl, `This minute ${money(history.gmv[n - 1])}`);
+  } else {
+    setText(readoutEl, '');
+  }
+  // Screen readers get the gist of the picture, refreshed now and then.
+  if (n > 0 && now - timelineDrawn.labelAt > 10_000) {
+    timelineDrawn.labelAt = now;
+    const peak = history.peak();
+    const label =
+      `Sales per minute from ${timeFormat.format(history.startMs)} to ${timeFormat.format(history.lastMs)}.` +
+      (peak ? ` Peak ${money(peak.value)} at ${timeFormat.format(peak.atMs)}.` : '') +
+      ` This minute so far ${money(history.gmv[n - 1])}.`;
+    timelineCanvas.setAttribute('aria-label', label);
+  }
+}
+
+function startReplay() {
+  if (history.length === 0) return;
+  replay.on = true;
+  replay.cursorMs = history.startMs;
+  replay.lastT = performance.now();
+  document.body.classList.add('replaying');
+  replayBtn.setAttribute('aria-pressed', 'true');
+  replayBtn.textContent = 'Back to live';
+}
+
+/** The cursor reached now (or the viewer stopped it): back to live. */
+function stopReplay() {
+  replay.on = false;
+  document.body.classList.remove('replaying');
+  replayBtn.setAttribute('aria-pressed', 'false');
+  replayBtn.textContent = 'Replay';
+  timelineDrawn.dirty = true;
+}
+
+replayBtn.addEventListener('click', () => (replay.on ? stopReplay() : startReplay()));
 
 // ---------------------------------------------------------------- rendering
 
@@ -284,9 +475,21 @@ function resize() {
   if (!globe) return;
   const r = canvas.getBoundingClientRect();
   const dpr = window.devicePixelRatio || 1;
-  if (r.width === sized.w && r.height === sized.h && dpr === sized.dpr) return;
-  sized = { w: r.width, h: r.height, dpr };
-  globe.resize(r.width, r.height, dpr);
+  if (r.width !== sized.w || r.height !== sized.h || dpr !== sized.dpr) {
+    sized = { w: r.width, h: r.height, dpr };
+    globe.resize(r.width, r.height, dpr);
+  }
+  placeGlobe();
+}
+
+const slotEl = $('globe-slot');
+
+/** Centres the globe in the room the panels leave (the page's layout
+ *  decides where that is, per screen). */
+function placeGlobe() {
+  const c = canvas.getBoundingClientRect();
+  const s = slotEl.getBoundingClientRect();
+  globe.set_globe_slot(s.left - c.left, s.top - c.top, s.width, s.height);
 }
 
 function frame(t) {
@@ -295,6 +498,8 @@ function frame(t) {
   if ((window.devicePixelRatio || 1) !== sized.dpr) resize();
   globe.frame(t);
   updateCounters(t);
+  updatePanels(t);
+  updateTimeline(t);
   state.frames += 1;
   state.arcs = globe.active_arcs();
   raf = requestAnimationFrame(frame);
@@ -398,7 +603,9 @@ async function main() {
     showMessage('This screen cannot show the 3D globe (WebGL2 is not available). The totals are still live.', e);
   }
   resize();
-  new ResizeObserver(resize).observe(canvas);
+  const ro = new ResizeObserver(resize);
+  ro.observe(canvas);
+  ro.observe(slotEl);
   window.addEventListener('resize', resize);
   wirePointer();
   wireContextLoss();
@@ -407,5 +614,8 @@ async function main() {
   startRendering();
   connectWs(false);
 }
+
+// The timeline does not need the globe: start on it while the wasm loads.
+loadHistory();
 
 main();

@@ -292,6 +292,17 @@ impl Generator {
         self.write_checkout(now_ms, false, out);
     }
 
+    /// Writes one valid, non-test completed checkout that happened exactly
+    /// at `at_ms` (no arrival lag) into `out` (cleared first): for
+    /// generating a sale's past, where arrival order does not matter.
+    pub fn write_checkout_at(&mut self, at_ms: i64, out: &mut Vec<u8>) {
+        out.clear();
+        let mut event = self.build_checkout(at_ms, false);
+        event.occurred_at = Cow::Owned(format_rfc3339_ms(at_ms));
+        // Serializing our own plain structs cannot fail.
+        let _ = serde_json::to_writer(&mut *out, &event);
+    }
+
     fn event_time(&mut self, now_ms: i64) -> i64 {
         // Most events arrive within a couple of seconds; some minutes late.
         let r: f64 = self.rng.random();

@@ -1,5 +1,6 @@
 //! Where the globe sits on screen and which way it faces: matrices, layout
-//! per aspect ratio, auto-rotation, pointer drag and inertia.
+//! (per aspect ratio, or fitted into the room the page leaves between its
+//! panels), auto-rotation, pointer drag and inertia.
 //!
 //! The camera looks down -z at the globe from `distance` globe radii away;
 //! the globe turns under it (`model = Rx(lat) * Ry(-lon)`), so `lon`/`lat`
@@ -198,6 +199,56 @@ impl Layout {
     }
 }
 
+/// The part of the canvas the page keeps free for the globe, between its
+/// panels, in CSS pixels from the canvas's top-left corner. The page knows
+/// its own layout (which changes with the screen, the fonts and the data);
+/// the camera only fits the globe into what is left.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Slot {
+    pub x: f64,
+    pub y: f64,
+    pub width: f64,
+    pub height: f64,
+}
+
+/// Share of a slot's shorter side that the globe's diameter takes; the
+/// margin is for the arcs, which rise above the surface.
+pub const SLOT_FILL: f64 = 0.88;
+/// A slot this small (CSS pixels, either side) is ignored: the page is
+/// between layouts or has no room, and the default layout is better than a
+/// speck.
+pub const MIN_SLOT_CSS: f64 = 48.0;
+
+impl Layout {
+    /// The layout that centres the globe in `slot` (clipped to the canvas).
+    /// `None` when the slot is not a usable rectangle.
+    pub fn for_slot(viewport: Viewport, slot: Slot) -> Option<Layout> {
+        let (w, h) = (viewport.css_width, viewport.css_height);
+        let finite = [slot.x, slot.y, slot.width, slot.height]
+            .iter()
+            .all(|v| v.is_finite());
+        if !finite {
+            return None;
+        }
+        let left = slot.x.clamp(0.0, w);
+        let top = slot.y.clamp(0.0, h);
+        let right = (slot.x + slot.width).clamp(0.0, w);
+        let bottom = (slot.y + slot.height).clamp(0.0, h);
+        let side = (right - left).min(bottom - top);
+        if side < MIN_SLOT_CSS {
+            return None;
+        }
+        let (cx, cy) = ((left + right) / 2.0, (top + bottom) / 2.0);
+        let radius_ndc_y = side / 2.0 * SLOT_FILL / (h / 2.0);
+        let k = radius_ndc_y * (FOVY_DEG.to_radians() / 2.0).tan();
+        Some(Layout {
+            distance: (1.0 + 1.0 / (k * k)).sqrt(),
+            shift: (cx / w * 2.0 - 1.0, 1.0 - cy / h * 2.0),
+            radius_ndc_y,
+        })
+    }
+}
+
 #[derive(Clone, Copy, Debug)]
 struct Drag {
     x: f64,
@@ -236,6 +287,7 @@ pub struct Camera {
     last_ms: Option<f64>,
     last_input_ms: f64,
     viewport: Viewport,
+    slot: Option<Slot>,
 }
 
 impl Default for Camera {
@@ -254,6 +306,7 @@ impl Camera {
             last_ms: None,
             last_input_ms: f64::NEG_INFINITY,
             viewport: Viewport::default(),
+            slot: None,
         }
     }
 
@@ -263,6 +316,19 @@ impl Camera {
 
     pub fn viewport(&self) -> Viewport {
         self.viewport
+    }
+
+    /// Where the page wants the globe; `None` for the default layout.
+    pub fn set_slot(&mut self, slot: Option<Slot>) {
+        self.slot = slot;
+    }
+
+    /// The slot's layout when it is usable, else the default for the
+    /// aspect ratio.
+    pub fn layout(&self) -> Layout {
+        self.slot
+            .and_then(|slot| Layout::for_slot(self.viewport, slot))
+            .unwrap_or_else(|| Layout::for_aspect(self.viewport.aspect()))
     }
 
     pub fn is_dragging(&self) -> bool {
@@ -276,7 +342,7 @@ impl Camera {
 
     /// Globe silhouette radius in CSS pixels.
     pub fn globe_radius_css(&self) -> f64 {
-        Layout::for_aspect(self.viewport.aspect()).radius_ndc_y * self.viewport.css_height / 2.0
+        self.layout().radius_ndc_y * self.viewport.css_height / 2.0
     }
 
     /// Advances spin, inertia and tilt return to `now_ms`.
@@ -366,7 +432,7 @@ impl Camera {
 
     pub fn view(&self) -> View {
         let vp = self.viewport;
-        let layout = Layout::for_aspect(vp.aspect());
+        let layout = self.layout();
         let model =
             Mat4::rotation_x(self.lat.to_radians()).mul(&Mat4::rotation_y(-self.lon.to_radians()));
         let proj = Mat4::perspective(FOVY_DEG.to_radians(), vp.aspect(), 0.1, 100.0, layout.shift);
@@ -447,6 +513,77 @@ mod tests {
         // A TV puts the globe right of centre, a phone below centre.
         assert!(Layout::for_aspect(16.0 / 9.0).shift.0 > 0.0);
         assert!(Layout::for_aspect(390.0 / 844.0).shift.1 < 0.0);
+    }
+
+    #[test]
+    fn a_slot_centres_and_sizes_the_globe() {
+        let mut cam = camera(1920.0, 1080.0);
+        cam.set_slot(Some(Slot {
+            x: 500.0,
+            y: 40.0,
+            width: 900.0,
+            height: 800.0,
+        }));
+        let view = cam.view();
+        // Centre (950, 440) in CSS pixels, in NDC.
+        assert!((view.layout.shift.0 - (950.0 / 1920.0 * 2.0 - 1.0)).abs() < 1e-12);
+        assert!((view.layout.shift.1 - (1.0 - 440.0 / 1080.0 * 2.0)).abs() < 1e-12);
+        // Diameter: SLOT_FILL of the shorter side, in CSS pixels.
+        assert!((cam.globe_radius_css() - 400.0 * SLOT_FILL).abs() < 1e-9);
+        // The facing point still lands on the centre, and the silhouette
+        // is where the layout says (same check as above, off-centre).
+        let (x, y, _) = ndc(&view.mvp, lat_lon_to_unit(cam.lat, cam.lon));
+        assert!((x - view.layout.shift.0).abs() < 1e-9 && (y - view.layout.shift.1).abs() < 1e-9);
+        let d = view.layout.distance;
+        let p = Vec3::new(0.0, (1.0 - 1.0 / (d * d)).sqrt(), 1.0 / d);
+        let (_, y_top, _) = ndc(&view.view_proj, p);
+        assert!((y_top - view.layout.shift.1 - view.layout.radius_ndc_y).abs() < 1e-9);
+    }
+
+    #[test]
+    fn unusable_slots_fall_back_to_the_default_layout() {
+        let mut cam = camera(1280.0, 720.0);
+        let default = cam.layout();
+        for slot in [
+            Slot {
+                x: 0.0,
+                y: 0.0,
+                width: 10.0,
+                height: 500.0,
+            },
+            Slot {
+                x: f64::NAN,
+                y: 0.0,
+                width: 500.0,
+                height: 500.0,
+            },
+            Slot {
+                x: 5_000.0,
+                y: 0.0,
+                width: 500.0,
+                height: 500.0,
+            },
+            Slot {
+                x: 0.0,
+                y: 0.0,
+                width: f64::INFINITY,
+                height: 300.0,
+            },
+        ] {
+            cam.set_slot(Some(slot));
+            assert_eq!(cam.layout(), default, "{slot:?}");
+        }
+        // Half off the canvas: only the visible part counts.
+        cam.set_slot(Some(Slot {
+            x: -400.0,
+            y: 0.0,
+            width: 800.0,
+            height: 720.0,
+        }));
+        let l = cam.layout();
+        assert!((l.shift.0 - (200.0 / 1280.0 * 2.0 - 1.0)).abs() < 1e-12);
+        cam.set_slot(None);
+        assert_eq!(cam.layout(), default);
     }
 
     #[test]

@@ -4,8 +4,8 @@
 //! natively: [`geo`] (great-circle arcs), [`camera`] (matrices, layout,
 //! spin and drag), [`mesh`] and [`land`] (static geometry), [`arcs`]
 //! (arcs in flight, pacing and caps), [`counters`] (the headline numbers),
-//! [`frame`] (the arrays a frame uploads) and [`scene`], which ties them
-//! together. On wasm32 only, `gl` turns frame data into WebGL2 draw calls
+//! [`board`] (the panels' lists, as JSON for the page), [`frame`] (the
+//! arrays a frame uploads) and [`scene`], which ties them together. On wasm32 only, `gl` turns frame data into WebGL2 draw calls
 //! and `Globe` is the JavaScript API.
 //!
 //! Invariant: this crate never touches the network. The page fetches
@@ -13,6 +13,7 @@
 //! [`scene::Scene::ingest`], which decode them with `livemap_wire::decode`.
 
 pub mod arcs;
+pub mod board;
 pub mod camera;
 pub mod counters;
 pub mod frame;

@@ -1,10 +1,11 @@
 //! Everything the page shows, without the browser: snapshots in, camera and
-//! arcs advanced, frame data out. The wasm `Globe` is this plus a GL
-//! renderer; tests drive this directly.
+//! arcs advanced, frame data and the panels' board out. The wasm `Globe` is
+//! this plus a GL renderer; tests drive this directly.
 
 use livemap_wire::{DecodeError, Snapshot};
 
 use crate::arcs::ArcField;
+use crate::board::Board;
 use crate::camera::{Camera, Viewport};
 use crate::counters::{self, Counters};
 use crate::frame::{self, FrameData};
@@ -19,6 +20,7 @@ pub struct Scene {
     camera: Camera,
     arcs: ArcField,
     counters: Counters,
+    board: Board,
     version: Option<u64>,
     stale: bool,
     tick_ms: f64,
@@ -32,6 +34,7 @@ impl Scene {
             camera: Camera::new(),
             arcs: ArcField::new(),
             counters: Counters::new(),
+            board: Board::new(),
             version: None,
             stale: false,
             tick_ms: DEFAULT_TICK_MS,
@@ -67,6 +70,7 @@ impl Scene {
         };
         self.arcs.schedule(&s.arcs, now_ms, self.tick_ms);
         self.counters.set(s, now_ms, self.tick_ms);
+        self.board.set(s);
         true
     }
 
@@ -108,6 +112,11 @@ impl Scene {
 
     pub fn counters(&mut self, now_ms: f64) -> [f64; counters::COUNT] {
         self.counters.values(now_ms)
+    }
+
+    /// What the panels show, from the latest snapshot.
+    pub fn board(&self) -> &Board {
+        &self.board
     }
 
     pub fn version(&self) -> Option<u64> {
@@ -195,6 +204,31 @@ mod tests {
         assert!(scene.ingest(&snapshot(1, 0), 20.0).expect("decodes"));
         assert_eq!(scene.version(), Some(1));
         assert_eq!(scene.counters(1_000.0)[0], 2.0 * 123_456.0);
+    }
+
+    #[test]
+    fn the_board_follows_new_snapshots_only() {
+        let mut scene = Scene::new(0.0117);
+        assert_eq!(scene.board().version(), 0);
+        let with_trend = |version| {
+            livemap_wire::encode(&Snapshot {
+                version,
+                trends: vec![livemap_wire::Trend {
+                    category: format!("Category {version}"),
+                    change: 0.5,
+                }],
+                ..Snapshot::default()
+            })
+        };
+        assert!(scene.ingest(&with_trend(10), 0.0).expect("decodes"));
+        assert_eq!(scene.board().version(), 1);
+        assert_eq!(scene.board().trends()[0].category, "Category 10");
+        // A repeat changes nothing; a new snapshot with new lists moves it.
+        assert!(!scene.ingest(&with_trend(10), 1.0).expect("decodes"));
+        assert_eq!(scene.board().version(), 1);
+        assert!(scene.ingest(&with_trend(11), 2.0).expect("decodes"));
+        assert_eq!(scene.board().version(), 2);
+        assert!(scene.board().to_json().contains("\"Category 11\""));
     }
 
     /// In wasm a panic is a trap that breaks the Globe for good, so no

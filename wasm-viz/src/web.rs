@@ -4,7 +4,7 @@
 use wasm_bindgen::prelude::*;
 use web_sys::HtmlCanvasElement;
 
-use crate::camera::Viewport;
+use crate::camera::{Slot, Viewport};
 use crate::frame::FrameData;
 use crate::gl::Renderer;
 use crate::land;
@@ -18,6 +18,8 @@ use crate::scene::Scene;
 /// globe.ingest(new Uint8Array(buf), performance.now()); // throws on bad bytes
 /// requestAnimationFrame(function loop(t) { globe.frame(t); requestAnimationFrame(loop); });
 /// const [gmvCents, opm, shoppers, carbonKg, orders] = globe.counters(performance.now());
+/// globe.set_globe_slot(x, y, w, h);         // the room the panels leave, CSS px
+/// if (globe.board_version() !== seen) panels = JSON.parse(globe.board_json());
 /// ```
 #[wasm_bindgen]
 pub struct Globe {
@@ -90,6 +92,31 @@ impl Globe {
             }
         }
         self.scene.resize(vp);
+    }
+
+    /// The rectangle of the canvas (CSS pixels from its top-left corner)
+    /// the page leaves free for the globe; the globe is centred and sized
+    /// to fit it. One too small to use (say 0 x 0) restores the default
+    /// layout.
+    pub fn set_globe_slot(&mut self, x: f64, y: f64, width: f64, height: f64) {
+        self.scene.camera_mut().set_slot(Some(Slot {
+            x,
+            y,
+            width,
+            height,
+        }));
+    }
+
+    /// Bumps whenever the panels' data changes; cheap enough to ask every
+    /// frame, so the page fetches [`Globe::board_json`] only then.
+    pub fn board_version(&self) -> f64 {
+        self.scene.board().version() as f64
+    }
+
+    /// Trends, breakdowns, rankings and the newest minutes from the last
+    /// snapshot, as JSON (shape in `board.rs`).
+    pub fn board_json(&self) -> String {
+        self.scene.board().to_json()
     }
 
     /// Pointer position in CSS pixels; only differences matter.

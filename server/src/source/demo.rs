@@ -50,7 +50,9 @@ pub fn run(
     // Backfill up to the clock, then again up to where the clock has got
     // to meanwhile, until the gap is under a second: no dip at "now".
     let checkouts_per_sec = config.events_per_sec as f64 * DemoMix::default().checkout;
+    // From a minute boundary, so the timeline's first minute is a whole one.
     let mut from = clock.now_ms() - config.backfill.as_millis() as i64;
+    from -= from.rem_euclid(60_000);
     let mut owed = 0.0f64;
     loop {
         let to = clock.now_ms();
@@ -66,7 +68,7 @@ pub fn run(
             owed -= n as f64;
             for k in 0..n {
                 let at = second + (k * 1_000 / n) as i64;
-                generator.write_checkout_into(at, &mut buf);
+                generator.write_checkout_at(at, &mut buf);
                 if !sender.push(&buf) {
                     return;
                 }
