@@ -2,11 +2,14 @@
 // keeps the counters, the panels (panels.js), the timeline (timeline.js)
 // and the connection indicator current.
 //
-// Transport: a WebSocket to /ws (one binary FlatBuffers Snapshot per
-// message). It reconnects with exponential backoff plus jitter; if it fails
-// before opening twice in a row, the page long-polls /api/poll?v=<version>
-// instead (200: the same Snapshot bytes, 204: nothing new yet) and retries
-// the WebSocket every minute or so, switching back when it opens.
+// Transport: a WebSocket to /ws (one binary FlatBuffers frame per message:
+// a keyframe with everything every few seconds, deltas between). It
+// reconnects with exponential backoff plus jitter (and, when the server
+// says it is restarting, after a random pause of up to five seconds); if it
+// fails before opening twice in a row, the page long-polls
+// /api/poll?v=<version>&k=<keyframe version> instead (200: the same frames,
+// 204: nothing new yet, 503: come back after Retry-After) and retries the
+// WebSocket every minute or so, switching back when it opens.
 //
 // The panels' lists come from the wasm (`globe.board_json()`), re-read only
 // when `globe.board_version()` moves and at most a few times a second. The
@@ -29,7 +32,11 @@ import { fmt, money, panelElements, renderBoard } from './panels.js';
 import { History, drawTimeline } from './timeline.js';
 
 const WS_URL = `${location.protocol === 'https:' ? 'wss:' : 'ws:'}//${location.host}/ws`;
-const POLL_URL = '/api/poll?v=';
+const POLL_URL = '/api/poll';
+/// A server that is restarting (WebSocket close 1012, or 503) is rejoined
+/// after a random pause of up to this, so that its viewers come back spread
+/// out rather than in one wave.
+const RESTART_SPREAD_MS = 5_000;
 const BACKOFF_BASE_MS = 500;
 const BACKOFF_CAP_MS = 30_000;
 const WS_PROBE_EVERY_MS = 60_000;
@@ -176,10 +183,10 @@ function connectWs(probe = false) {
     if (ev.data instanceof ArrayBuffer) ingest(new Uint8Array(ev.data));
   };
   ws.onerror = () => {}; // a close event always follows
-  ws.onclose = () => {
+  ws.onclose = (ev) => {
     if (net.ws === ws) net.ws = null;
     if (opened) {
-      if (state.transport === 'ws') reconnectWs();
+      if (state.transport === 'ws') reconnectWs(ev.code === 1012 ? 500 + Math.random() * RESTART_SPREAD_MS : 0);
     } else {
       wsFailed(probe);
     }
@@ -197,10 +204,11 @@ function wsFailed(probe) {
   else reconnectWs();
 }
 
-function reconnectWs() {
+/** Reconnects after the backoff, or after `delay` ms if that is longer. */
+function reconnectWs(delay = 0) {
   setTransport('connecting');
   clearTimeout(net.reconnectTimer);
-  net.reconnectTimer = setTimeout(() => connectWs(false), backoff(net.attempt++));
+  net.reconnectTimer = setTimeout(() => connectWs(false), Math.max(delay, backoff(net.attempt++)));
 }
 
 function scheduleProbe() {
@@ -237,7 +245,10 @@ async function pollLoop(gen) {
     net.pollAbort = ctl;
     const timeout = setTimeout(() => ctl.abort(), POLL_TIMEOUT_MS);
     try {
-      const res = await fetch(POLL_URL + encodeURIComponent(state.version), {
+      // v: the last version seen; k: the last keyframe (the server sends
+      // the lists only when they are newer than k).
+      const k = globe ? globe.keyframe_version() : 0;
+      const res = await fetch(`${POLL_URL}?v=${encodeURIComponent(state.version)}&k=${encodeURIComponent(k)}`, {
         cache: 'no-store',
         signal: ctl.signal,
       });
@@ -247,6 +258,11 @@ async function pollLoop(gen) {
         const fresh = ingest(bytes);
         // An answer that brings nothing new must not become a busy loop.
         if (!fresh) await sleep(1_000);
+      } else if (res.status === 503 || res.status === 429) {
+        // Restarting or full: come back after the server's Retry-After,
+        // spread out.
+        const after = Number(res.headers.get('retry-after')) || 5;
+        throw Object.assign(new Error(`HTTP ${res.status}`), { pauseMs: after * 1000 * (0.5 + Math.random()) });
       } else if (res.status !== 204) {
         throw new Error(`HTTP ${res.status}`);
       }
@@ -261,7 +277,7 @@ async function pollLoop(gen) {
       failures += 1;
       net.pollFailing = true;
       renderStatus();
-      await sleep(backoff(failures - 1));
+      await sleep(Math.max(e.pauseMs ?? 0, backoff(failures - 1)));
     } finally {
       clearTimeout(timeout);
     }

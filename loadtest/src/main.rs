@@ -3,9 +3,10 @@
 //! `generate` writes contract events as JSON lines (one message value per
 //! line), from the same generator the server's demo source uses, so a run
 //! can be replayed or inspected; `produce` sends them to Kafka at a paced
-//! rate; `consume` measures what a bare consumer reads. Playing browsers
-//! comes with the fan-out work.
+//! rate; `consume` measures what a bare consumer reads; `clients` plays
+//! browsers against the server's WebSocket, SSE or long-poll.
 
+mod clients;
 mod consume;
 mod produce;
 
@@ -34,6 +35,8 @@ enum Command {
     Produce(produce::ProduceArgs),
     /// Read a topic with a bare consumer and report messages/s (the broker's limit).
     Consume(consume::ConsumeArgs),
+    /// Play browsers: open many clients on one transport and report what they receive.
+    Clients(clients::ClientsArgs),
     /// Write contract events as JSON lines (newline-free JSON, one per line).
     Generate {
         /// How many messages to write.
@@ -58,6 +61,7 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Produce(args) => produce::run(args),
         Command::Consume(args) => consume::run(args),
+        Command::Clients(args) => clients::run(args),
         Command::Generate {
             count,
             rate,

@@ -3,8 +3,8 @@
 //!
 //! Coordinates are snapped to the centre of a roughly equal-area grid of
 //! 0.1° of latitude (11.1 km) by as many cells of longitude as fit in that
-//! row at about 11 km each, so no coordinate that leaves the server is
-//! finer than about 10 km, at any latitude.
+//! row at about 11 km each (`livemap_wire::grid`), so no coordinate that
+//! leaves the server is finer than about 10 km, at any latitude.
 //!
 //! Sampling is per tick and bounded. Each destination region (a 2° cell)
 //! keeps a small uniform reservoir; at the end of the tick regions are
@@ -18,35 +18,13 @@ use std::collections::HashMap;
 
 use livemap_wire::{Arc, Channel, LatLon};
 
-/// Grid rows per degree of latitude.
-const ROWS_PER_DEG: f64 = 10.0;
-const ROWS: i64 = 180 * 10;
 /// How many arcs each region keeps per tick before the final draw.
 const REGION_RESERVOIR: usize = 4;
 /// Size of a sampling region in degrees.
 const REGION_DEG: f64 = 2.0;
 
-/// Snaps a point to the centre of its ~11 km grid cell.
-pub fn coarsen(lat: f64, lon: f64) -> (f64, f64) {
-    let row = (((lat + 90.0) * ROWS_PER_DEG).floor() as i64).clamp(0, ROWS - 1);
-    let lat_c = -90.0 + (row as f64 + 0.5) / ROWS_PER_DEG;
-    let cells = cells_in_row(lat_c);
-    let width = 360.0 / cells as f64;
-    let col = (((lon + 180.0) / width).floor() as i64).clamp(0, cells - 1);
-    let lon_c = -180.0 + (col as f64 + 0.5) * width;
-    (lat_c, lon_c)
-}
-
-fn cells_in_row(lat_c: f64) -> i64 {
-    ((3600.0 * lat_c.to_radians().cos()).floor() as i64).max(1)
-}
-
-/// Whether a point is exactly (to f32 precision) a grid cell centre: what
-/// every coordinate sent to a browser must be.
-pub fn is_coarsened(lat: f32, lon: f32) -> bool {
-    let (clat, clon) = coarsen(f64::from(lat), f64::from(lon));
-    (clat - f64::from(lat)).abs() < 1e-4 && (clon - f64::from(lon)).abs() < 1e-4
-}
+// The grid lives with the wire format, which can only carry its cells.
+pub use livemap_wire::grid::{coarsen, is_coarsened};
 
 /// One order that could be drawn, with precise coordinates (server only).
 #[derive(Debug, Clone, Copy)]
@@ -175,7 +153,8 @@ mod tests {
     fn grid_cells_are_about_ten_km_wide_everywhere() {
         for lat in [0.05, 30.05, 60.05, 80.05] {
             let (_, lon_a) = coarsen(lat, 10.0);
-            let width = 360.0 / cells_in_row(lat) as f64;
+            let row = livemap_wire::grid::cell_of(lat, 0.0).row;
+            let width = 360.0 / f64::from(livemap_wire::grid::cells_in_row(row));
             let (_, lon_b) = coarsen(lat, lon_a + width);
             let km = great_circle_km(lat, lon_a, lat, lon_b);
             assert!((10.0..12.0).contains(&km), "at {lat}°: {km} km");

@@ -43,8 +43,9 @@ pub struct Args {
     #[arg(long, env = "LIVEMAP_TICK_MS", default_value_t = 200)]
     pub tick_ms: u32,
 
-    /// Most arcs sent per tick.
-    #[arg(long, env = "LIVEMAP_ARCS_PER_TICK", default_value_t = 40)]
+    /// Most arcs sent per tick (12 a tick is 60 new arcs a second on every
+    /// screen, and keeps a browser's stream to a few KB/s).
+    #[arg(long, env = "LIVEMAP_ARCS_PER_TICK", default_value_t = 12)]
     pub arcs_per_tick: usize,
 
     /// De-duplication horizon in minutes of event time.
@@ -73,6 +74,30 @@ pub struct Args {
     /// Longest a long-poll request waits for a new snapshot, in seconds.
     #[arg(long, env = "LIVEMAP_POLL_TIMEOUT_SECS", default_value_t = 25)]
     pub poll_timeout_secs: u32,
+
+    /// Most connections (WebSockets, event streams, waiting long-polls)
+    /// held at once; past it clients get 503 with a jittered Retry-After.
+    #[arg(long, env = "LIVEMAP_MAX_CONNECTIONS", default_value_t = 150_000)]
+    pub max_connections: usize,
+
+    /// Most connections held at once from one client address (0: no
+    /// limit, e.g. behind a load balancer that hides client addresses).
+    #[arg(long, env = "LIVEMAP_MAX_CONNECTIONS_PER_IP", default_value_t = 1_000)]
+    pub max_connections_per_ip: usize,
+
+    /// An origin (scheme://host[:port]) whose pages may open the WebSocket,
+    /// besides the server's own. Repeatable.
+    #[arg(
+        long = "allowed-origin",
+        env = "LIVEMAP_ALLOWED_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub allowed_origins: Vec<String>,
+
+    /// A client whose socket takes no data for this many seconds (it
+    /// stopped reading) is dropped.
+    #[arg(long, env = "LIVEMAP_WRITE_TIMEOUT_SECS", default_value_t = 10)]
+    pub write_timeout_secs: u32,
 
     /// Kafka bootstrap servers (HOST:PORT[,HOST:PORT..]). Without it the
     /// server runs on the embedded demo source.
@@ -159,6 +184,8 @@ pub struct Config {
     pub demo_backfill: Duration,
     pub tick: Duration,
     pub poll_timeout: Duration,
+    pub write_timeout: Duration,
+    pub limits: crate::fanout::Limits,
     /// The Kafka source; `None` runs the demo source.
     pub kafka: Option<KafkaConfig>,
     /// Where checkpoints go (Kafka source only).
@@ -209,6 +236,12 @@ impl Config {
             demo_backfill: Duration::from_secs(u64::from(args.demo_backfill_minutes) * 60),
             tick: Duration::from_millis(u64::from(args.tick_ms)),
             poll_timeout: Duration::from_secs(u64::from(args.poll_timeout_secs)),
+            write_timeout: Duration::from_secs(u64::from(args.write_timeout_secs.max(1))),
+            limits: crate::fanout::Limits {
+                max_connections: args.max_connections,
+                max_per_address: args.max_connections_per_ip,
+                allowed_origins: args.allowed_origins.clone(),
+            },
             kafka: args.kafka_brokers.as_ref().map(|brokers| KafkaConfig {
                 brokers: brokers.clone(),
                 topic: args.topic.clone(),

@@ -1,15 +1,24 @@
-//! Encode stage: each snapshot is encoded once, to FlatBuffers for the
-//! browsers and to JSON for `/api/snapshot` and `/sse`, and the bytes are
-//! shared by every connection. The history (`/api/history`) is larger and
-//! rarely asked for, so it is encoded on the first request of a tick, and
-//! that tick's later requests share those bytes.
+//! Encode stage: each snapshot is encoded once, in every form a transport
+//! sends, and the bytes are shared by every connection:
+//! - FlatBuffers for browsers: a keyframe (everything) every few seconds
+//!   and a delta (totals, rates, arcs, the newest minute) every tick, each
+//!   also gzipped for HTTP and as a ready Server-Sent Event;
+//! - the public JSON for `/api/snapshot`, also gzipped.
+//!
+//! The history (`/api/history`) is larger and rarely asked for, so it is
+//! encoded on the first request of a tick, and that tick's later requests
+//! share those bytes.
 //!
 //! Previous stage: [`crate::snapshot`]. Next stage: [`crate::fanout`].
 
+use std::io::Write;
 use std::sync::OnceLock;
 
+use base64::Engine as _;
 use bytes::Bytes;
+use flate2::write::GzEncoder;
 use livemap_events::time::format_rfc3339_ms;
+use livemap_wire::Snapshot;
 use serde::Serialize;
 
 use crate::aggregate::MINUTE_MS;
@@ -19,16 +28,92 @@ use crate::snapshot::{Built, History};
 #[derive(Debug, Clone)]
 pub struct Frame {
     pub version: u64,
-    /// FlatBuffers `Snapshot`: what `/ws` and `/api/poll` send.
-    pub binary: Bytes,
+    /// The version of the newest keyframe: this frame's own on a keyframe
+    /// tick, an earlier one otherwise.
+    pub keyframe_version: u64,
+    /// The newest keyframe (FlatBuffers), what a client without it needs
+    /// first.
+    pub keyframe: Body,
+    /// This tick's frame: a delta, or on a keyframe tick the keyframe.
+    pub delta: Body,
     /// The public JSON document (`../shared/public-api.md`).
-    pub json: Bytes,
+    pub json: Body,
     /// The sale's history as of this tick, for `/api/history`.
     pub history: HistoryDoc,
 }
 
+impl Frame {
+    /// Whether this tick's frame is itself a keyframe.
+    pub fn is_keyframe(&self) -> bool {
+        self.version == self.keyframe_version
+    }
+}
+
+/// One encoded body, plus its gzip and (for binary frames) its
+/// Server-Sent Event, made once and shared.
+#[derive(Debug, Clone, Default)]
+pub struct Body {
+    pub raw: Bytes,
+    pub gzip: Bytes,
+    /// `event: keyframe|delta`, `id: VERSION`, `data: BASE64`, blank line.
+    pub sse: Bytes,
+}
+
+impl Body {
+    fn new(raw: Vec<u8>) -> Body {
+        let mut gz = GzEncoder::new(
+            Vec::with_capacity(raw.len() / 2 + 64),
+            flate2::Compression::fast(),
+        );
+        // Writing to a Vec cannot fail.
+        let gzip = gz
+            .write_all(&raw)
+            .and_then(|()| gz.finish())
+            .unwrap_or_default();
+        Body {
+            raw: Bytes::from(raw),
+            gzip: Bytes::from(gzip),
+            sse: Bytes::new(),
+        }
+    }
+
+    fn binary(snapshot: &Snapshot) -> Body {
+        let mut body = Body::new(livemap_wire::encode(snapshot));
+        let kind = if snapshot.keyframe {
+            "keyframe"
+        } else {
+            "delta"
+        };
+        let data = base64::engine::general_purpose::STANDARD.encode(&body.raw);
+        body.sse = Bytes::from(format!(
+            "event: {kind}\nid: {}\ndata: {data}\n\n",
+            snapshot.version
+        ));
+        body
+    }
+}
+
+/// What a delta keeps of a snapshot: everything that changes every tick
+/// and is small. The lists wait for the next keyframe.
+fn delta_of(full: &Snapshot) -> Snapshot {
+    Snapshot {
+        keyframe: false,
+        trends: Vec::new(),
+        countries: Vec::new(),
+        channels: Vec::new(),
+        top_shops: Vec::new(),
+        top_cities: Vec::new(),
+        minutes: full.minutes.last().copied().into_iter().collect(),
+        ingest: livemap_wire::Ingest {
+            rejected: Vec::new(),
+            ..full.ingest.clone()
+        },
+        ..full.clone()
+    }
+}
+
 /// The per-minute history of one tick, and its JSON once someone asks.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct HistoryDoc {
     version: u64,
     generated_at_ms: i64,
@@ -59,7 +144,9 @@ impl HistoryDoc {
 }
 
 impl Frame {
-    pub fn encode(built: &Built) -> Frame {
+    /// Encodes a tick. `previous` is the last frame, whose keyframe a delta
+    /// tick carries on.
+    pub fn encode(built: &Built, previous: Option<&Frame>) -> Frame {
         let s = &built.snapshot;
         let view = PublicSnapshot {
             version: s.version,
@@ -138,11 +225,28 @@ impl Frame {
                     .collect(),
             },
         };
+        let carried = previous.filter(|_| !built.keyframe);
+        let (keyframe_version, keyframe, delta) = match carried {
+            Some(p) => (
+                p.keyframe_version,
+                p.keyframe.clone(),
+                Body::binary(&delta_of(s)),
+            ),
+            None => {
+                let keyframe = Body::binary(&Snapshot {
+                    keyframe: true,
+                    ..s.clone()
+                });
+                (s.version, keyframe.clone(), keyframe)
+            }
+        };
         Frame {
             version: s.version,
-            binary: Bytes::from(livemap_wire::encode(s)),
+            keyframe_version,
+            keyframe,
+            delta,
             // Serializing plain structs of numbers and strings cannot fail.
-            json: Bytes::from(serde_json::to_vec(&view).unwrap_or_default()),
+            json: Body::new(serde_json::to_vec(&view).unwrap_or_default()),
             history: HistoryDoc {
                 version: s.version,
                 generated_at_ms: s.generated_at_ms,

@@ -86,10 +86,15 @@ pub async fn run_with_clock(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     let cancel = CancellationToken::new();
+    // If this future is dropped rather than shut down (its runtime went
+    // away), the pipeline threads must still stop.
+    let _stop_threads = cancel.clone().drop_guard();
     let (engine, health, checkpointer) = restore(&config, &clock)?;
     let mut snapshotter = Snapshotter::new(clock.now_ms(), config.tick.as_millis() as u32);
-    let first =
-        Frame::encode(&snapshotter.build(&mut engine.lock(), clock.now_ms(), health.stale()));
+    let first = Frame::encode(
+        &snapshotter.build(&mut engine.lock(), clock.now_ms(), health.stale()),
+        None,
+    );
     let (frames_tx, frames_rx) = watch::channel(Arc::new(first));
 
     // Source → engine: a bounded channel of batches.
@@ -148,13 +153,16 @@ pub async fn run_with_clock(
                 let started = Instant::now();
                 let built = snapshotter.build(&mut engine.lock(), clock.now_ms(), health.stale());
                 let encoding = Instant::now();
-                let frame = Frame::encode(&built);
+                let previous = frames_tx.borrow().clone();
+                let frame = Frame::encode(&built, Some(&previous));
                 ticks.record(started, encoding, &frame);
                 frames_tx.send_replace(Arc::new(frame));
             }
         })
     };
 
+    let admission = fanout::Admission::new(config.limits.clone());
+    let socket_timeouts = admission.socket_timeouts.clone();
     if !fanout::wasm_embedded() {
         tracing::warn!(
             "this build has no globe: run scripts/build-wasm.sh, then rebuild the server"
@@ -167,6 +175,7 @@ pub async fn run_with_clock(
             checkpointer: checkpointer.clone(),
             ticks: ticks.clone(),
             clock: clock.clone(),
+            admission: admission.clone(),
         });
         let cancel = cancel.clone();
         tokio::spawn(async move {
@@ -178,16 +187,29 @@ pub async fn run_with_clock(
     let app = fanout::router(fanout::AppState {
         frames: frames_rx,
         poll_timeout: config.poll_timeout,
+        write_timeout: config.write_timeout,
+        admission,
         shutdown: cancel.clone(),
     });
     let stop = cancel.clone();
-    let served = axum::serve(listeners.public, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            tracing::info!("shutting down");
-            stop.cancel();
-        })
-        .await;
+    // The socket-level cut-off is the backstop for every transport; the
+    // WebSocket's own, shorter timeout usually acts first and is counted
+    // per transport.
+    let public = fanout::PublicListener::new(
+        listeners.public,
+        config.write_timeout + std::time::Duration::from_secs(2),
+        socket_timeouts,
+    );
+    let served = axum::serve(
+        public,
+        app.into_make_service_with_connect_info::<fanout::ClientAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        tracing::info!("shutting down");
+        stop.cancel();
+    })
+    .await;
     cancel.cancel();
     let _ = ticker.await;
     if let Some(admin) = admin {

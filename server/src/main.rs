@@ -16,6 +16,17 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let config = Config::from_args(&args)?;
+    // Every client is a file descriptor: take all the hard limit allows
+    // (root can raise that; see docs/BENCHMARKS.md for 100k clients).
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) if (n as usize) < config.limits.max_connections => tracing::warn!(
+            open_files = n,
+            max_connections = config.limits.max_connections,
+            "the open-file limit is below --max-connections; raise it (ulimit -Hn) to serve that many"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit"),
+    }
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;

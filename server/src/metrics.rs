@@ -19,7 +19,8 @@ pub struct TickStats {
     pub snapshots: AtomicU64,
     pub last_build_us: AtomicU64,
     pub last_encode_us: AtomicU64,
-    pub last_binary_bytes: AtomicU64,
+    pub last_keyframe_bytes: AtomicU64,
+    pub last_delta_bytes: AtomicU64,
     pub last_json_bytes: AtomicU64,
 }
 
@@ -35,10 +36,12 @@ impl TickStats {
             .store((encoding - started).as_micros() as u64, Ordering::Relaxed);
         self.last_encode_us
             .store(encoding.elapsed().as_micros() as u64, Ordering::Relaxed);
-        self.last_binary_bytes
-            .store(frame.binary.len() as u64, Ordering::Relaxed);
+        self.last_keyframe_bytes
+            .store(frame.keyframe.raw.len() as u64, Ordering::Relaxed);
+        self.last_delta_bytes
+            .store(frame.delta.raw.len() as u64, Ordering::Relaxed);
         self.last_json_bytes
-            .store(frame.json.len() as u64, Ordering::Relaxed);
+            .store(frame.json.raw.len() as u64, Ordering::Relaxed);
     }
 }
 
@@ -50,6 +53,7 @@ pub struct MetricsSources {
     pub checkpointer: Option<Arc<Checkpointer>>,
     pub ticks: Arc<TickStats>,
     pub clock: Arc<dyn crate::clock::Clock>,
+    pub admission: Arc<crate::fanout::Admission>,
 }
 
 impl MetricsSources {
@@ -247,9 +251,15 @@ impl MetricsSources {
         );
         gauge(
             &mut out,
-            "livemap_snapshot_bytes",
-            "Size of the last binary snapshot.",
-            t.last_binary_bytes.load(Ordering::Relaxed) as f64,
+            "livemap_keyframe_bytes",
+            "Size of the last binary keyframe (everything, lists included).",
+            t.last_keyframe_bytes.load(Ordering::Relaxed) as f64,
+        );
+        gauge(
+            &mut out,
+            "livemap_delta_bytes",
+            "Size of the last tick's binary frame (a delta between keyframes).",
+            t.last_delta_bytes.load(Ordering::Relaxed) as f64,
         );
         gauge(
             &mut out,
@@ -257,6 +267,7 @@ impl MetricsSources {
             "Size of the last JSON snapshot.",
             t.last_json_bytes.load(Ordering::Relaxed) as f64,
         );
+        self.admission.render_metrics(&mut out);
         out
     }
 }

@@ -35,11 +35,18 @@ pub const JSON_RANKED: usize = 50;
 pub const MIN_RANKED: u64 = 10;
 /// A shop is said to be in a city only within this distance of it.
 const PLACE_KM: f64 = 60.0;
+/// How often the stream carries a keyframe (everything, lists included);
+/// the ticks between carry deltas. Panels refresh at this pace, which keeps
+/// a browser's stream to a few KB/s.
+pub const KEYFRAME_MS: u32 = 5_000;
 
 #[derive(Debug)]
 pub struct Snapshotter {
     version: u64,
     tick_ms: u32,
+    /// Ticks to go until the next keyframe (0: this one).
+    until_keyframe: u64,
+    keyframe_every: u64,
     recent_arcs: VecDeque<Arc>,
     /// Shop id → nearest large city, so each shop is looked up once.
     places: HashMap<u64, &'static str>,
@@ -58,7 +65,10 @@ pub struct History {
 /// history, every country and trend, longer rankings and the history.
 #[derive(Debug, Clone)]
 pub struct Built {
+    /// Everything, lists included; the encode stage cuts deltas from it.
     pub snapshot: Snapshot,
+    /// Whether the stream sends this tick as a keyframe.
+    pub keyframe: bool,
     pub recent_arcs: Vec<Arc>,
     pub all_countries: Vec<Slice>,
     pub all_trends: Vec<Trend>,
@@ -72,6 +82,8 @@ impl Snapshotter {
         Snapshotter {
             version: u64::try_from(start_ms).unwrap_or(0),
             tick_ms,
+            until_keyframe: 0,
+            keyframe_every: u64::from((KEYFRAME_MS / tick_ms.max(1)).max(1)),
             recent_arcs: VecDeque::with_capacity(RECENT_ARCS),
             places: HashMap::new(),
         }
@@ -105,6 +117,11 @@ impl Snapshotter {
 
     pub fn build(&mut self, engine: &mut Engine, now_ms: i64, stale: bool) -> Built {
         self.version += 1;
+        let keyframe = self.until_keyframe == 0;
+        self.until_keyframe = match self.until_keyframe {
+            0 => self.keyframe_every - 1,
+            n => n - 1,
+        };
         let arcs = engine.take_arcs();
         for a in &arcs {
             if self.recent_arcs.len() == RECENT_ARCS {
@@ -217,9 +234,11 @@ impl Snapshotter {
             minutes,
             top_shops: shops.iter().take(STREAM_RANKED).cloned().collect(),
             top_cities: cities.iter().take(STREAM_RANKED).cloned().collect(),
+            keyframe: true,
         };
         Built {
             snapshot,
+            keyframe,
             recent_arcs: self.recent_arcs.iter().copied().collect(),
             all_countries: countries,
             all_trends,

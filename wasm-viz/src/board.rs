@@ -48,7 +48,20 @@ impl Board {
 
     /// Takes the panels' lists from `s`. Returns whether anything the page
     /// shows changed (and so whether [`Board::version`] moved).
+    ///
+    /// Only a keyframe carries the lists; a delta carries the newest
+    /// minute, which is merged into the minutes kept.
     pub fn set(&mut self, s: &Snapshot) -> bool {
+        // The snapshot's minutes first, so that they win over older copies.
+        let minutes = recent_minutes(&[s.minutes.as_slice(), &self.minutes].concat());
+        if !s.keyframe {
+            if minutes == self.minutes {
+                return false;
+            }
+            self.minutes = minutes;
+            self.version += 1;
+            return true;
+        }
         let next = Board {
             trends: s
                 .trends
@@ -67,7 +80,7 @@ impl Board {
                 .map(clip_slice)
                 .collect(),
             channels: channels_in_legend_order(&s.channels),
-            minutes: recent_minutes(&s.minutes),
+            minutes,
             top_shops: s
                 .top_shops
                 .iter()
@@ -374,8 +387,30 @@ mod tests {
             minutes: vec![minute(1_795_788_000_000, 5)],
             top_shops: vec![ranked("1048576", "CA", "Toronto", 42)],
             top_cities: vec![ranked("Toronto", "CA", "", 17)],
+            keyframe: true,
             ..Snapshot::default()
         }
+    }
+
+    #[test]
+    fn a_delta_keeps_the_lists_and_merges_its_minute() {
+        let mut board = Board::new();
+        assert!(board.set(&full_snapshot()));
+        let (trends, version) = (board.trends().to_vec(), board.version());
+        let later = Snapshot {
+            minutes: vec![minute(1_795_788_000_000, 9), minute(1_795_788_060_000, 1)],
+            ..Snapshot::default()
+        };
+        assert!(board.set(&later));
+        assert_eq!(
+            board.trends(),
+            trends.as_slice(),
+            "lists wait for a keyframe"
+        );
+        let orders: Vec<u64> = board.minutes().iter().map(|m| m.orders).collect();
+        assert_eq!(orders, [9, 1], "the newer copy of a minute wins");
+        assert_eq!(board.version(), version + 1);
+        assert!(!board.set(&later), "nothing new, no new version");
     }
 
     #[test]
@@ -401,7 +436,10 @@ mod tests {
         let mut board = Board::new();
         assert_eq!(board.version(), 0);
         // The first snapshot moves the version even with nothing in it.
-        assert!(board.set(&Snapshot::default()));
+        assert!(board.set(&Snapshot {
+            keyframe: true,
+            ..Snapshot::default()
+        }));
         assert_eq!(
             board.to_json(),
             r#"{"version":1,"trends":[],"countries":[],"channels":[],"minutes":[],"top_shops":[],"top_cities":[]}"#
@@ -443,6 +481,7 @@ mod tests {
                 .map(|i| ranked(&"x".repeat(500), "CA", "", i))
                 .collect(),
             minutes: vec![minute(180_000, 3), minute(60_000, 1), minute(120_000, 2)],
+            keyframe: true,
             ..Snapshot::default()
         };
         let mut board = Board::new();
@@ -477,6 +516,7 @@ mod tests {
                 slice("online_store", 3, 3),
                 slice("pos", 4, 4),
             ],
+            keyframe: true,
             ..Snapshot::default()
         };
         let mut board = Board::new();

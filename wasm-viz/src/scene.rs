@@ -22,6 +22,9 @@ pub struct Scene {
     counters: Counters,
     board: Board,
     version: Option<u64>,
+    /// The version of the last keyframe applied: what a long-poll asks
+    /// past (`k`), so that the server sends lists only when they are new.
+    keyframe_version: Option<u64>,
     stale: bool,
     tick_ms: f64,
     dot_spacing: f64,
@@ -36,6 +39,7 @@ impl Scene {
             counters: Counters::new(),
             board: Board::new(),
             version: None,
+            keyframe_version: None,
             stale: false,
             tick_ms: DEFAULT_TICK_MS,
             dot_spacing,
@@ -70,6 +74,9 @@ impl Scene {
         };
         self.arcs.schedule(&s.arcs, now_ms, self.tick_ms);
         self.counters.set(s, now_ms, self.tick_ms);
+        if s.keyframe {
+            self.keyframe_version = Some(s.version);
+        }
         self.board.set(s);
         true
     }
@@ -123,6 +130,10 @@ impl Scene {
         self.version
     }
 
+    pub fn keyframe_version(&self) -> Option<u64> {
+        self.keyframe_version
+    }
+
     pub fn stale(&self) -> bool {
         self.stale
     }
@@ -166,6 +177,7 @@ mod tests {
             },
             arcs: vec![arc; arcs],
             tick_ms: 250,
+            keyframe: true,
             ..Snapshot::default()
         })
     }
@@ -217,6 +229,7 @@ mod tests {
                     category: format!("Category {version}"),
                     change: 0.5,
                 }],
+                keyframe: true,
                 ..Snapshot::default()
             })
         };

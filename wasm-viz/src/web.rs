@@ -143,7 +143,13 @@ impl Globe {
         self.scene.version().map_or(0.0, |v| v as f64)
     }
 
-    /// Whether the last snapshot said its data is stale.
+    /// Version of the last keyframe applied (0 before the first): the
+    /// long-poll's `k`.
+    pub fn keyframe_version(&self) -> f64 {
+        self.scene.keyframe_version().map_or(0.0, |v| v as f64)
+    }
+
+    //// Whether the last snapshot said its data is stale.
     pub fn stale(&self) -> bool {
         self.scene.stale()
     }

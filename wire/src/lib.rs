@@ -10,6 +10,8 @@
 #[rustfmt::skip]
 mod livemap_generated;
 
+pub mod grid;
+
 use livemap_generated::livemap::wire as fb;
 
 /// Identifies a livemap snapshot buffer (the schema's `file_identifier`).
@@ -66,8 +68,8 @@ impl Channel {
     }
 }
 
-/// A point on the globe in degrees. On the wire it is always a coarsened
-/// grid point, never a buyer's precise location.
+/// A point on the globe in degrees. On the wire it is a [`grid::Cell`], so
+/// a decoded point is always a cell centre, never a precise location.
 #[derive(Clone, Copy, Debug, PartialEq, Default)]
 pub struct LatLon {
     pub lat: f32,
@@ -170,6 +172,18 @@ pub struct Snapshot {
     pub top_shops: Vec<Ranked>,
     /// Buyer cities with the most orders, most first.
     pub top_cities: Vec<Ranked>,
+    /// A keyframe carries the lists; a delta leaves them empty (see the
+    /// schema).
+    pub keyframe: bool,
+}
+
+/// The fields a client needs to place a frame, read without decoding the
+/// rest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Header {
+    pub version: u64,
+    pub generated_at_ms: i64,
+    pub keyframe: bool,
 }
 
 /// Why a buffer could not be read as a snapshot.
@@ -242,15 +256,20 @@ pub fn encode(snapshot: &Snapshot) -> Vec<u8> {
         })
         .collect();
     let trends = fbb.create_vector(&trends);
+    let cell = |p: &LatLon| {
+        let c = grid::cell_of(f64::from(p.lat), f64::from(p.lon));
+        fb::Cell::new(c.row, c.col)
+    };
     let arcs: Vec<fb::Arc> = snapshot
         .arcs
         .iter()
         .map(|a| {
+            let offset = a.at_ms.saturating_sub(snapshot.generated_at_ms);
             fb::Arc::new(
-                &fb::LatLon::new(a.from.lat, a.from.lon),
-                &fb::LatLon::new(a.to.lat, a.to.lon),
-                a.usd_cents,
-                a.at_ms,
+                &cell(&a.from),
+                &cell(&a.to),
+                u32::try_from(a.usd_cents).unwrap_or(u32::MAX),
+                i32::try_from(offset).unwrap_or(if offset < 0 { i32::MIN } else { i32::MAX }),
                 fb::Channel(a.channel as u8),
             )
         })
@@ -320,20 +339,36 @@ pub fn encode(snapshot: &Snapshot) -> Vec<u8> {
             minutes: Some(minutes),
             top_shops: Some(top_shops),
             top_cities: Some(top_cities),
+            keyframe: snapshot.keyframe,
         },
     );
     fb::finish_snapshot_buffer(&mut fbb, root);
     fbb.finished_data().to_vec()
 }
 
-/// Verifies and decodes a snapshot buffer. Safe on untrusted bytes: the
-/// FlatBuffers verifier checks every offset before anything is read.
-pub fn decode(buf: &[u8]) -> Result<Snapshot, DecodeError> {
+fn verified(buf: &[u8]) -> Result<fb::Snapshot<'_>, DecodeError> {
     // The identifier check reads bytes 4..8 without a length check.
     if buf.len() < 8 || !fb::snapshot_buffer_has_identifier(buf) {
         return Err(DecodeError::WrongIdentifier);
     }
-    let s = fb::root_as_snapshot(buf)?;
+    Ok(fb::root_as_snapshot(buf)?)
+}
+
+/// Verifies a snapshot buffer and reads only its header: for clients that
+/// count and time frames (the load tester) without using their content.
+pub fn peek(buf: &[u8]) -> Result<Header, DecodeError> {
+    let s = verified(buf)?;
+    Ok(Header {
+        version: s.version(),
+        generated_at_ms: s.generated_at_ms(),
+        keyframe: s.keyframe(),
+    })
+}
+
+/// Verifies and decodes a snapshot buffer. Safe on untrusted bytes: the
+/// FlatBuffers verifier checks every offset before anything is read.
+pub fn decode(buf: &[u8]) -> Result<Snapshot, DecodeError> {
+    let s = verified(buf)?;
     let totals = s.totals().map_or_else(Totals::default, |t| Totals {
         orders: t.orders(),
         gmv_usd_cents: t.gmv_usd_cents(),
@@ -373,18 +408,24 @@ pub fn decode(buf: &[u8]) -> Result<Snapshot, DecodeError> {
     let arcs = s
         .arcs()
         .map(|v| {
+            let point = |c: &fb::Cell| {
+                let (lat, lon) = grid::centre(grid::Cell {
+                    row: c.row(),
+                    col: c.col(),
+                });
+                LatLon {
+                    lat: lat as f32,
+                    lon: lon as f32,
+                }
+            };
             v.iter()
                 .map(|a| Arc {
-                    from: LatLon {
-                        lat: a.from().lat(),
-                        lon: a.from().lon(),
-                    },
-                    to: LatLon {
-                        lat: a.to().lat(),
-                        lon: a.to().lon(),
-                    },
-                    usd_cents: a.usd_cents(),
-                    at_ms: a.at_ms(),
+                    from: point(a.from()),
+                    to: point(a.to()),
+                    usd_cents: u64::from(a.usd_cents()),
+                    at_ms: s
+                        .generated_at_ms()
+                        .saturating_add(i64::from(a.at_offset_ms())),
                     channel: Channel::from_u8(a.channel().0),
                 })
                 .collect()
@@ -449,12 +490,21 @@ pub fn decode(buf: &[u8]) -> Result<Snapshot, DecodeError> {
         minutes,
         top_shops: ranked(s.top_shops()),
         top_cities: ranked(s.top_cities()),
+        keyframe: s.keyframe(),
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn centre(lat: f64, lon: f64) -> LatLon {
+        let (lat, lon) = grid::coarsen(lat, lon);
+        LatLon {
+            lat: lat as f32,
+            lon: lon as f32,
+        }
+    }
 
     fn sample() -> Snapshot {
         Snapshot {
@@ -484,16 +534,10 @@ mod tests {
                 change: 0.25,
             }],
             arcs: vec![Arc {
-                from: LatLon {
-                    lat: 43.6,
-                    lon: -79.4,
-                },
-                to: LatLon {
-                    lat: 30.3,
-                    lon: -97.7,
-                },
+                from: centre(43.6, -79.4),
+                to: centre(30.3, -97.7),
                 usd_cents: 12_999,
-                at_ms: 1_795_000_000_123,
+                at_ms: 1_795_000_000_000 - 4_321,
                 channel: Channel::MobileApp,
             }],
             tick_ms: 200,
@@ -525,13 +569,39 @@ mod tests {
                 place: String::new(),
                 value: 2,
             }],
+            keyframe: true,
         }
     }
 
     #[test]
     fn round_trips_every_field() {
         let s = sample();
-        assert_eq!(decode(&encode(&s)).expect("decodes"), s);
+        let buf = encode(&s);
+        assert_eq!(decode(&buf).expect("decodes"), s);
+        assert_eq!(
+            peek(&buf).expect("peeks"),
+            Header {
+                version: 42,
+                generated_at_ms: 1_795_000_000_000,
+                keyframe: true
+            }
+        );
+    }
+
+    #[test]
+    fn an_arc_is_twenty_bytes_and_a_position_a_cell() {
+        let mut s = Snapshot::default();
+        let empty = encode(&s).len();
+        s.arcs = vec![sample().arcs[0]; 100];
+        assert!(encode(&s).len() - empty <= 100 * 20 + 8);
+        // Whatever precision goes in, a cell centre comes out.
+        s.arcs[0].to = LatLon {
+            lat: 30.2672,
+            lon: -97.7431,
+        };
+        let back = decode(&encode(&s)).expect("decodes");
+        assert!(grid::is_coarsened(back.arcs[0].to.lat, back.arcs[0].to.lon));
+        assert_ne!(back.arcs[0].to, s.arcs[0].to);
     }
 
     #[test]

@@ -107,53 +107,55 @@ impl<'a> ::flatbuffers::Verifiable for Channel {
 }
 
 impl ::flatbuffers::SimpleToVerifyInSlice for Channel {}
-// struct LatLon, aligned to 4
+/// A cell of the ~11 km grid: row of 0.1° of latitude from the south pole,
+/// column eastwards from 180° W within the row.
+// struct Cell, aligned to 2
 #[repr(transparent)]
 #[derive(Clone, Copy, PartialEq)]
-pub struct LatLon(pub [u8; 8]);
-impl Default for LatLon { 
+pub struct Cell(pub [u8; 4]);
+impl Default for Cell { 
   fn default() -> Self { 
-    Self([0; 8])
+    Self([0; 4])
   }
 }
-impl ::core::fmt::Debug for LatLon {
+impl ::core::fmt::Debug for Cell {
   fn fmt(&self, f: &mut ::core::fmt::Formatter) -> ::core::fmt::Result {
-    f.debug_struct("LatLon")
-      .field("lat", &self.lat())
-      .field("lon", &self.lon())
+    f.debug_struct("Cell")
+      .field("row", &self.row())
+      .field("col", &self.col())
       .finish()
   }
 }
 
-impl ::flatbuffers::SimpleToVerifyInSlice for LatLon {}
-impl<'a> ::flatbuffers::Follow<'a> for LatLon {
-  type Inner = &'a LatLon;
+impl ::flatbuffers::SimpleToVerifyInSlice for Cell {}
+impl<'a> ::flatbuffers::Follow<'a> for Cell {
+  type Inner = &'a Cell;
   #[inline]
   unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
-    unsafe { <&'a LatLon>::follow(buf, loc) }
+    unsafe { <&'a Cell>::follow(buf, loc) }
   }
 }
-impl<'a> ::flatbuffers::Follow<'a> for &'a LatLon {
-  type Inner = &'a LatLon;
+impl<'a> ::flatbuffers::Follow<'a> for &'a Cell {
+  type Inner = &'a Cell;
   #[inline]
   unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
-    unsafe { ::flatbuffers::follow_cast_ref::<LatLon>(buf, loc) }
+    unsafe { ::flatbuffers::follow_cast_ref::<Cell>(buf, loc) }
   }
 }
-impl<'b> ::flatbuffers::Push for LatLon {
-    type Output = LatLon;
+impl<'b> ::flatbuffers::Push for Cell {
+    type Output = Cell;
     #[inline]
     unsafe fn push(&self, dst: &mut [u8], _written_len: usize) {
-        let src = unsafe { ::core::slice::from_raw_parts(self as *const LatLon as *const u8, <Self as ::flatbuffers::Push>::size()) };
+        let src = unsafe { ::core::slice::from_raw_parts(self as *const Cell as *const u8, <Self as ::flatbuffers::Push>::size()) };
         dst.copy_from_slice(src);
     }
     #[inline]
     fn alignment() -> ::flatbuffers::PushAlignment {
-        ::flatbuffers::PushAlignment::new(4)
+        ::flatbuffers::PushAlignment::new(2)
     }
 }
 
-impl<'a> ::flatbuffers::Verifiable for LatLon {
+impl<'a> ::flatbuffers::Verifiable for Cell {
   #[inline]
   fn run_verifier(
     v: &mut ::flatbuffers::Verifier, pos: usize
@@ -162,20 +164,20 @@ impl<'a> ::flatbuffers::Verifiable for LatLon {
   }
 }
 
-impl<'a> LatLon {
+impl<'a> Cell {
   #[allow(clippy::too_many_arguments)]
   pub fn new(
-    lat: f32,
-    lon: f32,
+    row: u16,
+    col: u16,
   ) -> Self {
-    let mut s = Self([0; 8]);
-    s.set_lat(lat);
-    s.set_lon(lon);
+    let mut s = Self([0; 4]);
+    s.set_row(row);
+    s.set_col(col);
     s
   }
 
-  pub fn lat(&self) -> f32 {
-    let mut mem = ::core::mem::MaybeUninit::<<f32 as ::flatbuffers::EndianScalar>::Scalar>::uninit();
+  pub fn row(&self) -> u16 {
+    let mut mem = ::core::mem::MaybeUninit::<<u16 as ::flatbuffers::EndianScalar>::Scalar>::uninit();
     // Safety:
     // Created from a valid Table for this object
     // Which contains a valid value in this slot
@@ -183,13 +185,13 @@ impl<'a> LatLon {
       ::core::ptr::copy_nonoverlapping(
         self.0[0..].as_ptr(),
         mem.as_mut_ptr() as *mut u8,
-        ::core::mem::size_of::<<f32 as ::flatbuffers::EndianScalar>::Scalar>(),
+        ::core::mem::size_of::<<u16 as ::flatbuffers::EndianScalar>::Scalar>(),
       );
       mem.assume_init()
     })
   }
 
-  pub fn set_lat(&mut self, x: f32) {
+  pub fn set_row(&mut self, x: u16) {
     let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
     // Safety:
     // Created from a valid Table for this object
@@ -198,27 +200,27 @@ impl<'a> LatLon {
       ::core::ptr::copy_nonoverlapping(
         &x_le as *const _ as *const u8,
         self.0[0..].as_mut_ptr(),
-        ::core::mem::size_of::<<f32 as ::flatbuffers::EndianScalar>::Scalar>(),
+        ::core::mem::size_of::<<u16 as ::flatbuffers::EndianScalar>::Scalar>(),
       );
     }
   }
 
-  pub fn lon(&self) -> f32 {
-    let mut mem = ::core::mem::MaybeUninit::<<f32 as ::flatbuffers::EndianScalar>::Scalar>::uninit();
+  pub fn col(&self) -> u16 {
+    let mut mem = ::core::mem::MaybeUninit::<<u16 as ::flatbuffers::EndianScalar>::Scalar>::uninit();
     // Safety:
     // Created from a valid Table for this object
     // Which contains a valid value in this slot
     ::flatbuffers::EndianScalar::from_little_endian(unsafe {
       ::core::ptr::copy_nonoverlapping(
-        self.0[4..].as_ptr(),
+        self.0[2..].as_ptr(),
         mem.as_mut_ptr() as *mut u8,
-        ::core::mem::size_of::<<f32 as ::flatbuffers::EndianScalar>::Scalar>(),
+        ::core::mem::size_of::<<u16 as ::flatbuffers::EndianScalar>::Scalar>(),
       );
       mem.assume_init()
     })
   }
 
-  pub fn set_lon(&mut self, x: f32) {
+  pub fn set_col(&mut self, x: u16) {
     let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
     // Safety:
     // Created from a valid Table for this object
@@ -226,8 +228,8 @@ impl<'a> LatLon {
     unsafe {
       ::core::ptr::copy_nonoverlapping(
         &x_le as *const _ as *const u8,
-        self.0[4..].as_mut_ptr(),
-        ::core::mem::size_of::<<f32 as ::flatbuffers::EndianScalar>::Scalar>(),
+        self.0[2..].as_mut_ptr(),
+        ::core::mem::size_of::<<u16 as ::flatbuffers::EndianScalar>::Scalar>(),
       );
     }
   }
@@ -235,13 +237,13 @@ impl<'a> LatLon {
 }
 
 /// One sampled order, drawn as an arc from the shop to the buyer.
-// struct Arc, aligned to 8
+// struct Arc, aligned to 4
 #[repr(transparent)]
 #[derive(Clone, Copy, PartialEq)]
-pub struct Arc(pub [u8; 40]);
+pub struct Arc(pub [u8; 20]);
 impl Default for Arc { 
   fn default() -> Self { 
-    Self([0; 40])
+    Self([0; 20])
   }
 }
 impl ::core::fmt::Debug for Arc {
@@ -250,7 +252,7 @@ impl ::core::fmt::Debug for Arc {
       .field("from", &self.from())
       .field("to", &self.to())
       .field("usd_cents", &self.usd_cents())
-      .field("at_ms", &self.at_ms())
+      .field("at_offset_ms", &self.at_offset_ms())
       .field("channel", &self.channel())
       .finish()
   }
@@ -280,7 +282,7 @@ impl<'b> ::flatbuffers::Push for Arc {
     }
     #[inline]
     fn alignment() -> ::flatbuffers::PushAlignment {
-        ::flatbuffers::PushAlignment::new(8)
+        ::flatbuffers::PushAlignment::new(4)
     }
 }
 
@@ -296,61 +298,62 @@ impl<'a> ::flatbuffers::Verifiable for Arc {
 impl<'a> Arc {
   #[allow(clippy::too_many_arguments)]
   pub fn new(
-    from: &LatLon,
-    to: &LatLon,
-    usd_cents: u64,
-    at_ms: i64,
+    from: &Cell,
+    to: &Cell,
+    usd_cents: u32,
+    at_offset_ms: i32,
     channel: Channel,
   ) -> Self {
-    let mut s = Self([0; 40]);
+    let mut s = Self([0; 20]);
     s.set_from(from);
     s.set_to(to);
     s.set_usd_cents(usd_cents);
-    s.set_at_ms(at_ms);
+    s.set_at_offset_ms(at_offset_ms);
     s.set_channel(channel);
     s
   }
 
-  pub fn from(&self) -> &LatLon {
+  pub fn from(&self) -> &Cell {
     // Safety:
     // Created from a valid Table for this object
     // Which contains a valid struct in this slot
-    unsafe { &*(self.0[0..].as_ptr() as *const LatLon) }
+    unsafe { &*(self.0[0..].as_ptr() as *const Cell) }
   }
 
   #[allow(clippy::identity_op)]
-  pub fn set_from(&mut self, x: &LatLon) {
-    self.0[0..0 + 8].copy_from_slice(&x.0)
+  pub fn set_from(&mut self, x: &Cell) {
+    self.0[0..0 + 4].copy_from_slice(&x.0)
   }
 
-  pub fn to(&self) -> &LatLon {
+  pub fn to(&self) -> &Cell {
     // Safety:
     // Created from a valid Table for this object
     // Which contains a valid struct in this slot
-    unsafe { &*(self.0[8..].as_ptr() as *const LatLon) }
+    unsafe { &*(self.0[4..].as_ptr() as *const Cell) }
   }
 
   #[allow(clippy::identity_op)]
-  pub fn set_to(&mut self, x: &LatLon) {
-    self.0[8..8 + 8].copy_from_slice(&x.0)
+  pub fn set_to(&mut self, x: &Cell) {
+    self.0[4..4 + 4].copy_from_slice(&x.0)
   }
 
-  pub fn usd_cents(&self) -> u64 {
-    let mut mem = ::core::mem::MaybeUninit::<<u64 as ::flatbuffers::EndianScalar>::Scalar>::uninit();
+  /// The order's value, capped at 2^32 - 1 cents (only drawing uses it).
+  pub fn usd_cents(&self) -> u32 {
+    let mut mem = ::core::mem::MaybeUninit::<<u32 as ::flatbuffers::EndianScalar>::Scalar>::uninit();
     // Safety:
     // Created from a valid Table for this object
     // Which contains a valid value in this slot
     ::flatbuffers::EndianScalar::from_little_endian(unsafe {
       ::core::ptr::copy_nonoverlapping(
-        self.0[16..].as_ptr(),
+        self.0[8..].as_ptr(),
         mem.as_mut_ptr() as *mut u8,
-        ::core::mem::size_of::<<u64 as ::flatbuffers::EndianScalar>::Scalar>(),
+        ::core::mem::size_of::<<u32 as ::flatbuffers::EndianScalar>::Scalar>(),
       );
       mem.assume_init()
     })
   }
 
-  pub fn set_usd_cents(&mut self, x: u64) {
+  pub fn set_usd_cents(&mut self, x: u32) {
     let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
     // Safety:
     // Created from a valid Table for this object
@@ -358,29 +361,29 @@ impl<'a> Arc {
     unsafe {
       ::core::ptr::copy_nonoverlapping(
         &x_le as *const _ as *const u8,
-        self.0[16..].as_mut_ptr(),
-        ::core::mem::size_of::<<u64 as ::flatbuffers::EndianScalar>::Scalar>(),
+        self.0[8..].as_mut_ptr(),
+        ::core::mem::size_of::<<u32 as ::flatbuffers::EndianScalar>::Scalar>(),
       );
     }
   }
 
-  /// Event time of the order, milliseconds since the Unix epoch.
-  pub fn at_ms(&self) -> i64 {
-    let mut mem = ::core::mem::MaybeUninit::<<i64 as ::flatbuffers::EndianScalar>::Scalar>::uninit();
+  /// Event time of the order minus the snapshot's `generated_at_ms`.
+  pub fn at_offset_ms(&self) -> i32 {
+    let mut mem = ::core::mem::MaybeUninit::<<i32 as ::flatbuffers::EndianScalar>::Scalar>::uninit();
     // Safety:
     // Created from a valid Table for this object
     // Which contains a valid value in this slot
     ::flatbuffers::EndianScalar::from_little_endian(unsafe {
       ::core::ptr::copy_nonoverlapping(
-        self.0[24..].as_ptr(),
+        self.0[12..].as_ptr(),
         mem.as_mut_ptr() as *mut u8,
-        ::core::mem::size_of::<<i64 as ::flatbuffers::EndianScalar>::Scalar>(),
+        ::core::mem::size_of::<<i32 as ::flatbuffers::EndianScalar>::Scalar>(),
       );
       mem.assume_init()
     })
   }
 
-  pub fn set_at_ms(&mut self, x: i64) {
+  pub fn set_at_offset_ms(&mut self, x: i32) {
     let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
     // Safety:
     // Created from a valid Table for this object
@@ -388,8 +391,8 @@ impl<'a> Arc {
     unsafe {
       ::core::ptr::copy_nonoverlapping(
         &x_le as *const _ as *const u8,
-        self.0[24..].as_mut_ptr(),
-        ::core::mem::size_of::<<i64 as ::flatbuffers::EndianScalar>::Scalar>(),
+        self.0[12..].as_mut_ptr(),
+        ::core::mem::size_of::<<i32 as ::flatbuffers::EndianScalar>::Scalar>(),
       );
     }
   }
@@ -401,7 +404,7 @@ impl<'a> Arc {
     // Which contains a valid value in this slot
     ::flatbuffers::EndianScalar::from_little_endian(unsafe {
       ::core::ptr::copy_nonoverlapping(
-        self.0[32..].as_ptr(),
+        self.0[16..].as_ptr(),
         mem.as_mut_ptr() as *mut u8,
         ::core::mem::size_of::<<Channel as ::flatbuffers::EndianScalar>::Scalar>(),
       );
@@ -417,7 +420,7 @@ impl<'a> Arc {
     unsafe {
       ::core::ptr::copy_nonoverlapping(
         &x_le as *const _ as *const u8,
-        self.0[32..].as_mut_ptr(),
+        self.0[16..].as_mut_ptr(),
         ::core::mem::size_of::<<Channel as ::flatbuffers::EndianScalar>::Scalar>(),
       );
     }
@@ -1602,6 +1605,7 @@ impl<'a> Snapshot<'a> {
   pub const VT_MINUTES: ::flatbuffers::VOffsetT = 26;
   pub const VT_TOP_SHOPS: ::flatbuffers::VOffsetT = 28;
   pub const VT_TOP_CITIES: ::flatbuffers::VOffsetT = 30;
+  pub const VT_KEYFRAME: ::flatbuffers::VOffsetT = 32;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -1626,6 +1630,7 @@ impl<'a> Snapshot<'a> {
     if let Some(x) = args.ingest { builder.add_ingest(x); }
     if let Some(x) = args.rates { builder.add_rates(x); }
     if let Some(x) = args.totals { builder.add_totals(x); }
+    builder.add_keyframe(args.keyframe);
     builder.add_stale(args.stale);
     builder.finish()
   }
@@ -1738,6 +1743,16 @@ impl<'a> Snapshot<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Ranked>>>>(Snapshot::VT_TOP_CITIES, None)}
   }
+  /// True for a keyframe: the lists (trends, countries, channels, rankings,
+  /// ingest reasons, three minutes) are present. A delta leaves them out
+  /// and carries only the newest minute.
+  #[inline]
+  pub fn keyframe(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(Snapshot::VT_KEYFRAME, Some(false)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for Snapshot<'_> {
@@ -1760,6 +1775,7 @@ impl ::flatbuffers::Verifiable for Snapshot<'_> {
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, Minute>>>("minutes", Self::VT_MINUTES, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<Ranked>>>>("top_shops", Self::VT_TOP_SHOPS, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<Ranked>>>>("top_cities", Self::VT_TOP_CITIES, false)?
+     .visit_field::<bool>("keyframe", Self::VT_KEYFRAME, false)?
      .finish();
     Ok(())
   }
@@ -1779,6 +1795,7 @@ pub struct SnapshotArgs<'a> {
     pub minutes: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, Minute>>>,
     pub top_shops: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Ranked<'a>>>>>,
     pub top_cities: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Ranked<'a>>>>>,
+    pub keyframe: bool,
 }
 impl<'a> Default for SnapshotArgs<'a> {
   #[inline]
@@ -1798,6 +1815,7 @@ impl<'a> Default for SnapshotArgs<'a> {
       minutes: None,
       top_shops: None,
       top_cities: None,
+      keyframe: false,
     }
   }
 }
@@ -1864,6 +1882,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> SnapshotBuilder<'a, 'b, A> {
     self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Snapshot::VT_TOP_CITIES, top_cities);
   }
   #[inline]
+  pub fn add_keyframe(&mut self, keyframe: bool) {
+    self.fbb_.push_slot::<bool>(Snapshot::VT_KEYFRAME, keyframe, false);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> SnapshotBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     SnapshotBuilder {
@@ -1895,6 +1917,7 @@ impl ::core::fmt::Debug for Snapshot<'_> {
       ds.field("minutes", &self.minutes());
       ds.field("top_shops", &self.top_shops());
       ds.field("top_cities", &self.top_cities());
+      ds.field("keyframe", &self.keyframe());
       ds.finish()
   }
 }

@@ -52,7 +52,9 @@ pub fn run(
     let checkouts_per_sec = config.events_per_sec as f64 * DemoMix::default().checkout;
     // From a minute boundary, so the timeline's first minute is a whole one.
     let mut from = clock.now_ms() - config.backfill.as_millis() as i64;
-    from -= from.rem_euclid(60_000);
+    if !config.backfill.is_zero() {
+        from -= from.rem_euclid(60_000);
+    }
     let mut owed = 0.0f64;
     loop {
         let to = clock.now_ms();

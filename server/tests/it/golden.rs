@@ -121,8 +121,11 @@ impl Pipeline {
 
     /// Builds and encodes a snapshot at `now_ms`: both JSON documents.
     fn snapshot(&mut self, now_ms: i64) -> (Value, Value) {
-        let frame = Frame::encode(&self.snapshotter.build(&mut self.engine, now_ms, false));
-        let doc = serde_json::from_slice(&frame.json).expect("snapshot JSON");
+        let frame = Frame::encode(
+            &self.snapshotter.build(&mut self.engine, now_ms, false),
+            None,
+        );
+        let doc = serde_json::from_slice(&frame.json.raw).expect("snapshot JSON");
         let history = serde_json::from_slice(&frame.history.json()).expect("history JSON");
         (doc, history)
     }

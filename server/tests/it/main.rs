@@ -3,6 +3,7 @@
 
 mod util;
 
+mod fanout;
 mod golden;
 mod kafka;
 mod privacy;

@@ -192,29 +192,35 @@ async fn history_covers_the_backfilled_sale_and_the_stream_carries_the_board() {
     server.stop().await.expect("clean stop");
 }
 
+fn header_u64(resp: &reqwest::Response, name: &str) -> u64 {
+    resp.headers()[name]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("a number")
+}
+
 #[tokio::test]
-async fn long_poll_answers_at_once_when_behind_and_waits_when_current() {
+async fn long_poll_sends_the_keyframe_first_then_waits_when_current() {
     // Ticks far apart, so "current" stays current for the whole test.
     let server = TestServer::start(|c| c.tick = Duration::from_secs(60)).await;
     let client = reqwest::Client::new();
     let resp = client
-        .get(server.url("/api/poll?v=0"))
+        .get(server.url("/api/poll?v=0&k=0"))
         .send()
         .await
         .expect("poll");
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["content-type"], "application/octet-stream");
-    let version: u64 = resp.headers()["x-livemap-version"]
-        .to_str()
-        .expect("ascii")
-        .parse()
-        .expect("a number");
+    let version = header_u64(&resp, "x-livemap-version");
     let snap =
         livemap_wire::decode(&resp.bytes().await.expect("body")).expect("FlatBuffers snapshot");
     assert_eq!(snap.version, version);
+    assert!(snap.keyframe, "a client with nothing gets a keyframe");
+    assert_eq!(snap.channels.len(), livemap_wire::Channel::ALL.len());
 
     let resp = client
-        .get(server.url(&format!("/api/poll?v={version}&timeout=1")))
+        .get(server.url(&format!("/api/poll?v={version}&k={version}&timeout=1")))
         .send()
         .await
         .expect("poll");
@@ -222,50 +228,62 @@ async fn long_poll_answers_at_once_when_behind_and_waits_when_current() {
 
     // A version from some other life of the server is answered at once.
     let resp = client
-        .get(server.url(&format!("/api/poll?v={}", version + 1000)))
+        .get(server.url(&format!("/api/poll?v={}&k={version}", version + 1000)))
         .send()
         .await
         .expect("poll");
     assert_eq!(resp.status(), 200);
-}
 
-#[tokio::test]
-async fn long_poll_returns_the_next_snapshot_when_it_is_built() {
-    let server = TestServer::start(|_| {}).await;
-    let client = reqwest::Client::new();
-    let first = client
-        .get(server.url("/api/poll?v=0"))
+    // Gzipped once per tick for clients that take it.
+    let resp = client
+        .get(server.url("/api/poll?v=0&k=0"))
+        .header("accept-encoding", "gzip")
         .send()
         .await
         .expect("poll");
-    let v1: u64 = first.headers()["x-livemap-version"]
-        .to_str()
-        .expect("ascii")
-        .parse()
-        .expect("number");
+    assert_eq!(resp.headers()["content-encoding"], "gzip");
+    let mut raw = Vec::new();
+    std::io::Read::read_to_end(
+        &mut flate2::read::GzDecoder::new(&resp.bytes().await.expect("body")[..]),
+        &mut raw,
+    )
+    .expect("gunzips");
+    assert_eq!(
+        livemap_wire::decode(&raw).expect("snapshot").version,
+        version
+    );
+}
+
+#[tokio::test]
+async fn long_poll_returns_the_next_frame_when_it_is_built() {
+    let server = TestServer::start(|_| {}).await;
+    let client = reqwest::Client::new();
+    let first = client
+        .get(server.url("/api/poll?v=0&k=0"))
+        .send()
+        .await
+        .expect("poll");
+    let k = header_u64(&first, "x-livemap-version");
     let next = client
-        .get(server.url(&format!("/api/poll?v={v1}")))
+        .get(server.url(&format!("/api/poll?v={k}&k={k}")))
         .send()
         .await
         .expect("poll");
     assert_eq!(next.status(), 200);
     let snap = livemap_wire::decode(&next.bytes().await.expect("body")).expect("snapshot");
-    assert!(snap.version > v1);
+    assert!(snap.version > k);
+    assert!(snap.totals.orders > 0 || snap.version > k);
 }
 
-#[tokio::test]
-async fn sse_streams_json_snapshots() {
-    let server = TestServer::start(|_| {}).await;
-    let resp = reqwest::get(server.url("/sse")).await.expect("GET /sse");
-    assert_eq!(resp.status(), 200);
-    assert!(resp.headers()["content-type"]
-        .to_str()
-        .expect("ascii")
-        .starts_with("text/event-stream"));
-    let mut body = resp.bytes_stream();
+/// Reads Server-Sent Events until `n` have data, as (event name, bytes).
+async fn sse_events(
+    body: &mut (impl futures_util::Stream<Item = reqwest::Result<bytes::Bytes>> + Unpin),
+    n: usize,
+) -> Vec<(String, Vec<u8>)> {
+    use base64::Engine as _;
     let mut text = String::new();
-    let mut versions = Vec::new();
-    while versions.len() < 3 {
+    let mut events = Vec::new();
+    while events.len() < n {
         let chunk = tokio::time::timeout(PATIENCE, body.next())
             .await
             .expect("an event in time")
@@ -274,13 +292,46 @@ async fn sse_streams_json_snapshots() {
         text.push_str(std::str::from_utf8(&chunk).expect("utf-8"));
         while let Some(end) = text.find("\n\n") {
             let event: String = text.drain(..end + 2).collect();
+            let name = event
+                .lines()
+                .find_map(|l| l.strip_prefix("event: "))
+                .unwrap_or("message")
+                .to_owned();
             if let Some(data) = event.lines().find_map(|l| l.strip_prefix("data: ")) {
-                let v: serde_json::Value = serde_json::from_str(data).expect("JSON data");
-                versions.push(v["version"].as_u64().expect("version"));
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(data)
+                    .unwrap_or_else(|_| data.as_bytes().to_vec());
+                events.push((name, bytes));
             }
         }
     }
-    assert!(versions.windows(2).all(|w| w[1] > w[0]), "{versions:?}");
+    events
+}
+
+#[tokio::test]
+async fn sse_streams_the_binary_frames_keyframe_first() {
+    let server = TestServer::start(|_| {}).await;
+    let resp = reqwest::get(server.url("/sse")).await.expect("GET /sse");
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .expect("ascii")
+        .starts_with("text/event-stream"));
+    let mut body = resp.bytes_stream();
+    let events = sse_events(&mut body, 4).await;
+    let frames: Vec<livemap_wire::Snapshot> = events
+        .iter()
+        .map(|(_, b)| livemap_wire::decode(b).expect("a FlatBuffers frame"))
+        .collect();
+    assert_eq!(events[0].0, "keyframe");
+    assert!(frames[0].keyframe && !frames[0].channels.is_empty());
+    for ((name, _), f) in events.iter().zip(&frames) {
+        assert_eq!(name == "keyframe", f.keyframe, "the event names the frame");
+    }
+    assert!(
+        frames.windows(2).all(|w| w[1].version > w[0].version),
+        "versions grow"
+    );
 }
 
 #[tokio::test]
@@ -313,18 +364,28 @@ async fn shutdown_closes_streams_and_returns() {
         .await
         .expect("first frame");
     assert!(first.is_some());
+    let sse = reqwest::get(server.url("/sse")).await.expect("GET /sse");
+    let mut sse = sse.bytes_stream();
+    sse_events(&mut sse, 1).await;
     server.stop().await.expect("clean shutdown");
-    // The socket ends (a close frame, then the end of the stream).
-    let ended = tokio::time::timeout(PATIENCE, async {
+    // The socket is told to reconnect: close code 1012, Service Restart.
+    let code = tokio::time::timeout(PATIENCE, async {
         while let Some(Ok(msg)) = ws.next().await {
-            if msg.is_close() {
-                return true;
+            if let Message::Close(frame) = msg {
+                return frame.map(|f| u16::from(f.code));
             }
         }
-        true
+        None
     })
-    .await;
-    assert_eq!(ended, Ok(true));
+    .await
+    .expect("closed in time");
+    assert_eq!(code, Some(1012));
+    // The event stream says so too, and ends.
+    let mut rest = String::new();
+    while let Ok(Some(Ok(chunk))) = tokio::time::timeout(PATIENCE, sse.next()).await {
+        rest.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(rest.contains("event: reconnect"), "{rest}");
 }
 
 #[tokio::test]

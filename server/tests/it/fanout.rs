@@ -1,0 +1,224 @@
+//! The fan-out's limits, over real sockets: the connection caps (a small
+//! reconnect storm included), the origin check, clients that never read,
+//! and the drain on shutdown.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio::net::TcpSocket;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::{self, Message};
+
+use crate::util::{eventually, TestServer, PATIENCE};
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
+
+/// Opens a WebSocket from a chosen loopback address, with extra headers.
+async fn ws_from(
+    server: &TestServer,
+    source: [u8; 4],
+    headers: &[(&'static str, &str)],
+    recv_buffer: Option<u32>,
+) -> Result<Ws, tungstenite::Error> {
+    let socket = TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(SocketAddr::new(IpAddr::from(source), 0))
+        .expect("bind a loopback source");
+    if let Some(size) = recv_buffer {
+        socket.set_recv_buffer_size(size).expect("SO_RCVBUF");
+    }
+    let stream = tokio::time::timeout(PATIENCE, socket.connect(server.addr))
+        .await
+        .expect("TCP connects in time")
+        .expect("TCP connects");
+    let mut request = server.ws_url().into_client_request().expect("request");
+    for (k, v) in headers {
+        request
+            .headers_mut()
+            .insert(*k, v.parse().expect("header value"));
+    }
+    tokio::time::timeout(PATIENCE, tokio_tungstenite::client_async(request, stream))
+        .await
+        .expect("the handshake ends in time")
+        .map(|(ws, _)| ws)
+}
+
+fn refused_with(result: Result<Ws, tungstenite::Error>) -> Option<(u16, Option<u64>)> {
+    match result {
+        Err(tungstenite::Error::Http(resp)) => Some((
+            resp.status().as_u16(),
+            resp.headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok()),
+        )),
+        _ => None,
+    }
+}
+
+async fn first_frame(ws: &mut Ws) -> livemap_wire::Snapshot {
+    loop {
+        match tokio::time::timeout(PATIENCE, ws.next()).await {
+            Ok(Some(Ok(Message::Binary(b)))) => return livemap_wire::decode(&b).expect("frame"),
+            Ok(Some(Ok(_))) => continue,
+            other => panic!("no frame: {other:?}"),
+        }
+    }
+}
+
+async fn metric(server: &TestServer, line_start: &str) -> Option<f64> {
+    let text = reqwest::get(server.admin_url("/metrics"))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(line_start))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Sixty clients at once against a cap of forty: forty are served, the
+/// rest get 503 with a Retry-After of 5 to 15 seconds, and a place that is
+/// given back can be taken again.
+#[tokio::test]
+async fn a_storm_past_the_cap_is_turned_away_with_retry_after() {
+    let server = TestServer::start(|c| {
+        c.limits.max_connections = 40;
+        c.limits.max_per_address = 0;
+    })
+    .await;
+    let attempts = (0..60).map(|i| ws_from(&server, [127, 0, 0, 1 + (i % 4) as u8], &[], None));
+    let results = futures_util::future::join_all(attempts).await;
+    let mut open = Vec::new();
+    let mut refused = Vec::new();
+    for r in results {
+        match r {
+            Ok(ws) => open.push(ws),
+            Err(e) => refused.push(refused_with(Err(e)).expect("an HTTP refusal")),
+        }
+    }
+    assert_eq!(open.len(), 40);
+    assert_eq!(refused.len(), 20);
+    assert!(refused
+        .iter()
+        .all(|(status, after)| *status == 503 && after.is_some_and(|s| (5..=15).contains(&s))));
+    for ws in &mut open {
+        assert!(
+            first_frame(ws).await.version > 0,
+            "every admitted client is served"
+        );
+    }
+    open.truncate(30);
+    let mut again = eventually("a freed place", || async {
+        ws_from(&server, [127, 0, 0, 9], &[], None).await.ok()
+    })
+    .await;
+    first_frame(&mut again).await;
+    let refused_total = metric(
+        &server,
+        "livemap_connections_refused_full_total{transport=\"ws\"} ",
+    )
+    .await
+    .expect("metric");
+    assert!(refused_total >= 20.0);
+}
+
+#[tokio::test]
+async fn one_address_is_capped_and_foreign_origins_are_refused() {
+    let server = TestServer::start(|c| {
+        c.limits.max_per_address = 3;
+        c.limits.allowed_origins = vec!["https://shop.example".into()];
+    })
+    .await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(
+            ws_from(&server, [127, 0, 0, 1], &[], None)
+                .await
+                .expect("under the cap"),
+        );
+    }
+    let r = ws_from(&server, [127, 0, 0, 1], &[], None).await;
+    assert_eq!(refused_with(r).map(|(s, _)| s), Some(429));
+    ws_from(&server, [127, 0, 0, 2], &[], None)
+        .await
+        .expect("another address has its own places");
+
+    let evil = ws_from(
+        &server,
+        [127, 0, 0, 3],
+        &[("origin", "https://evil.example")],
+        None,
+    )
+    .await;
+    assert_eq!(refused_with(evil).map(|(s, _)| s), Some(403));
+    let own = format!("http://{}", server.addr);
+    ws_from(&server, [127, 0, 0, 3], &[("origin", own.as_str())], None)
+        .await
+        .expect("the server's own page");
+    ws_from(
+        &server,
+        [127, 0, 0, 3],
+        &[("origin", "https://shop.example")],
+        None,
+    )
+    .await
+    .expect("an allowed origin");
+}
+
+/// A client that stops reading fills its socket and is dropped after the
+/// write timeout; a reading client beside it keeps getting every tick.
+#[tokio::test]
+async fn a_client_that_never_reads_is_dropped_and_the_others_keep_up() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    let server = TestServer::start(|c| {
+        c.tick = Duration::from_millis(20);
+        c.demo_rate = 50_000;
+        c.engine.arcs_per_tick = 400;
+        c.write_timeout = Duration::from_secs(1);
+    })
+    .await;
+    // A tiny receive window so that the stall comes quickly.
+    let _stuck = ws_from(&server, [127, 0, 0, 5], &[], Some(2_048))
+        .await
+        .expect("connects");
+    let mut reader = ws_from(&server, [127, 0, 0, 6], &[], None)
+        .await
+        .expect("connects");
+    // The reader reads all the time, on its own task.
+    let newest = Arc::new(AtomicU64::new(0));
+    let reading = {
+        let newest = newest.clone();
+        tokio::spawn(async move {
+            while let Some(Ok(msg)) = reader.next().await {
+                if let Message::Binary(b) = msg {
+                    let v = livemap_wire::peek(&b).expect("a frame").version;
+                    newest.fetch_max(v, Ordering::Relaxed);
+                }
+            }
+        })
+    };
+    eventually("the stuck client to be dropped", || async {
+        let dropped = metric(
+            &server,
+            "livemap_clients_dropped_slow_total{transport=\"ws\"} ",
+        )
+        .await?;
+        (dropped >= 1.0).then_some(())
+    })
+    .await;
+    assert_eq!(
+        metric(&server, "livemap_connections{transport=\"ws\"} ").await,
+        Some(1.0),
+        "only the reader is left"
+    );
+    let seen = newest.load(Ordering::Relaxed);
+    eventually("the reader to get newer ticks", || async {
+        (newest.load(Ordering::Relaxed) > seen + 5).then_some(())
+    })
+    .await;
+    assert!(!reading.is_finished(), "the reader was never dropped");
+}
