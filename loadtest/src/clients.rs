@@ -100,8 +100,8 @@ impl Stats {
         })
     }
 
-    /// Records one received frame for client `id`; `last` is its newest version.
-    fn frame(&self, id: usize, bytes: &[u8], wire_len: usize, last: &mut u64) {
+    /// Records one received frame for client `id`.
+    fn frame(&self, id: usize, bytes: &[u8], wire_len: usize, cursor: &mut Cursor) {
         let header = match livemap_wire::peek(bytes) {
             Ok(h) => h,
             Err(_) => {
@@ -114,19 +114,25 @@ impl Stats {
         if header.keyframe {
             self.keyframes.fetch_add(1, Ordering::Relaxed);
         }
-        // A keyframe may be older than what the client has (it is the newest
-        // keyframe, sent before the tick's delta); only deltas and new
-        // keyframes move the cursor.
-        if header.version > *last {
-            if *last > 0 && header.version > *last + 1 {
+        // On connect a client gets the newest keyframe (up to a few seconds
+        // old) and then the tick's delta: the keyframe's age is not a
+        // delivery delay, and the versions between the two are not ticks
+        // the client missed. After that, every version skipped is a tick
+        // the client did not see, and every frame's age is its latency.
+        let first = cursor.last == 0;
+        if header.version > cursor.last {
+            if !first && !cursor.joined_on_keyframe && header.version > cursor.last + 1 {
                 self.gaps
-                    .fetch_add(header.version - *last - 1, Ordering::Relaxed);
+                    .fetch_add(header.version - cursor.last - 1, Ordering::Relaxed);
             }
-            *last = header.version;
-            let latency = now_ms().saturating_sub(header.generated_at_ms).max(1);
-            let _ = self.latency[id % SHARDS]
-                .lock()
-                .record(u64::try_from(latency).unwrap_or(1));
+            cursor.joined_on_keyframe = first && header.keyframe;
+            cursor.last = header.version;
+            if !(first && header.keyframe) {
+                let latency = now_ms().saturating_sub(header.generated_at_ms).max(1);
+                let _ = self.latency[id % SHARDS]
+                    .lock()
+                    .record(u64::try_from(latency).unwrap_or(1));
+            }
         }
     }
 
@@ -137,6 +143,16 @@ impl Stats {
         }
         all
     }
+}
+
+/// Where one client is in the stream.
+#[derive(Default)]
+struct Cursor {
+    /// The newest version it has (0: none yet).
+    last: u64,
+    /// Its first frame was a (catch-up) keyframe and its second has not
+    /// come yet.
+    joined_on_keyframe: bool,
 }
 
 fn now_ms() -> i64 {
@@ -343,7 +359,7 @@ async fn ws_client(
         stop.cancelled().await;
         return Ok(Ended::Stopped);
     }
-    let mut last = 0u64;
+    let mut last = Cursor::default();
     loop {
         tokio::select! {
             msg = ws.next() => match msg {
@@ -398,7 +414,7 @@ async fn sse_client(
     let _connected = Connected::new(stats);
     let mut body = response.into_body();
     let mut pending: Vec<u8> = Vec::new();
-    let mut last = 0u64;
+    let mut last = Cursor::default();
     loop {
         let chunk = tokio::select! {
             f = body.frame() => f,
@@ -448,7 +464,7 @@ async fn longpoll_client(
 ) -> Result<Ended, ClientError> {
     let mut sender = http1(source, target).await?;
     let _connected = Connected::new(stats);
-    let (mut version, mut keyframe, mut last) = (0u64, 0u64, 0u64);
+    let (mut version, mut keyframe, mut last) = (0u64, 0u64, Cursor::default());
     loop {
         let path = format!("/api/poll?v={version}&k={keyframe}");
         let request = sender.send_request(get(target, &path)?);

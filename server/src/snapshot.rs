@@ -19,10 +19,11 @@ use crate::rankings::ShopLabel;
 /// How many recent arcs `/api/snapshot` lists.
 pub const RECENT_ARCS: usize = 100;
 /// How many countries the binary stream carries (the JSON has them all).
-pub const STREAM_COUNTRIES: usize = 20;
+pub const STREAM_COUNTRIES: usize = 10;
 /// How many trends the binary stream carries (the JSON has all 500): a
-/// screen shows a handful, and every byte goes to every browser each tick.
-pub const STREAM_TRENDS: usize = 20;
+/// screen shows a handful, and every keyframe goes to every browser (and
+/// sits in each connection's write buffer), so it is kept small.
+pub const STREAM_TRENDS: usize = 10;
 /// How many recent minutes the binary stream carries: the one filling and
 /// two before it, which late orders may still change. The page fetches the
 /// rest once from `/api/history`.

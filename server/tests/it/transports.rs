@@ -185,7 +185,7 @@ async fn history_covers_the_backfilled_sale_and_the_stream_carries_the_board() {
         .minutes
         .windows(2)
         .all(|w| w[1].start_ms - w[0].start_ms == 60_000));
-    assert!(!snap.trends.is_empty() && snap.trends.len() <= 20);
+    assert!(!snap.trends.is_empty() && snap.trends.len() <= 10);
     assert!(!snap.top_shops.is_empty() && snap.top_shops.len() <= 10);
     assert!(!snap.top_cities.is_empty() && snap.top_cities.len() <= 10);
     assert!(snap.top_shops.windows(2).all(|w| w[0].value >= w[1].value));
