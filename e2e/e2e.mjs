@@ -252,9 +252,12 @@ async function main() {
     assert(countries.length > 0 && countries[0].length > 3, `countries: ${countries}`);
     const shares = await page.$$eval('#channels .share', (s) => s.map((x) => x.textContent).filter(Boolean));
     assert(shares.length > 0, 'channel shares shown');
+    // Keyframes (which carry the lists) come every few seconds: one from
+    // while the demo was still backfilling may show only the first hour's
+    // flat trends, so wait for one that moves.
+    await page.waitForSelector('#trends li.up, #trends li.down', { timeout: TIMEOUT });
     const trends = await page.$$eval('#trends li', (li) => li.map((x) => x.textContent.trim()));
     assert(trends.length > 0, 'trends shown');
-    assert(trends.some((t) => /[1-9]/.test(t.split(/\s/).pop())), `trends show real changes: ${trends.join(' | ')}`);
     const boxes = await page.evaluate(layoutBoxes);
     assertClearOfCounters(boxes);
     assert(boxes.slot.h > 1080 * 0.45 && boxes.slot.w > 1920 * 0.3, `room for the globe: ${JSON.stringify(boxes.slot)}`);

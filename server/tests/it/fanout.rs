@@ -10,7 +10,7 @@ use tokio::net::TcpSocket;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{self, Message};
 
-use crate::util::{eventually, TestServer, PATIENCE};
+use crate::util::{eventually, next_snapshot, TestServer, PATIENCE};
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
 
@@ -58,23 +58,14 @@ fn refused_with(result: Result<Ws, tungstenite::Error>) -> Option<(u16, Option<u
 }
 
 async fn first_frame(ws: &mut Ws) -> livemap_wire::Snapshot {
-    loop {
-        match tokio::time::timeout(PATIENCE, ws.next()).await {
-            Ok(Some(Ok(Message::Binary(b)))) => return livemap_wire::decode(&b).expect("frame"),
-            Ok(Some(Ok(_))) => continue,
-            other => panic!("no frame: {other:?}"),
-        }
-    }
+    next_snapshot(ws).await
 }
 
 async fn metric(server: &TestServer, line_start: &str) -> Option<f64> {
-    let text = reqwest::get(server.admin_url("/metrics"))
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    text.lines()
+    server
+        .metrics()
+        .await?
+        .lines()
         .find_map(|l| l.strip_prefix(line_start))
         .and_then(|v| v.trim().parse().ok())
 }

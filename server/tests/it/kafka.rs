@@ -282,12 +282,7 @@ async fn kafka_totals_are_exact_for_a_mixed_batch() {
         KAFKA_PATIENCE,
         "metrics with lag and a checkpoint",
         || async {
-            let text = reqwest::get(server.admin_url("/metrics"))
-                .await
-                .ok()?
-                .text()
-                .await
-                .ok()?;
+            let text = server.metrics().await?;
             (text.contains("livemap_consumer_lag_messages{partition=\"0\"}")
                 && text.contains("livemap_checkpoints_total{result=\"ok\"}")
                 && !text.contains("livemap_checkpoints_total{result=\"ok\"} 0"))

@@ -6,7 +6,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::util::{eventually, TestServer, PATIENCE};
+use crate::util::{eventually, next_snapshot, TestServer, PATIENCE};
 
 #[tokio::test]
 async fn snapshot_json_has_every_public_field() {
@@ -95,15 +95,7 @@ async fn websocket_pushes_every_tick_with_growing_versions() {
         .expect("WebSocket connects");
     let mut last: Option<livemap_wire::Snapshot> = None;
     for _ in 0..6 {
-        let msg = tokio::time::timeout(PATIENCE, ws.next())
-            .await
-            .expect("a frame in time")
-            .expect("stream open")
-            .expect("frame");
-        let Message::Binary(bytes) = msg else {
-            panic!("expected a binary frame, got {msg:?}")
-        };
-        let snap = livemap_wire::decode(&bytes).expect("a valid FlatBuffers snapshot");
+        let snap = next_snapshot(&mut ws).await;
         assert_eq!(snap.tick_ms, 200);
         if let Some(prev) = &last {
             assert!(snap.version > prev.version, "versions grow");
@@ -171,15 +163,7 @@ async fn history_covers_the_backfilled_sale_and_the_stream_carries_the_board() {
     let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url())
         .await
         .expect("WebSocket connects");
-    let msg = tokio::time::timeout(PATIENCE, ws.next())
-        .await
-        .expect("a frame in time")
-        .expect("stream open")
-        .expect("frame");
-    let Message::Binary(bytes) = msg else {
-        panic!("expected a binary frame, got {msg:?}")
-    };
-    let snap = livemap_wire::decode(&bytes).expect("a snapshot");
+    let snap = next_snapshot(&mut ws).await;
     assert_eq!(snap.minutes.len(), 3);
     assert!(snap
         .minutes

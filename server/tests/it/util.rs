@@ -80,6 +80,16 @@ impl TestServer {
             .expect("server task did not panic")
     }
 
+    /// The admin listener's `/metrics` text; `None` while it does not answer.
+    pub async fn metrics(&self) -> Option<String> {
+        reqwest::get(self.admin_url("/metrics"))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()
+    }
+
     pub async fn snapshot(&self) -> serde_json::Value {
         let resp = reqwest::get(self.url("/api/snapshot"))
             .await
@@ -123,5 +133,25 @@ where
             "timed out waiting for {what}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The next binary frame on a WebSocket, decoded (control frames skipped);
+/// fails the test if none comes within [`PATIENCE`].
+pub async fn next_snapshot<S>(
+    ws: &mut tokio_tungstenite::WebSocketStream<S>,
+) -> livemap_wire::Snapshot
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use futures_util::StreamExt;
+    loop {
+        match tokio::time::timeout(PATIENCE, ws.next()).await {
+            Ok(Some(Ok(tokio_tungstenite::tungstenite::Message::Binary(b)))) => {
+                return livemap_wire::decode(&b).expect("a valid FlatBuffers snapshot")
+            }
+            Ok(Some(Ok(_))) => continue,
+            other => panic!("expected a binary frame, got {other:?}"),
+        }
     }
 }
