@@ -6,6 +6,10 @@ use clap::Parser;
 use livemap_server::{Args, Config};
 use tracing_subscriber::EnvFilter;
 
+/// Descriptors kept for everything but clients: the state directory, the
+/// Kafka client's sockets, the admin listener's requests.
+const FILES_KEPT_BACK: usize = 256;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -15,16 +19,26 @@ async fn main() -> anyhow::Result<()> {
         .with_env_filter(EnvFilter::try_new(&args.log).context("invalid --log filter")?)
         .with_writer(std::io::stderr)
         .init();
-    let config = Config::from_args(&args)?;
+    let mut config = Config::from_args(&args)?;
     // Every client is a file descriptor: take all the hard limit allows
-    // (root can raise that; see docs/BENCHMARKS.md for 100k clients).
+    // (root with CAP_SYS_RESOURCE can raise that), and keep the connection
+    // cap below it, so that a crowd past it gets a clean 503 rather than
+    // failed accepts.
     match rlimit::increase_nofile_limit(u64::MAX) {
-        Ok(n) if (n as usize) < config.limits.max_connections => tracing::warn!(
-            open_files = n,
-            max_connections = config.limits.max_connections,
-            "the open-file limit is below --max-connections; raise it (ulimit -Hn) to serve that many"
-        ),
-        Ok(_) => {}
+        Ok(files) => {
+            let usable = usize::try_from(files)
+                .unwrap_or(usize::MAX)
+                .saturating_sub(FILES_KEPT_BACK)
+                .max(64);
+            if usable < config.limits.max_connections {
+                tracing::info!(
+                    open_files = files,
+                    max_connections = usable,
+                    "connection cap lowered to fit the open-file limit (raise it with ulimit -Hn)"
+                );
+                config.limits.max_connections = usable;
+            }
+        }
         Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit"),
     }
     let listener = tokio::net::TcpListener::bind(args.listen)
