@@ -117,7 +117,7 @@ fn delta_of(full: &Snapshot) -> Snapshot {
 pub struct HistoryDoc {
     version: u64,
     generated_at_ms: i64,
-    history: History,
+    history: std::sync::Arc<History>,
     json: OnceLock<Bytes>,
 }
 
@@ -233,10 +233,8 @@ impl Frame {
                 Body::binary(&delta_of(s)),
             ),
             None => {
-                let keyframe = Body::binary(&Snapshot {
-                    keyframe: true,
-                    ..s.clone()
-                });
+                // The built snapshot is the keyframe form already.
+                let keyframe = Body::binary(s);
                 (s.version, keyframe.clone(), keyframe)
             }
         };

@@ -290,34 +290,22 @@ impl<C: Cell, L: Label> Ranking<C, L> {
         self.candidates.retain(|h, _| keep.contains(h));
     }
 
-    /// Every candidate with its estimate, largest first, ties by label then
-    /// hash.
-    fn ranked(&self) -> Vec<(u64, Ranked<L>)> {
-        let mut v: Vec<(u64, Ranked<L>)> = self
+    /// The `n` keys with the largest estimates, ties by label then hash.
+    /// Labels are copied only for those `n`: this runs every tick.
+    pub fn top(&self, n: usize) -> Vec<Ranked<L>> {
+        let mut v: Vec<(u64, u64, &L)> = self
             .candidates
             .iter()
-            .map(|(&h, l)| {
-                (
-                    h,
-                    Ranked {
-                        label: l.clone(),
-                        estimate: self.grid.estimate(h),
-                    },
-                )
-            })
+            .map(|(&h, l)| (self.grid.estimate(h), h, l))
             .collect();
-        v.sort_by(|(ha, a), (hb, b)| {
-            b.estimate
-                .cmp(&a.estimate)
-                .then_with(|| a.label.cmp(&b.label))
-                .then_with(|| ha.cmp(hb))
-        });
-        v
-    }
-
-    /// The `n` keys with the largest estimates.
-    pub fn top(&self, n: usize) -> Vec<Ranked<L>> {
-        self.ranked().into_iter().take(n).map(|(_, r)| r).collect()
+        v.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.2.cmp(b.2)).then(a.1.cmp(&b.1)));
+        v.into_iter()
+            .take(n)
+            .map(|(estimate, _, label)| Ranked {
+                label: label.clone(),
+                estimate,
+            })
+            .collect()
     }
 
     fn export(&self, w: &mut Writer) {

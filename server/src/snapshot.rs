@@ -75,7 +75,8 @@ pub struct Built {
     pub all_trends: Vec<Trend>,
     pub top_shops: Vec<Ranked>,
     pub top_cities: Vec<Ranked>,
-    pub history: History,
+    /// Shared with the frame: copied once a tick, not once per stage.
+    pub history: std::sync::Arc<History>,
 }
 
 impl Snapshotter {
@@ -193,13 +194,13 @@ impl Snapshotter {
                 })
                 .collect()
         });
-        let history = agg
-            .minutes
-            .history()
-            .map_or_else(History::default, |(start, minutes)| History {
+        let history = std::sync::Arc::new(agg.minutes.history().map_or_else(
+            History::default,
+            |(start, minutes)| History {
                 start_ms: Some(start * MINUTE_MS),
                 minutes,
-            });
+            },
+        ));
         let all_trends = engine.trends.current().to_vec();
         let rates =
             agg.minutes

@@ -17,6 +17,8 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use dashmap::DashMap;
 
+use crate::metrics::family;
+
 /// The three ways a browser follows the snapshot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {
@@ -291,15 +293,20 @@ impl Admission {
                 |s| s.dropped_slow.load(Ordering::Relaxed),
             ),
         ];
+        let timeouts = "livemap_socket_write_timeouts_total";
+        family(
+            out,
+            timeouts,
+            "counter",
+            "Client sockets cut off for taking no data within the write timeout.",
+        );
         let _ = writeln!(
             out,
-            "# HELP livemap_socket_write_timeouts_total Client sockets cut off for taking no data within the write timeout.\n\
-             # TYPE livemap_socket_write_timeouts_total counter\n\
-             livemap_socket_write_timeouts_total {}",
+            "{timeouts} {}",
             self.socket_timeouts.load(Ordering::Relaxed)
         );
         for (name, kind, help, read) in families {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            family(out, name, kind, help);
             for t in Transport::ALL {
                 let _ = writeln!(
                     out,
