@@ -391,3 +391,41 @@ async fn oversized_client_frames_close_the_socket() {
     .await;
     assert_eq!(closed, Ok(true));
 }
+
+/// The server writes its own frames (no library in between), so the
+/// protocol's replies are checked from a real client: a ping gets its
+/// pong with the same payload, a close gets a close, and a request that
+/// is not a WebSocket handshake is refused.
+#[tokio::test]
+async fn pings_closes_and_bad_handshakes() {
+    use futures_util::SinkExt;
+    let server = TestServer::start(|_| {}).await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url())
+        .await
+        .expect("connects");
+    ws.send(Message::Ping("are you there".into()))
+        .await
+        .expect("ping sent");
+    let pong = tokio::time::timeout(PATIENCE, async {
+        while let Some(Ok(msg)) = ws.next().await {
+            if let Message::Pong(data) = msg {
+                return Some(data);
+            }
+        }
+        None
+    })
+    .await
+    .expect("pong in time");
+    assert_eq!(pong.as_deref(), Some(&b"are you there"[..]));
+    ws.close(None).await.expect("close sent");
+    let ended = tokio::time::timeout(PATIENCE, async {
+        while let Some(Ok(_)) = ws.next().await {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the server answers a close and hangs up");
+
+    let plain = reqwest::get(server.ws_url().replace("ws://", "http://"))
+        .await
+        .expect("GET /ws");
+    assert_eq!(plain.status(), 400);
+}
