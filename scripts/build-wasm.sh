@@ -15,7 +15,9 @@ CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=wasm-ld-19 \
 CARGO_TARGET_DIR=target/wasm \
   /usr/bin/cargo build --profile wasm --target wasm32-unknown-unknown \
   -Z build-std=std,panic_abort -p livemap-viz
-wasm-bindgen --target web --no-typescript --out-dir "$out" \
+# The name section is a third of the module (13 KB gzipped): the page's
+# download budget has no room for it.
+wasm-bindgen --target web --no-typescript --remove-name-section --remove-producers-section --out-dir "$out" \
   target/wasm/wasm32-unknown-unknown/wasm/livemap_viz.wasm
 if command -v wasm-opt >/dev/null; then
   wasm-opt -Os --enable-bulk-memory --enable-nontrapping-float-to-int \

@@ -5,7 +5,7 @@ Run (stdlib only, no numpy/PIL needed):
     cd "$(mktemp -d)" && npm init -y && npm i world-atlas@2.0.2
     python3 /path/to/repo/tools/derive_land.py "$PWD/node_modules/world-atlas" [--preview /tmp/land-dots.png]
 
-Writes wasm-viz/data/land-dots.bin and wasm-viz/data/coastlines.bin (formats in
+Writes wasm-viz/data/land-mask.bin and wasm-viz/data/coastlines.bin (formats in
 wasm-viz/data/README.md). The downloaded TopoJSON is never copied into the repo.
 
 Why the point-in-polygon test is spherical-ish: world-atlas polygons are "stitched",
@@ -20,7 +20,7 @@ south pole) and holes (Caspian Sea) come out right.
 import json, math, struct, sys, zlib
 from pathlib import Path
 
-LATTICE_N = 90_000  # total Fibonacci points; ~29% are land -> ~26k dots (~104 KB)
+LATTICE_N = 90_000  # total Fibonacci points; ~29% are land -> ~26k dots (a 11 KB mask)
 BIN_W = 0.25        # longitude bucket width (deg) for the edge index; only speed
 REPO = Path(__file__).resolve().parent.parent
 OUT = REPO / "wasm-viz" / "data"
@@ -141,10 +141,14 @@ def main():
 
     # (a) land dots: Fibonacci lattice points inside the 50m land polygons.
     bins = build_edge_index(load_polygons(atlas / "land-50m.json"))
-    dots = [(centi(la), centi(lo)) for la, lo in fibonacci_lattice(LATTICE_N) if is_land(la, lo, bins)]
-    blob = b"LDOT" + struct.pack("<I", len(dots)) + b"".join(struct.pack("<hh", *d) for d in dots)
-    (OUT / "land-dots.bin").write_bytes(blob)
-    print(f"land-dots.bin: {len(dots)} of {LATTICE_N} lattice points, {len(blob)} bytes")
+    bits = bytearray((LATTICE_N + 7) // 8)
+    for i, (la, lo) in enumerate(fibonacci_lattice(LATTICE_N)):
+        if is_land(la, lo, bins):
+            bits[i >> 3] |= 1 << (i & 7)
+    blob = b"LMSK" + struct.pack("<I", LATTICE_N) + bytes(bits)
+    (OUT / "land-mask.bin").write_bytes(blob)
+    dots = [(la, lo) for i, (la, lo) in enumerate(fibonacci_lattice(LATTICE_N)) if bits[i >> 3] >> (i & 7) & 1]
+    print(f"land-mask.bin: {len(dots)} of {LATTICE_N} lattice points are land, {len(blob)} bytes")
 
     # (b) coastlines: 110m rings as line strips (rings are closed: last point == first).
     # Stitching leaves a few zero-width "seam" edges along lon ±180 where an island was
@@ -158,7 +162,7 @@ def main():
 
     if "--preview" in args:
         png = args[args.index("--preview") + 1]
-        write_preview(png, [(a / 100, b / 100) for a, b in dots],
+        write_preview(png, dots,
                       [[(a / 100, b / 100) for a, b in l] for l in lines])
         print(f"preview: {png}")
 

@@ -25,6 +25,12 @@
 // each counter element carries data-value, the number it shows in the unit
 // of data-unit (sales: whole US dollars; carbon: kg, even when shown in
 // tonnes). `?kiosk=1` is for unattended screens: no controls, no cursor.
+// `?bench=N` draws N made-up arcs in flight (and 2,000 rings) and connects
+// to nothing, so that a harness measures the renderer alone
+// (bench/renderer/); window.livemap.firstFrameMs is when the first frame
+// was drawn, in ms since navigation started. For profiling the renderer:
+// `?aa=1` turns multisampling on (the shaders smooth their own edges), `?layers=N` draws only the layers whose
+// bits are set in N (see Globe.set_layers).
 //
 // The wasm never touches the network: this file fetches, the globe gets bytes.
 
@@ -64,11 +70,17 @@ const state = {
   arcs: 0,
   panels: { trends: 0, countries: 0, channels: 0, shops: 0, cities: 0, minutes: 0 },
   timeline: { bars: 0, historyLoads: 0, replays: 0 },
+  firstFrameMs: 0,
 };
 window.livemap = state;
 
-const kiosk = new URLSearchParams(location.search).get('kiosk') === '1';
+const params = new URLSearchParams(location.search);
+const kiosk = params.get('kiosk') === '1';
 if (kiosk) document.body.classList.add('kiosk');
+const benchArcs = Math.max(0, Math.min(100_000, Number.parseInt(params.get('bench') ?? '', 10) || 0));
+const antialias = params.get('aa') === '1';
+const onlyLayers = params.has('layers') ? Number(params.get('layers')) : null;
+const trailSegments = params.has('segments') ? Number(params.get('segments')) : null;
 
 const net = {
   ws: null,
@@ -513,6 +525,7 @@ function frame(t) {
   if (document.hidden || !globe) return;
   if ((window.devicePixelRatio || 1) !== sized.dpr) resize();
   globe.frame(t);
+  if (!state.firstFrameMs) state.firstFrameMs = performance.now();
   updateCounters(t);
   updatePanels(t);
   updateTimeline(t);
@@ -559,7 +572,8 @@ function wireContextLoss() {
   });
   canvas.addEventListener('webglcontextrestored', () => {
     try {
-      const fresh = new wasm.Globe(canvas);
+      const fresh = new wasm.Globe(canvas, antialias);
+      if (onlyLayers !== null) fresh.set_layers(onlyLayers);
       globe.free();
       globe = fresh;
       sized = { w: 0, h: 0, dpr: 0 };
@@ -611,7 +625,9 @@ async function main() {
     return;
   }
   try {
-    globe = new wasm.Globe(canvas);
+    globe = new wasm.Globe(canvas, antialias);
+    if (onlyLayers !== null) globe.set_layers(onlyLayers);
+    if (trailSegments !== null) globe.set_trail_segments(trailSegments);
   } catch (e) {
     // Keep the numbers going even where the globe cannot be drawn.
     globe = wasm.Globe.withoutGraphics();
@@ -628,10 +644,14 @@ async function main() {
   kioskCare();
   watchdog();
   startRendering();
+  if (benchArcs > 0) {
+    globe.start_bench(benchArcs);
+    return;
+  }
   connectWs(false);
 }
 
 // The timeline does not need the globe: start on it while the wasm loads.
-loadHistory();
+if (benchArcs === 0) loadHistory();
 
 main();

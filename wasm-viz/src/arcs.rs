@@ -2,9 +2,10 @@
 //! and the caps that keep a phone smooth and a kiosk's memory flat.
 //!
 //! Each snapshot's orders are spread evenly over the next tick, so arcs
-//! flow instead of pulsing at the tick rate. Everything here is bounded:
-//! at most [`MAX_PENDING`] waiting, [`MAX_ACTIVE`] in flight and
-//! [`MAX_RINGS`] landing rings, whatever the server sends.
+//! flow instead of pulsing at the tick rate. Everything here is bounded by
+//! [`Limits`] (by default at most [`MAX_PENDING`] waiting, [`MAX_ACTIVE`]
+//! in flight and [`MAX_RINGS`] landing rings), whatever the server sends;
+//! the page's quality governor lowers them on a slow screen.
 
 use std::f64::consts::PI;
 
@@ -22,6 +23,28 @@ pub const RING_MS: f64 = 1_500.0;
 /// How many arcs in flight the pacing aims for: enough to feel busy, few
 /// enough to stay legible. [`MAX_ACTIVE`] is the hard cap above it.
 pub const TARGET_ACTIVE: usize = 360;
+/// The caps on what is drawn. The quality governor (`quality.rs`) scales
+/// them down on screens that cannot keep up; `?bench=N` raises them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// How many arcs in flight the pacing aims for.
+    pub target_active: usize,
+    pub max_active: usize,
+    pub max_pending: usize,
+    pub max_rings: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            target_active: TARGET_ACTIVE,
+            max_active: MAX_ACTIVE,
+            max_pending: MAX_PENDING,
+            max_rings: MAX_RINGS,
+        }
+    }
+}
+
 /// Roughly how long an arc lives; with [`TARGET_ACTIVE`] it sets how many
 /// arcs per tick are started.
 const TYPICAL_LIFE_MS: f64 = 2_400.0;
@@ -70,6 +93,17 @@ pub struct LiveArc {
 }
 
 impl LiveArc {
+    pub fn new(arc: GreatArc, color: [f32; 3], weight: f32, born_ms: f64) -> LiveArc {
+        LiveArc {
+            arc,
+            color,
+            weight,
+            born_ms,
+            travel_ms: travel_ms(arc.angle),
+            landed: false,
+        }
+    }
+
     /// Arc parameter of the head and of the end of the trail at `now_ms`,
     /// both in [0, 1]. The head reaches the buyer after `travel_ms`; the
     /// trail then drains into the landing point.
@@ -137,6 +171,7 @@ pub struct ArcField {
     schedule_end_ms: f64,
     tick_ms: f64,
     stats: ArcStats,
+    limits: Limits,
 }
 
 impl ArcField {
@@ -160,6 +195,44 @@ impl ArcField {
         self.stats
     }
 
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// New caps; what is already over them is dropped at once (the oldest
+    /// arcs and rings first, as they are nearly done).
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
+        for (len, cap) in [
+            (self.active.len(), limits.max_active),
+            (self.rings.len(), limits.max_rings),
+            (self.pending.len(), limits.max_pending),
+        ] {
+            self.stats.dropped += len.saturating_sub(cap) as u64;
+        }
+        let over = self.active.len().saturating_sub(limits.max_active);
+        self.active.drain(..over);
+        let over = self.rings.len().saturating_sub(limits.max_rings);
+        self.rings.drain(..over);
+        let over = self.pending.len().saturating_sub(limits.max_pending);
+        self.pending.drain(..over);
+    }
+
+    /// Puts an arc in flight now, if the cap allows (the bench's
+    /// synthetic arcs; live ones come through [`ArcField::schedule`]).
+    pub fn insert(&mut self, arc: LiveArc) -> bool {
+        let room = self.active.len() < self.limits.max_active;
+        if room {
+            self.active.push(arc);
+        }
+        room
+    }
+
+    /// Adds a ring, if the cap allows.
+    pub fn insert_ring(&mut self, ring: Ring) {
+        self.push_ring(ring.center, ring.color, ring.weight, ring.born_ms);
+    }
+
     /// Queues a snapshot's arcs to start evenly over the next `tick_ms`,
     /// thinning them evenly when there are more than the caps can show.
     pub fn schedule(&mut self, arcs: &[WireArc], now_ms: f64, tick_ms: f64) {
@@ -174,8 +247,9 @@ impl ArcField {
             self.stats.dropped += arcs.len() as u64;
             return;
         }
-        let budget =
-            ((TARGET_ACTIVE as f64 * tick / TYPICAL_LIFE_MS).ceil() as usize).clamp(1, MAX_PENDING);
+        let limits = self.limits;
+        let budget = ((limits.target_active as f64 * tick / TYPICAL_LIFE_MS).ceil() as usize)
+            .clamp(1, limits.max_pending.max(1));
         let keep = arcs.len().min(budget);
         self.stats.dropped += (arcs.len() - keep) as u64;
         let start = self.schedule_end_ms.clamp(now_ms, now_ms + tick);
@@ -194,8 +268,8 @@ impl ArcField {
             });
         }
         self.schedule_end_ms = start + tick;
-        if self.pending.len() > MAX_PENDING {
-            let excess = self.pending.len() - MAX_PENDING;
+        if self.pending.len() > limits.max_pending {
+            let excess = self.pending.len() - limits.max_pending;
             self.pending.drain(..excess);
             self.stats.dropped += excess as u64;
         }
@@ -223,16 +297,8 @@ impl ArcField {
                 // Shop and buyer in the same place: just the landing ring.
                 self.stats.spawned += 1;
                 self.push_ring(p.arc.end(), p.color, p.weight, p.spawn_ms);
-            } else if self.active.len() < MAX_ACTIVE {
+            } else if self.insert(LiveArc::new(p.arc, p.color, p.weight, p.spawn_ms)) {
                 self.stats.spawned += 1;
-                self.active.push(LiveArc {
-                    arc: p.arc,
-                    color: p.color,
-                    weight: p.weight,
-                    born_ms: p.spawn_ms,
-                    travel_ms: travel_ms(p.arc.angle),
-                    landed: false,
-                });
             } else {
                 self.stats.dropped += 1;
             }
@@ -250,7 +316,7 @@ impl ArcField {
     }
 
     fn push_ring(&mut self, center: Vec3, color: [f32; 3], weight: f32, born_ms: f64) {
-        if self.rings.len() < MAX_RINGS {
+        if self.rings.len() < self.limits.max_rings {
             self.rings.push(Ring {
                 center,
                 color,

@@ -13,8 +13,26 @@ pub const RING_FLOATS: usize = 8;
 /// Largest ring radius, in globe radii (about 250 km).
 pub const RING_RADIUS: f32 = 0.04;
 
+/// The layers of a frame, as bits of [`FrameData::layers`]: the quality
+/// governor leaves out the costly ones on slow screens.
+pub mod layer {
+    pub const BACKGROUND: u32 = 1 << 0;
+    pub const STARS: u32 = 1 << 1;
+    pub const GLOBE: u32 = 1 << 2;
+    pub const COAST: u32 = 1 << 3;
+    pub const DOTS: u32 = 1 << 4;
+    pub const RINGS: u32 = 1 << 5;
+    pub const TRAILS: u32 = 1 << 6;
+    pub const HEADS: u32 = 1 << 7;
+    pub const ALL: u32 = (1 << 8) - 1;
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct FrameData {
+    /// Which [`layer`]s to draw.
+    pub layers: u32,
+    /// Segments per arc trail.
+    pub trail_segments: u32,
     /// Model-view-projection, column-major.
     pub mvp: [f32; 16],
     /// Globe rotation (model to world).

@@ -7,16 +7,15 @@ use std::fmt;
 use wasm_bindgen::{JsCast, JsValue};
 use web_sys::{
     HtmlCanvasElement, WebGl2RenderingContext as Gl, WebGlBuffer, WebGlProgram, WebGlShader,
-    WebGlUniformLocation, WebGlVertexArrayObject,
+    WebGlTexture, WebGlUniformLocation, WebGlVertexArrayObject,
 };
 
-use crate::frame::{FrameData, RING_FLOATS, TRAIL_FLOATS};
+use crate::frame::{layer, FrameData};
 use crate::land;
 use crate::mesh::{self, STAR_FLOATS};
 use crate::shaders;
 
 /// Segments per arc trail ribbon.
-const TRAIL_SEGMENTS: usize = 40;
 const STAR_COUNT: usize = 320;
 /// Land dot and coastline colours (premultiplied in the shader).
 const DOT_RGBA: [f32; 4] = [0.62, 0.74, 0.92, 0.62];
@@ -149,14 +148,7 @@ fn static_buffer(gl: &Gl, target: u32, bytes: &[u8]) -> Result<WebGlBuffer, GlEr
 }
 
 /// Points a float attribute at the bound ARRAY_BUFFER.
-fn attrib(
-    gl: &Gl,
-    location: u32,
-    size: i32,
-    stride_floats: usize,
-    offset_floats: usize,
-    divisor: u32,
-) {
+fn attrib(gl: &Gl, location: u32, size: i32, stride_floats: usize, offset_floats: usize) {
     gl.enable_vertex_attrib_array(location);
     gl.vertex_attrib_pointer_with_i32(
         location,
@@ -166,7 +158,6 @@ fn attrib(
         (stride_floats * 4) as i32,
         (offset_floats * 4) as i32,
     );
-    gl.vertex_attrib_divisor(location, divisor);
 }
 
 fn vao(gl: &Gl) -> Result<WebGlVertexArrayObject, GlError> {
@@ -177,13 +168,63 @@ fn vao(gl: &Gl) -> Result<WebGlVertexArrayObject, GlError> {
     Ok(vao)
 }
 
-/// Binds the arc instance layout ([`TRAIL_FLOATS`]) at locations 2..=6.
-fn arc_instance_attribs(gl: &Gl) {
-    attrib(gl, 2, 3, TRAIL_FLOATS, 0, 1);
-    attrib(gl, 3, 3, TRAIL_FLOATS, 3, 1);
-    attrib(gl, 4, 4, TRAIL_FLOATS, 6, 1);
-    attrib(gl, 5, 3, TRAIL_FLOATS, 10, 1);
-    attrib(gl, 6, 3, TRAIL_FLOATS, 13, 1);
+/// A float texture that carries one frame's per-arc or per-ring data to
+/// the vertex shaders (see `shaders.rs` for why not instancing). It grows
+/// by rows as needed and never shrinks, so a kiosk's memory stays flat.
+struct DataTexture {
+    texture: WebGlTexture,
+    rows: i32,
+}
+
+impl DataTexture {
+    fn new(gl: &Gl) -> Result<DataTexture, GlError> {
+        let texture = gl.create_texture().ok_or(GlError::Create("texture"))?;
+        gl.bind_texture(Gl::TEXTURE_2D, Some(&texture));
+        // Float textures are not filterable; texelFetch ignores filters,
+        // but a texture with mipmap filtering and no mipmaps is incomplete.
+        for param in [Gl::TEXTURE_MIN_FILTER, Gl::TEXTURE_MAG_FILTER] {
+            gl.tex_parameteri(Gl::TEXTURE_2D, param, Gl::NEAREST as i32);
+        }
+        Ok(DataTexture { texture, rows: 0 })
+    }
+
+    /// Uploads `floats` (padded with zeros to whole rows, in `scratch`)
+    /// through the pixel-unpack buffer `staging` and binds the texture.
+    fn upload(&mut self, gl: &Gl, staging: &WebGlBuffer, floats: &[f32], scratch: &mut Vec<u8>) {
+        let row_floats = shaders::DATA_TEXELS_PER_ROW * 4;
+        let rows = floats.len().div_ceil(row_floats).max(1);
+        gl.bind_texture(Gl::TEXTURE_2D, Some(&self.texture));
+        if rows as i32 > self.rows {
+            self.rows = rows.next_power_of_two() as i32;
+            let _ = gl.tex_image_2d_with_i32_and_i32_and_i32_and_format_and_type_and_opt_u8_array(
+                Gl::TEXTURE_2D,
+                0,
+                Gl::RGBA32F as i32,
+                shaders::DATA_TEXELS_PER_ROW as i32,
+                self.rows,
+                0,
+                Gl::RGBA,
+                Gl::FLOAT,
+                None,
+            );
+        }
+        f32_bytes(floats, scratch);
+        scratch.resize(rows * row_floats * 4, 0);
+        gl.bind_buffer(Gl::PIXEL_UNPACK_BUFFER, Some(staging));
+        gl.buffer_data_with_u8_array(Gl::PIXEL_UNPACK_BUFFER, scratch, Gl::STREAM_DRAW);
+        let _ = gl.tex_sub_image_2d_with_i32_and_i32_and_u32_and_type_and_f64(
+            Gl::TEXTURE_2D,
+            0,
+            0,
+            0,
+            shaders::DATA_TEXELS_PER_ROW as i32,
+            rows as i32,
+            Gl::RGBA,
+            Gl::FLOAT,
+            0.0,
+        );
+        gl.bind_buffer(Gl::PIXEL_UNPACK_BUFFER, None);
+    }
 }
 
 pub struct Renderer {
@@ -193,7 +234,6 @@ pub struct Renderer {
     globe: Program,
     dots: Program,
     coast: Program,
-    glow: Program,
     trails: Program,
     heads: Program,
     rings: Program,
@@ -205,20 +245,20 @@ pub struct Renderer {
     dot_count: i32,
     coast_vao: WebGlVertexArrayObject,
     coast_vertices: i32,
-    trail_vao: WebGlVertexArrayObject,
-    head_vao: WebGlVertexArrayObject,
-    arc_instances: WebGlBuffer,
-    ring_vao: WebGlVertexArrayObject,
-    ring_instances: WebGlBuffer,
+    arc_data: DataTexture,
+    ring_data: DataTexture,
+    staging: WebGlBuffer,
     scratch: Vec<u8>,
 }
 
 impl Renderer {
-    pub fn new(canvas: &HtmlCanvasElement) -> Result<Renderer, GlError> {
+    /// `antialias`: multisampling, which costs a slow (software) renderer
+    /// dearly; the shaders smooth their own edges without it.
+    pub fn new(canvas: &HtmlCanvasElement, antialias: bool) -> Result<Renderer, GlError> {
         let options = js_sys::Object::new();
         for (key, value) in [
             ("alpha", false),
-            ("antialias", true),
+            ("antialias", antialias),
             ("depth", true),
             ("premultipliedAlpha", true),
             ("preserveDrawingBuffer", false),
@@ -276,14 +316,14 @@ impl Renderer {
             shaders::COAST_FS,
             &land_uniforms,
         )?;
-        let glow = Program::new(
-            &gl,
-            "glow",
-            shaders::GLOW_VS,
-            shaders::GLOW_FS,
-            &["u_view_proj", "u_extent", "u_rsil"],
-        )?;
-        let arc_uniforms = [mvp, "u_viewport", "u_width", "u_eye"];
+        let arc_uniforms = [
+            mvp,
+            "u_viewport",
+            "u_width",
+            "u_eye",
+            "u_data",
+            "u_segments",
+        ];
         let trails = Program::new(
             &gl,
             "trails",
@@ -301,9 +341,9 @@ impl Renderer {
         let rings = Program::new(
             &gl,
             "rings",
-            shaders::RING_VS,
+            &shaders::ring_vs(),
             shaders::RING_FS,
-            &[mvp, "u_eye"],
+            &[mvp, "u_eye", "u_data"],
         )?;
 
         let mut scratch = Vec::new();
@@ -315,7 +355,7 @@ impl Renderer {
             Gl::ARRAY_BUFFER,
             f32_bytes(&mesh::stars(STAR_COUNT), &mut scratch),
         )?;
-        attrib(&gl, 0, 4, STAR_FLOATS, 0, 0);
+        attrib(&gl, 0, 4, STAR_FLOATS, 0);
 
         let sphere = mesh::sphere(mesh::SPHERE_BANDS, mesh::SPHERE_SEGMENTS);
         let globe_vao = vao(&gl)?;
@@ -324,7 +364,7 @@ impl Renderer {
             Gl::ARRAY_BUFFER,
             f32_bytes(&sphere.positions, &mut scratch),
         )?;
-        attrib(&gl, 0, 3, 3, 0, 0);
+        attrib(&gl, 0, 3, 3, 0);
         let index_bytes: Vec<u8> = sphere
             .indices
             .iter()
@@ -332,14 +372,14 @@ impl Renderer {
             .collect();
         static_buffer(&gl, Gl::ELEMENT_ARRAY_BUFFER, &index_bytes)?;
 
-        let dots_data = land::parse_dots(land::LAND_DOTS_BIN).map_err(GlError::Data)?;
+        let dots_data = land::parse_land(land::LAND_MASK_BIN).map_err(GlError::Data)?;
         let dots_vao = vao(&gl)?;
         static_buffer(
             &gl,
             Gl::ARRAY_BUFFER,
             f32_bytes(&land::dot_vertices(&dots_data), &mut scratch),
         )?;
-        attrib(&gl, 0, 3, 3, 0, 0);
+        attrib(&gl, 0, 3, 3, 0);
 
         let coast_data = land::parse_coastlines(land::COASTLINES_BIN).map_err(GlError::Data)?;
         let coast_floats = land::coastline_segments(&coast_data);
@@ -349,32 +389,11 @@ impl Renderer {
             Gl::ARRAY_BUFFER,
             f32_bytes(&coast_floats, &mut scratch),
         )?;
-        attrib(&gl, 0, 3, 3, 0, 0);
+        attrib(&gl, 0, 3, 3, 0);
 
-        // Trail template: (s, side) pairs along the ribbon, a triangle strip.
-        let template: Vec<f32> = (0..=TRAIL_SEGMENTS)
-            .flat_map(|i| {
-                let s = i as f32 / TRAIL_SEGMENTS as f32;
-                [s, -1.0, s, 1.0]
-            })
-            .collect();
-        let arc_instances = gl.create_buffer().ok_or(GlError::Create("buffer"))?;
-        let trail_vao = vao(&gl)?;
-        static_buffer(&gl, Gl::ARRAY_BUFFER, f32_bytes(&template, &mut scratch))?;
-        attrib(&gl, 0, 1, 2, 0, 0);
-        attrib(&gl, 1, 1, 2, 1, 0);
-        gl.bind_buffer(Gl::ARRAY_BUFFER, Some(&arc_instances));
-        arc_instance_attribs(&gl);
-        let head_vao = vao(&gl)?;
-        gl.bind_buffer(Gl::ARRAY_BUFFER, Some(&arc_instances));
-        arc_instance_attribs(&gl);
-
-        let ring_instances = gl.create_buffer().ok_or(GlError::Create("buffer"))?;
-        let ring_vao = vao(&gl)?;
-        gl.bind_buffer(Gl::ARRAY_BUFFER, Some(&ring_instances));
-        attrib(&gl, 2, 3, RING_FLOATS, 0, 1);
-        attrib(&gl, 3, 3, RING_FLOATS, 3, 1);
-        attrib(&gl, 4, 2, RING_FLOATS, 6, 1);
+        let arc_data = DataTexture::new(&gl)?;
+        let ring_data = DataTexture::new(&gl)?;
+        let staging = gl.create_buffer().ok_or(GlError::Create("buffer"))?;
         gl.bind_vertex_array(None);
 
         Ok(Renderer {
@@ -387,7 +406,6 @@ impl Renderer {
             globe,
             dots,
             coast,
-            glow,
             trails,
             heads,
             rings,
@@ -396,11 +414,9 @@ impl Renderer {
             globe_vao,
             dots_vao,
             coast_vao,
-            trail_vao,
-            head_vao,
-            arc_instances,
-            ring_vao,
-            ring_instances,
+            arc_data,
+            ring_data,
+            staging,
             scratch,
         })
     }
@@ -416,56 +432,66 @@ impl Renderer {
         }
         let [w, h] = f.viewport_px;
         gl.viewport(0, 0, w as i32, h as i32);
+        let on = |bit: u32| f.layers & bit != 0;
         gl.depth_mask(true);
-        gl.clear(Gl::DEPTH_BUFFER_BIT);
-        gl.disable(Gl::DEPTH_TEST);
+        gl.clear_color(0.006, 0.010, 0.024, 1.0);
+        gl.clear(if on(layer::BACKGROUND) {
+            Gl::DEPTH_BUFFER_BIT
+        } else {
+            Gl::DEPTH_BUFFER_BIT | Gl::COLOR_BUFFER_BIT
+        });
         gl.disable(Gl::BLEND);
-        gl.disable(Gl::CULL_FACE);
 
-        // Space.
-        gl.use_program(Some(&self.background.program));
-        let p = &self.background;
-        gl.uniform2f(
-            p.loc("u_center"),
-            f.globe_center_ndc[0],
-            f.globe_center_ndc[1],
-        );
-        gl.uniform2f(
-            p.loc("u_radius"),
-            f.globe_radius_ndc[0],
-            f.globe_radius_ndc[1],
-        );
-        gl.bind_vertex_array(Some(&self.empty_vao));
-        gl.draw_arrays(Gl::TRIANGLES, 0, 3);
-
-        gl.enable(Gl::BLEND);
-        gl.blend_func(Gl::ONE, Gl::ONE);
-        gl.use_program(Some(&self.stars.program));
-        gl.uniform1f(self.stars.loc("u_dpr"), f.dpr);
-        gl.bind_vertex_array(Some(&self.stars_vao));
-        gl.draw_arrays(Gl::POINTS, 0, STAR_COUNT as i32);
-
-        // The ocean sphere, the only depth writer.
-        gl.disable(Gl::BLEND);
+        // The ocean sphere first, the only depth writer, so that the sky
+        // is never shaded behind it: the sky sits at the far plane, and the
+        // depth test drops those pixels before their shader runs.
         gl.enable(Gl::DEPTH_TEST);
         gl.depth_func(Gl::LEQUAL);
-        gl.enable(Gl::CULL_FACE);
-        gl.cull_face(Gl::BACK);
-        let p = &self.globe;
-        gl.use_program(Some(&p.program));
-        gl.uniform_matrix4fv_with_f32_array(p.loc("u_mvp"), false, &f.mvp);
-        gl.uniform_matrix4fv_with_f32_array(p.loc("u_model"), false, &f.model);
-        gl.uniform1f(p.loc("u_distance"), f.distance);
-        gl.bind_vertex_array(Some(&self.globe_vao));
-        gl.draw_elements_with_i32(Gl::TRIANGLES, self.globe_indices, Gl::UNSIGNED_SHORT, 0);
-        gl.disable(Gl::CULL_FACE);
+        if on(layer::GLOBE) {
+            let p = &self.globe;
+            gl.enable(Gl::CULL_FACE);
+            gl.cull_face(Gl::BACK);
+            gl.use_program(Some(&p.program));
+            gl.uniform_matrix4fv_with_f32_array(p.loc("u_mvp"), false, &f.mvp);
+            gl.uniform_matrix4fv_with_f32_array(p.loc("u_model"), false, &f.model);
+            gl.uniform1f(p.loc("u_distance"), f.distance);
+            gl.bind_vertex_array(Some(&self.globe_vao));
+            gl.draw_elements_with_i32(Gl::TRIANGLES, self.globe_indices, Gl::UNSIGNED_SHORT, 0);
+            gl.disable(Gl::CULL_FACE);
+        }
+        gl.depth_mask(false);
+
+        // Space: the sky (halo and outer glow), then stars.
+        if on(layer::BACKGROUND) {
+            let p = &self.background;
+            gl.use_program(Some(&p.program));
+            gl.uniform2f(
+                p.loc("u_center"),
+                f.globe_center_ndc[0],
+                f.globe_center_ndc[1],
+            );
+            gl.uniform2f(
+                p.loc("u_radius"),
+                f.globe_radius_ndc[0],
+                f.globe_radius_ndc[1],
+            );
+            gl.bind_vertex_array(Some(&self.empty_vao));
+            gl.draw_arrays(Gl::TRIANGLES, 0, 3);
+        }
+        gl.enable(Gl::BLEND);
+        gl.blend_func(Gl::ONE, Gl::ONE);
+        if on(layer::STARS) {
+            gl.use_program(Some(&self.stars.program));
+            gl.uniform1f(self.stars.loc("u_dpr"), f.dpr);
+            gl.bind_vertex_array(Some(&self.stars_vao));
+            gl.draw_arrays(Gl::POINTS, 0, STAR_COUNT as i32);
+        }
 
         // Land: coastlines then dots, blended over the ocean.
-        gl.depth_mask(false);
-        gl.enable(Gl::BLEND);
         gl.blend_func(Gl::ONE, Gl::ONE_MINUS_SRC_ALPHA);
-        for (p, vao, mode, count, rgba) in [
+        for (bit, p, vao, mode, count, rgba) in [
             (
+                layer::COAST,
                 &self.coast,
                 &self.coast_vao,
                 Gl::LINES,
@@ -473,6 +499,7 @@ impl Renderer {
                 COAST_RGBA,
             ),
             (
+                layer::DOTS,
                 &self.dots,
                 &self.dots_vao,
                 Gl::POINTS,
@@ -480,6 +507,9 @@ impl Renderer {
                 DOT_RGBA,
             ),
         ] {
+            if !on(bit) {
+                continue;
+            }
             gl.use_program(Some(&p.program));
             gl.uniform_matrix4fv_with_f32_array(p.loc("u_mvp"), false, &f.mvp);
             gl.uniform3fv_with_f32_array(p.loc("u_eye"), &f.eye_model);
@@ -489,59 +519,51 @@ impl Renderer {
             gl.draw_arrays(mode, 0, count);
         }
 
-        // Atmosphere, over everything on the globe.
-        gl.disable(Gl::DEPTH_TEST);
-        gl.blend_func(Gl::ONE, Gl::ONE);
-        let p = &self.glow;
-        let d = f.distance.max(1.01);
-        let rsil = d / (d * d - 1.0).sqrt();
-        gl.use_program(Some(&p.program));
-        gl.uniform_matrix4fv_with_f32_array(p.loc("u_view_proj"), false, &f.view_proj);
-        gl.uniform1f(p.loc("u_rsil"), rsil);
-        gl.uniform1f(p.loc("u_extent"), rsil * 1.6);
-        gl.bind_vertex_array(Some(&self.empty_vao));
-        gl.draw_arrays(Gl::TRIANGLE_STRIP, 0, 4);
-
         // Rings, trails and heads: additive, hidden behind the globe.
+        gl.blend_func(Gl::ONE, Gl::ONE);
         gl.enable(Gl::DEPTH_TEST);
+        gl.bind_vertex_array(Some(&self.empty_vao));
+        gl.active_texture(Gl::TEXTURE0);
         let rings = f.ring_count() as i32;
-        if rings > 0 {
+        if rings > 0 && on(layer::RINGS) {
+            self.ring_data
+                .upload(gl, &self.staging, &f.rings, &mut self.scratch);
             let p = &self.rings;
             gl.use_program(Some(&p.program));
+            gl.uniform1i(p.loc("u_data"), 0);
             gl.uniform_matrix4fv_with_f32_array(p.loc("u_mvp"), false, &f.mvp);
             gl.uniform3fv_with_f32_array(p.loc("u_eye"), &f.eye_model);
-            gl.bind_buffer(Gl::ARRAY_BUFFER, Some(&self.ring_instances));
-            gl.buffer_data_with_u8_array(
-                Gl::ARRAY_BUFFER,
-                f32_bytes(&f.rings, &mut self.scratch),
-                Gl::STREAM_DRAW,
-            );
-            gl.bind_vertex_array(Some(&self.ring_vao));
-            gl.draw_arrays_instanced(Gl::TRIANGLE_STRIP, 0, 4, rings);
+            gl.draw_arrays(Gl::TRIANGLES, 0, rings * shaders::QUAD_VERTICES as i32);
         }
         let arcs = f.trail_count() as i32;
-        if arcs > 0 {
-            gl.bind_buffer(Gl::ARRAY_BUFFER, Some(&self.arc_instances));
-            gl.buffer_data_with_u8_array(
-                Gl::ARRAY_BUFFER,
-                f32_bytes(&f.trails, &mut self.scratch),
-                Gl::STREAM_DRAW,
-            );
-            for (p, vao, vertices) in [
+        if arcs > 0 && (on(layer::TRAILS) || on(layer::HEADS)) {
+            self.arc_data
+                .upload(gl, &self.staging, &f.trails, &mut self.scratch);
+            for (bit, p, mode, vertices) in [
                 (
+                    layer::TRAILS,
                     &self.trails,
-                    &self.trail_vao,
-                    (TRAIL_SEGMENTS as i32 + 1) * 2,
+                    Gl::TRIANGLE_STRIP,
+                    shaders::trail_vertices(f.trail_segments),
                 ),
-                (&self.heads, &self.head_vao, 4),
+                (
+                    layer::HEADS,
+                    &self.heads,
+                    Gl::TRIANGLES,
+                    shaders::QUAD_VERTICES as u32,
+                ),
             ] {
+                if !on(bit) {
+                    continue;
+                }
                 gl.use_program(Some(&p.program));
+                gl.uniform1i(p.loc("u_data"), 0);
                 gl.uniform_matrix4fv_with_f32_array(p.loc("u_mvp"), false, &f.mvp);
                 gl.uniform2f(p.loc("u_viewport"), w, h);
                 gl.uniform1f(p.loc("u_width"), f.line_width_px);
                 gl.uniform3fv_with_f32_array(p.loc("u_eye"), &f.eye_model);
-                gl.bind_vertex_array(Some(vao));
-                gl.draw_arrays_instanced(Gl::TRIANGLE_STRIP, 0, vertices, arcs);
+                gl.uniform1i(p.loc("u_segments"), f.trail_segments as i32);
+                gl.draw_arrays(mode, 0, arcs * vertices as i32);
             }
         }
         gl.bind_vertex_array(None);

@@ -1,7 +1,9 @@
 //! The land data (dotted lattice and coastlines) and their parsers.
 //!
 //! Formats are described in `wasm-viz/data/README.md`: little-endian, a
-//! 4-byte magic, `u32` counts, points as `i16` lat then lon in
+//! 4-byte magic, `u32` counts; the land is one bit per point of a
+//! Fibonacci lattice (the lattice itself is computed, which is why the file
+//! is 11 KB instead of 103 KB), coastlines are `i16` lat then lon in
 //! centidegrees. The files are compiled in; the parsers still treat them as
 //! untrusted bytes (no panics, no allocation beyond what the input holds).
 
@@ -9,7 +11,7 @@ use std::fmt;
 
 use crate::geo::{lat_lon_to_unit, Vec3};
 
-pub const LAND_DOTS_BIN: &[u8] = include_bytes!("../data/land-dots.bin");
+pub const LAND_MASK_BIN: &[u8] = include_bytes!("../data/land-mask.bin");
 pub const COASTLINES_BIN: &[u8] = include_bytes!("../data/coastlines.bin");
 
 /// A point of the land data, in degrees.
@@ -129,14 +131,30 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Parses `land-dots.bin`.
-pub fn parse_dots(buf: &[u8]) -> Result<Vec<Point>, ParseError> {
+/// Point `i` of the `n`-point Fibonacci (golden-spiral) lattice: equal-area
+/// steps in latitude from north to south, the golden angle in longitude.
+/// `tools/derive_land.py` uses the same formula to decide which are land.
+pub fn lattice_point(i: usize, n: usize) -> Point {
+    let golden = (1.0 + 5f64.sqrt()) / 2.0;
+    let z = 1.0 - (2.0 * i as f64 + 1.0) / n as f64;
+    Point {
+        lat: z.clamp(-1.0, 1.0).asin().to_degrees(),
+        lon: (i as f64 * 360.0 / golden) % 360.0 - 180.0,
+    }
+}
+
+/// Parses `land-mask.bin` into the land points of its lattice, north to
+/// south.
+pub fn parse_land(buf: &[u8]) -> Result<Vec<Point>, ParseError> {
     let mut r = Reader { buf };
-    r.magic(b"LDOT")?;
-    let count = r.u32()?;
-    let points = r.points(count)?;
+    r.magic(b"LMSK")?;
+    let n = r.u32()?;
+    let bits = r.take(n.div_ceil(8))?;
     r.finish()?;
-    Ok(points)
+    Ok((0..n)
+        .filter(|i| bits[i / 8] & (1 << (i % 8)) != 0)
+        .map(|i| lattice_point(i, n))
+        .collect())
 }
 
 /// Parses `coastlines.bin` into polylines (to be drawn as line strips).
@@ -185,13 +203,14 @@ pub fn dot_spacing(dot_count: usize) -> f64 {
 mod tests {
     use super::*;
 
-    fn dots_file(points: &[(i16, i16)]) -> Vec<u8> {
-        let mut b = b"LDOT".to_vec();
-        b.extend_from_slice(&(points.len() as u32).to_le_bytes());
-        for (lat, lon) in points {
-            b.extend_from_slice(&lat.to_le_bytes());
-            b.extend_from_slice(&lon.to_le_bytes());
+    fn mask_file(n: u32, land: &[usize]) -> Vec<u8> {
+        let mut bits = vec![0u8; (n as usize).div_ceil(8)];
+        for &i in land {
+            bits[i / 8] |= 1 << (i % 8);
         }
+        let mut b = b"LMSK".to_vec();
+        b.extend_from_slice(&n.to_le_bytes());
+        b.extend_from_slice(&bits);
         b
     }
 
@@ -209,46 +228,59 @@ mod tests {
     }
 
     #[test]
-    fn parses_constructed_dots() {
-        let pts = parse_dots(&dots_file(&[(4365, -7938), (-9000, 18000)])).expect("parses");
-        assert_eq!(
-            pts,
-            vec![
-                Point {
-                    lat: 43.65,
-                    lon: -79.38
-                },
-                Point {
-                    lat: -90.0,
-                    lon: 180.0
-                }
-            ]
-        );
-        assert_eq!(parse_dots(&dots_file(&[])).expect("empty is fine"), vec![]);
+    fn the_lattice_covers_the_sphere_evenly_from_north_to_south() {
+        let n = 1_000;
+        let points: Vec<Point> = (0..n).map(|i| lattice_point(i, n)).collect();
+        assert!(points.windows(2).all(|w| w[0].lat > w[1].lat));
+        assert!(points[0].lat > 87.0 && points[n - 1].lat < -87.0);
+        assert!(points.iter().all(|p| (-180.0..180.0).contains(&p.lon)));
+        // Equal area: a tenth of the points in each tenth of the sphere's
+        // height (z = sin lat).
+        for band in 0..10 {
+            let z0 = -1.0 + 0.2 * f64::from(band);
+            let inside = points
+                .iter()
+                .filter(|p| (z0..z0 + 0.2).contains(&p.lat.to_radians().sin()))
+                .count();
+            assert_eq!(inside, 100, "band {band}");
+        }
     }
 
     #[test]
-    fn rejects_truncated_foreign_and_padded_dots() {
-        let good = dots_file(&[(100, 200), (300, 400)]);
+    fn parses_constructed_masks() {
+        let land = parse_land(&mask_file(20, &[0, 9, 19])).expect("parses");
+        assert_eq!(
+            land,
+            vec![
+                lattice_point(0, 20),
+                lattice_point(9, 20),
+                lattice_point(19, 20)
+            ]
+        );
+        assert_eq!(
+            parse_land(&mask_file(0, &[])).expect("empty is fine"),
+            vec![]
+        );
+    }
+
+    #[test]
+    fn rejects_truncated_foreign_and_padded_masks() {
+        let good = mask_file(20, &[1, 2]);
         for cut in 0..good.len() {
-            assert!(parse_dots(&good[..cut]).is_err(), "cut at {cut}");
+            assert!(parse_land(&good[..cut]).is_err(), "cut at {cut}");
         }
         assert!(matches!(
-            parse_dots(b"LCST\0\0\0\0"),
+            parse_land(b"LCST\0\0\0\0"),
             Err(ParseError::BadMagic { .. })
         ));
         let mut padded = good.clone();
         padded.push(0);
-        assert_eq!(parse_dots(&padded), Err(ParseError::TrailingBytes(1)));
-        assert!(matches!(
-            parse_dots(&dots_file(&[(9001, 0)])),
-            Err(ParseError::OutOfRange { .. })
-        ));
+        assert_eq!(parse_land(&padded), Err(ParseError::TrailingBytes(1)));
         // A huge announced count fails on length, without allocating.
-        let mut huge = b"LDOT".to_vec();
+        let mut huge = b"LMSK".to_vec();
         huge.extend_from_slice(&u32::MAX.to_le_bytes());
         assert!(matches!(
-            parse_dots(&huge),
+            parse_land(&huge),
             Err(ParseError::Truncated { .. })
         ));
     }
@@ -281,7 +313,8 @@ mod tests {
 
     #[test]
     fn embedded_data_parses_and_looks_like_earth() {
-        let dots = parse_dots(LAND_DOTS_BIN).expect("land-dots.bin");
+        let dots = parse_land(LAND_MASK_BIN).expect("land-mask.bin");
+        assert_eq!(dots.len(), 25_866);
         assert!(dots.len() > 5_000, "{}", dots.len());
         let rings = parse_coastlines(COASTLINES_BIN).expect("coastlines.bin");
         assert!(rings.len() > 50);

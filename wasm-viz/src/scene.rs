@@ -5,10 +5,12 @@
 use livemap_wire::{DecodeError, Snapshot};
 
 use crate::arcs::ArcField;
+use crate::bench::Synthetic;
 use crate::board::Board;
 use crate::camera::{Camera, Viewport};
 use crate::counters::{self, Counters};
 use crate::frame::{self, FrameData};
+use crate::geo::Vec3;
 
 /// Used when a snapshot does not say (`tick_ms` 0).
 pub const DEFAULT_TICK_MS: f64 = 200.0;
@@ -28,6 +30,11 @@ pub struct Scene {
     stale: bool,
     tick_ms: f64,
     dot_spacing: f64,
+    /// `?bench=N`: made-up arcs instead of a server's.
+    bench: Option<Synthetic>,
+    /// Which `frame::layer`s are drawn.
+    layers: u32,
+    trail_segments: u32,
 }
 
 impl Scene {
@@ -43,6 +50,9 @@ impl Scene {
             stale: false,
             tick_ms: DEFAULT_TICK_MS,
             dot_spacing,
+            bench: None,
+            layers: frame::layer::ALL,
+            trail_segments: crate::shaders::TRAIL_SEGMENTS,
         }
     }
 
@@ -105,6 +115,17 @@ impl Scene {
     pub fn advance(&mut self, now_ms: f64) {
         self.camera.update(now_ms);
         self.arcs.update(now_ms);
+        if let Some(bench) = self.bench.as_mut() {
+            bench.top_up(&mut self.arcs, now_ms);
+        }
+    }
+
+    /// Keeps `arcs` made-up arcs between places in `land` in flight, and
+    /// the bench's rings, from now on (see `bench.rs`).
+    pub fn start_bench(&mut self, arcs: usize, land: Vec<Vec3>) {
+        let bench = Synthetic::new(arcs, land);
+        self.arcs.set_limits(bench.limits());
+        self.bench = Some(bench);
     }
 
     pub fn build_frame(&self, now_ms: f64, out: &mut FrameData) {
@@ -115,6 +136,18 @@ impl Scene {
             self.dot_spacing,
             out,
         );
+        out.layers = self.layers;
+        out.trail_segments = self.trail_segments;
+    }
+
+    /// Segments per arc trail (at least 2, at most 64).
+    pub fn set_trail_segments(&mut self, segments: u32) {
+        self.trail_segments = segments.clamp(2, 64);
+    }
+
+    /// Draws only these `frame::layer`s from now on.
+    pub fn set_layers(&mut self, layers: u32) {
+        self.layers = layers & frame::layer::ALL;
     }
 
     pub fn counters(&mut self, now_ms: f64) -> [f64; counters::COUNT] {

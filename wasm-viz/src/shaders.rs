@@ -1,15 +1,26 @@
-//! GLSL ES 3.00 sources. Attribute locations are fixed with `layout`, and
-//! the instance layouts match `frame.rs` (`TRAIL_FLOATS`, `RING_FLOATS`).
+//! GLSL ES 3.00 sources. Attribute locations are fixed with `layout`.
 //! All colour outputs are premultiplied: additive passes blend ONE, ONE.
+//!
+//! Arcs, heads and rings are not instanced: each is one plain draw whose
+//! vertex shader finds its arc or ring from `gl_VertexID` and reads it
+//! from a float texture (`u_data`, [`DATA_TEXELS_PER_ROW`] RGBA32F texels
+//! a row) holding `frame.rs`'s arrays as they are (`TRAIL_FLOATS`,
+//! `RING_FLOATS`). Software WebGL (SwiftShader, what a machine without a
+//! GPU has) runs an instanced draw one instance at a time, at about 8 µs
+//! each; 5,000 arcs would cost 40 ms a layer before drawing a pixel.
 
-/// Full-screen triangle: deep space with a faint halo behind the globe,
-/// dithered so the gradient does not band on large screens.
+/// Full-screen triangle: deep space with a faint halo behind the globe
+/// and the atmosphere's outer glow (its inner rim is in [`GLOBE_FS`]),
+/// dithered so the gradients do not band on large screens. One pass for
+/// all three: on a software renderer every full-screen pass costs
+/// milliseconds.
 pub const BACKGROUND_VS: &str = r#"#version 300 es
 out vec2 v_ndc;
 void main() {
   vec2 p = vec2(float((gl_VertexID << 1) & 2), float(gl_VertexID & 2)) * 2.0 - 1.0;
   v_ndc = p;
-  gl_Position = vec4(p, 0.0, 1.0);
+  // At the far plane: behind the globe, the depth test drops it.
+  gl_Position = vec4(p, 0.9999, 1.0);
 }
 "#;
 
@@ -19,16 +30,17 @@ in vec2 v_ndc;
 uniform vec2 u_center;
 uniform vec2 u_radius;
 out vec4 o_color;
-float hash(vec2 p) {
-  return fract(sin(dot(p, vec2(12.9898, 78.233))) * 43758.5453);
+// Interleaved gradient noise: a dither without a sine per pixel.
+float ign(vec2 p) {
+  return fract(52.9829189 * fract(dot(p, vec2(0.06711056, 0.00583715))));
 }
 void main() {
-  float r = length((v_ndc - u_center) / u_radius);
+  float x = max(length((v_ndc - u_center) / u_radius) - 1.0, 0.0);
   vec3 deep = vec3(0.006, 0.010, 0.024);
   vec3 halo = vec3(0.020, 0.046, 0.105);
-  float k = exp(-max(r - 1.0, 0.0) * 1.35);
-  vec3 c = mix(deep, halo, k);
-  c += (hash(gl_FragCoord.xy) - 0.5) / 255.0;
+  vec3 c = mix(deep, halo, exp(-x * 1.35));
+  c += vec3(0.28, 0.58, 1.0) * (0.38 * exp(-x * 18.0) + 0.12 * exp(-x * 4.5));
+  c += (ign(gl_FragCoord.xy) - 0.5) / 255.0;
   o_color = vec4(c, 1.0);
 }
 "#;
@@ -41,7 +53,7 @@ out float v_b;
 void main() {
   v_b = a_star.w;
   gl_PointSize = a_star.z * u_dpr;
-  gl_Position = vec4(a_star.xy, 0.0, 1.0);
+  gl_Position = vec4(a_star.xy, 0.9999, 1.0);
 }
 "#;
 
@@ -79,11 +91,20 @@ void main() {
   vec3 v = normalize(vec3(0.0, 0.0, u_distance) - n);
   vec3 l = normalize(vec3(-0.55, 0.6, 0.75));
   float ndl = max(dot(n, l), 0.0);
-  float fres = pow(1.0 - max(dot(n, v), 0.0), 2.6);
+  float ndv = max(dot(n, v), 0.0);
+  float edge = 1.0 - ndv;
+  float fres = edge * edge * sqrt(edge);
   vec3 c = mix(vec3(0.012, 0.032, 0.075), vec3(0.040, 0.100, 0.210), ndl);
   c += vec3(0.08, 0.28, 0.62) * fres * 0.55;
+  // The atmosphere's inner rim: r^18, r being the distance from the
+  // disc's centre in silhouette radii (r^2 = 1 - ndv^2).
+  float r2 = 1.0 - ndv * ndv;
+  float r8 = r2 * r2 * r2 * r2;
+  c += vec3(0.28, 0.58, 1.0) * (r8 * r8 * r2 * 0.38);
   vec3 h = normalize(l + v);
-  c += vec3(0.45, 0.65, 1.0) * pow(max(dot(n, h), 0.0), 60.0) * 0.06;
+  float spec = max(dot(n, h), 0.0);
+  spec *= spec; spec *= spec; spec *= spec; spec *= spec; spec *= spec; spec *= spec;
+  c += vec3(0.45, 0.65, 1.0) * spec * 0.06;
   o_color = vec4(c, 1.0);
 }
 "#;
@@ -128,45 +149,51 @@ void main() {
 }
 "#;
 
-/// Atmosphere: a camera-facing quad through the globe centre. `u_rsil` is
-/// the silhouette radius on that plane; inside it the rim brightens,
-/// outside a halo falls off.
-pub const GLOW_VS: &str = r#"#version 300 es
-uniform mat4 u_view_proj;
-uniform float u_extent;
-out vec2 v_p;
-void main() {
-  vec2 c = vec2(float(gl_VertexID & 1), float((gl_VertexID >> 1) & 1)) * 2.0 - 1.0;
-  v_p = c * u_extent;
-  gl_Position = u_view_proj * vec4(v_p, 0.0, 1.0);
-}
-"#;
-
-pub const GLOW_FS: &str = r#"#version 300 es
-precision highp float;
-in vec2 v_p;
-uniform float u_rsil;
-out vec4 o_color;
-void main() {
-  float r = length(v_p) / u_rsil;
-  float g;
-  if (r < 1.0) {
-    g = pow(r, 18.0) * 0.38;
-  } else {
-    float x = r - 1.0;
-    g = 0.38 * exp(-x * 18.0) + 0.12 * exp(-x * 4.5);
-  }
-  o_color = vec4(vec3(0.28, 0.58, 1.0) * g, 1.0);
-}
-"#;
-
 /// Shared arc maths: the same formula as `geo::GreatArc::point`.
+/// Width of the data textures, in RGBA texels: 256 arcs (4 texels each)
+/// or 512 rings (2 each) a row.
+pub const DATA_TEXELS_PER_ROW: usize = 1024;
+/// Segments per trail at full quality; the quality governor uses fewer.
+pub const TRAIL_SEGMENTS: u32 = 16;
+
+/// Vertices per trail of `segments`: a strip of `2 * (segments + 1)` plus
+/// a repeated first and last vertex, so that one strip carries every
+/// trail (the repeats make degenerate triangles between them).
+pub fn trail_vertices(segments: u32) -> u32 {
+    2 * (segments + 1) + 2
+}
+/// Vertices per head or ring: two triangles.
+pub const QUAD_VERTICES: usize = 6;
+
+/// The corner (-1/+1, -1/+1) of a quad drawn as two triangles.
+const QUAD_CORNER: &str = r#"
+const int CORNERS[6] = int[6](0, 1, 2, 2, 1, 3);
+vec2 quad_corner(int k) {
+  int c = CORNERS[k];
+  return vec2(float(c & 1), float((c >> 1) & 1)) * 2.0 - 1.0;
+}
+"#;
+
 const ARC_COMMON: &str = r#"
-layout(location = 2) in vec3 i_start;
-layout(location = 3) in vec3 i_tangent;
-layout(location = 4) in vec4 i_arc;    // angle, height, head_t, tail_t
-layout(location = 5) in vec3 i_color;
-layout(location = 6) in vec3 i_style;  // width, head_alpha, intensity
+uniform highp sampler2D u_data;
+vec3 i_start;
+vec3 i_tangent;
+vec4 i_arc;    // angle, height, head_t, tail_t
+vec3 i_color;
+vec3 i_style;  // width, head_alpha, intensity
+// Arc `id`'s 16 floats: start.xyz, tangent.xyz, arc, rgb, style.
+void load_arc(int id) {
+  ivec2 at = ivec2((id % 256) * 4, id / 256);
+  vec4 a = texelFetch(u_data, at, 0);
+  vec4 b = texelFetch(u_data, at + ivec2(1, 0), 0);
+  vec4 c = texelFetch(u_data, at + ivec2(2, 0), 0);
+  vec4 d = texelFetch(u_data, at + ivec2(3, 0), 0);
+  i_start = a.xyz;
+  i_tangent = vec3(a.w, b.xy);
+  i_arc = vec4(b.zw, c.xy);
+  i_color = vec3(c.zw, d.x);
+  i_style = d.yzw;
+}
 uniform mat4 u_mvp;
 uniform vec2 u_viewport;
 uniform float u_width;
@@ -182,40 +209,56 @@ vec3 arc_point(float t) {
   vec3 dir = i_start * cos(a) + i_tangent * sin(a);
   return dir * (1.0 + i_arc.y * sin(PI * clamp(t, 0.0, 1.0)));
 }
-vec3 arc_velocity(float t) {
+// The point at `t` and the direction the arc runs there, sharing one set
+// of sines and cosines (vertex work is most of a trail's cost).
+void arc_point_and_direction(float t, out vec3 p, out vec3 dir) {
   float a = t * i_arc.x;
-  vec3 dir = i_start * cos(a) + i_tangent * sin(a);
-  vec3 ddir = (i_tangent * cos(a) - i_start * sin(a)) * i_arc.x;
+  float ca = cos(a);
+  float sa = sin(a);
+  vec3 up = i_start * ca + i_tangent * sa;
+  vec3 along = (i_tangent * ca - i_start * sa) * i_arc.x;
   float h = 1.0 + i_arc.y * sin(PI * t);
-  return ddir * h + dir * (i_arc.y * PI * cos(PI * t));
+  p = up * h;
+  dir = along * h + up * (i_arc.y * PI * cos(PI * t));
 }
 "#;
 
-/// Arc trails: instanced ribbons, extruded in screen space so they keep
-/// the same pixel width everywhere. Template: `a_s` 0 (tail) .. 1 (head),
-/// `a_side` -1/+1, drawn as a triangle strip.
+/// Arc trails: ribbons, extruded in screen space so they keep the same
+/// pixel width everywhere; `a_s` runs 0 (tail) .. 1 (head), `a_side` is
+/// -1/+1 across. All trails are one triangle strip.
 pub fn trail_vs() -> String {
     format!(
-        "#version 300 es\nlayout(location = 0) in float a_s;\nlayout(location = 1) in float a_side;\n{ARC_COMMON}{}",
+        "#version 300 es\n{ARC_COMMON}{}",
         r#"
+uniform int u_segments;
 out vec3 v_color;
 out float v_edge;
 void main() {
+  int vertices = 2 * (u_segments + 1) + 2;
+  int id = gl_VertexID / vertices;
+  int j = clamp(gl_VertexID - id * vertices - 1, 0, vertices - 3);
+  load_arc(id);
+  float a_s = float(j / 2) / float(u_segments);
+  float a_side = (j % 2 == 0) ? -1.0 : 1.0;
   float t = mix(i_arc.w, i_arc.z, a_s);
-  vec3 p = arc_point(t);
-  vec3 vel = arc_velocity(t);
-  float vl = length(vel);
-  vec3 q = p + (vl > 1e-6 ? vel / vl : vec3(0.0, 1.0, 0.0)) * 0.01;
+  vec3 p;
+  vec3 vel;
+  arc_point_and_direction(t, p, vel);
   vec4 cp = u_mvp * vec4(p, 1.0);
-  vec4 cq = u_mvp * vec4(q, 1.0);
-  vec2 d = (cq.xy / cq.w - cp.xy / cp.w) * u_viewport;
+  // The arc's direction on screen: the derivative of the projection.
+  vec4 cv = u_mvp * vec4(vel, 0.0);
+  vec2 d = (cv.xy * cp.w - cp.xy * cv.w) * u_viewport;
   float dl = length(d);
-  d = dl > 1e-6 ? d / dl : vec2(1.0, 0.0);
+  d = dl > 1e-9 ? d / dl : vec2(1.0, 0.0);
   float w = u_width * i_style.x * mix(0.3, 1.0, a_s);
   cp.xy += vec2(-d.y, d.x) * a_side * w / u_viewport * cp.w;
   gl_Position = cp;
-  float a = pow(a_s, 1.3) * i_style.z * 1.25 * near_side(p);
-  v_color = mix(i_color, vec3(1.0), 0.5 * pow(a_s, 10.0)) * a;
+  // Brighter towards the head (about s^1.3), white-hot at the very head
+  // (s^10), without pow().
+  float s2 = a_s * a_s;
+  float s8 = s2 * s2 * s2 * s2;
+  float a = a_s * sqrt(sqrt(a_s)) * i_style.z * 1.25 * near_side(p);
+  v_color = mix(i_color, vec3(1.0), 0.5 * s8 * s2) * a;
   v_edge = a_side;
 }
 "#
@@ -234,23 +277,27 @@ void main() {
 "#;
 
 /// Arc heads: a glowing camera-facing sprite at the head, from the same
-/// instance buffer as the trails.
+/// data as the trails.
 pub fn head_vs() -> String {
     format!(
-        "#version 300 es\n{ARC_COMMON}{}",
+        "#version 300 es\n{ARC_COMMON}{QUAD_CORNER}{}",
         r#"
 out vec2 v_uv;
 out vec3 v_color;
 void main() {
-  vec2 c = vec2(float(gl_VertexID & 1), float((gl_VertexID >> 1) & 1)) * 2.0 - 1.0;
+  int id = gl_VertexID / 6;
+  load_arc(id);
+  vec2 c = quad_corner(gl_VertexID - id * 6);
   vec3 p = arc_point(i_arc.z);
   float vis = near_side(p);
   p += normalize(u_eye - p) * 0.01;
   vec4 cp = u_mvp * vec4(p, 1.0);
-  float radius = u_width * i_style.x * 4.5;
+  // The sprite's light is all but gone past 0.65 of the radius its
+  // falloff is drawn for, so the quad stops there (a third of the area).
+  float radius = u_width * i_style.x * 4.5 * 0.65;
   cp.xy += c * radius * 2.0 / u_viewport * cp.w;
   gl_Position = i_style.y > 0.0 ? cp : vec4(2.0, 2.0, 2.0, 1.0);
-  v_uv = c;
+  v_uv = c * 0.65;
   v_color = i_color * i_style.y * i_style.z * vis;
 }
 "#
@@ -267,23 +314,32 @@ void main() {
   float core = exp(-r2 * 22.0);
   float halo = exp(-r2 * 5.0) * 0.45;
   vec3 c = mix(v_color, vec3(length(v_color) * 0.8), core * 0.7) * (core * 1.4 + halo);
-  o_color = vec4(c * (1.0 - smoothstep(0.8, 1.0, sqrt(r2))), 1.0);
+  o_color = vec4(c * (1.0 - smoothstep(0.25, 0.4225, r2)), 1.0);
 }
 "#;
 
 /// Landing rings: quads lying on the surface at the landing point,
 /// expanding and fading, with a brief flash at the centre.
-pub const RING_VS: &str = r#"#version 300 es
-layout(location = 2) in vec3 i_center;
-layout(location = 3) in vec3 i_color;
-layout(location = 4) in vec2 i_ring;   // progress, size
+pub fn ring_vs() -> String {
+    format!(
+        "#version 300 es\n{QUAD_CORNER}{}",
+        r#"
+uniform highp sampler2D u_data;
 uniform mat4 u_mvp;
 uniform vec3 u_eye;
 out vec2 v_uv;
 out vec3 v_color;
-out float v_progress;
+out float v_flash;
 void main() {
-  vec2 c = vec2(float(gl_VertexID & 1), float((gl_VertexID >> 1) & 1)) * 2.0 - 1.0;
+  // Ring `id`'s 8 floats: center.xyz, rgb, progress, size.
+  int id = gl_VertexID / 6;
+  ivec2 at = ivec2((id % 512) * 2, id / 512);
+  vec4 a = texelFetch(u_data, at, 0);
+  vec4 b = texelFetch(u_data, at + ivec2(1, 0), 0);
+  vec3 i_center = a.xyz;
+  vec3 i_color = vec3(a.w, b.xy);
+  vec2 i_ring = b.zw;
+  vec2 c = quad_corner(gl_VertexID - id * 6);
   vec3 n = normalize(i_center);
   vec3 up = abs(n.y) < 0.99 ? vec3(0.0, 1.0, 0.0) : vec3(1.0, 0.0, 0.0);
   vec3 t1 = normalize(cross(up, n));
@@ -294,24 +350,31 @@ void main() {
   float facing = dot(n, normalize(u_eye - n));
   gl_Position = facing > 0.0 ? u_mvp * vec4(p, 1.0) : vec4(2.0, 2.0, 2.0, 1.0);
   v_uv = c;
-  v_progress = i_ring.x;
-  v_color = i_color * smoothstep(0.0, 0.25, facing);
+  // What depends on the ring's age alone is worked out once per corner.
+  float left = 1.0 - i_ring.x;
+  v_color = i_color * smoothstep(0.0, 0.25, facing) * pow(left, 1.6);
+  v_flash = left * left * left * left * 1.5;
 }
-"#;
+"#
+    )
+}
 
+/// Ring: a bright band at 0.84 of the radius over a faint fill, and a
+/// flash at the centre while it is young; polynomials rather than
+/// exponentials, as each ring covers hundreds of pixels.
 pub const RING_FS: &str = r#"#version 300 es
 precision mediump float;
 in vec2 v_uv;
 in vec3 v_color;
-in float v_progress;
+in float v_flash;
 out vec4 o_color;
 void main() {
-  float r = length(v_uv);
-  float fade = pow(1.0 - v_progress, 1.6);
+  float r2 = dot(v_uv, v_uv);
+  float r = sqrt(r2);
   float ring = smoothstep(0.62, 0.84, r) * (1.0 - smoothstep(0.84, 1.0, r)) * 1.3;
   float fill = 0.18 * (1.0 - smoothstep(0.0, 0.9, r));
-  float flash = exp(-r * r * 30.0) * pow(1.0 - v_progress, 4.0) * 1.5;
-  o_color = vec4(v_color * (ring + fill + flash) * fade, 1.0);
+  float q = max(1.0 - r2 * 10.0, 0.0);
+  o_color = vec4(v_color * (ring + fill + q * q * q * v_flash), 1.0);
 }
 "#;
 
@@ -324,6 +387,7 @@ mod tests {
     fn every_shader_is_glsl_es_300_with_one_output() {
         let trail = trail_vs();
         let head = head_vs();
+        let ring = ring_vs();
         let all = [
             BACKGROUND_VS,
             BACKGROUND_FS,
@@ -334,13 +398,11 @@ mod tests {
             LAND_VS,
             DOTS_FS,
             COAST_FS,
-            GLOW_VS,
-            GLOW_FS,
             &trail,
             TRAIL_FS,
             &head,
             HEAD_FS,
-            RING_VS,
+            &ring,
             RING_FS,
         ];
         for src in all {
@@ -353,7 +415,6 @@ mod tests {
             GLOBE_FS,
             DOTS_FS,
             COAST_FS,
-            GLOW_FS,
             TRAIL_FS,
             HEAD_FS,
             RING_FS,
@@ -363,12 +424,17 @@ mod tests {
     }
 
     #[test]
-    fn instance_attributes_cover_the_frame_layouts() {
-        // vec3 + vec3 + vec4 + vec3 + vec3 = 16 floats.
-        assert_eq!(3 + 3 + 4 + 3 + 3, TRAIL_FLOATS);
-        assert!(ARC_COMMON.contains("location = 6) in vec3 i_style"));
-        // vec3 + vec3 + vec2 = 8 floats.
-        assert_eq!(3 + 3 + 2, RING_FLOATS);
-        assert!(RING_VS.contains("location = 4) in vec2 i_ring"));
+    fn data_texels_cover_the_frame_layouts() {
+        // 4 texels of 4 floats an arc, 2 a ring, whole numbers a row.
+        assert_eq!(TRAIL_FLOATS, 16);
+        assert_eq!(RING_FLOATS, 8);
+        assert_eq!(DATA_TEXELS_PER_ROW % 4, 0);
+        let arcs_a_row = DATA_TEXELS_PER_ROW / (TRAIL_FLOATS / 4);
+        let rings_a_row = DATA_TEXELS_PER_ROW / (RING_FLOATS / 4);
+        assert!(ARC_COMMON.contains(&format!("(id % {arcs_a_row}) * 4, id / {arcs_a_row}")));
+        assert!(ring_vs().contains(&format!("(id % {rings_a_row}) * 2, id / {rings_a_row}")));
+        assert!(head_vs().contains(&format!("gl_VertexID / {QUAD_VERTICES}")));
+        assert!(trail_vs().contains("int vertices = 2 * (u_segments + 1) + 2;"));
+        assert_eq!(trail_vertices(TRAIL_SEGMENTS), 2 * (TRAIL_SEGMENTS + 1) + 2);
     }
 }

@@ -30,7 +30,7 @@ pub struct Globe {
 }
 
 fn new_scene() -> Scene {
-    let dots = land::parse_dots(land::LAND_DOTS_BIN)
+    let dots = land::parse_land(land::LAND_MASK_BIN)
         .map(|d| d.len())
         .unwrap_or(1);
     Scene::new(land::dot_spacing(dots))
@@ -38,11 +38,12 @@ fn new_scene() -> Scene {
 
 #[wasm_bindgen]
 impl Globe {
-    /// Sets up WebGL2 on `canvas`. Throws (with the GL info log, for shader
-    /// errors) when that is impossible.
+    /// Sets up WebGL2 on `canvas`, multisampled unless `antialias` is
+    /// false. Throws (with the GL info log, for shader errors) when that is
+    /// impossible.
     #[wasm_bindgen(constructor)]
-    pub fn new(canvas: HtmlCanvasElement) -> Result<Globe, JsError> {
-        let renderer = Renderer::new(&canvas)?;
+    pub fn new(canvas: HtmlCanvasElement, antialias: Option<bool>) -> Result<Globe, JsError> {
+        let renderer = Renderer::new(&canvas, antialias.unwrap_or(true))?;
         let (w, h) = (canvas.client_width(), canvas.client_height());
         let mut globe = Globe {
             scene: new_scene(),
@@ -117,6 +118,28 @@ impl Globe {
     /// snapshot, as JSON (shape in `board.rs`).
     pub fn board_json(&self) -> String {
         self.scene.board().to_json()
+    }
+
+    /// `?bench=N`: from now on, keeps `arcs` made-up arcs in flight and
+    /// the bench's 2,000 rings, whatever snapshots say (at most 100,000
+    /// arcs).
+    pub fn start_bench(&mut self, arcs: u32) {
+        let land = land::parse_land(land::LAND_MASK_BIN)
+            .map(|dots| dots.iter().map(|p| p.unit()).collect())
+            .unwrap_or_default();
+        self.scene.start_bench(arcs.min(100_000) as usize, land);
+    }
+
+    /// Draws only these layers (bits, in the order background, stars,
+    /// globe, coastlines, dots, rings, trails, heads): for
+    /// profiling one layer's cost.
+    pub fn set_layers(&mut self, layers: u32) {
+        self.scene.set_layers(layers);
+    }
+
+    /// Segments per arc trail (2 to 64; 16 by default).
+    pub fn set_trail_segments(&mut self, segments: u32) {
+        self.scene.set_trail_segments(segments);
     }
 
     /// Pointer position in CSS pixels; only differences matter.

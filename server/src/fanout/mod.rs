@@ -42,6 +42,7 @@ pub struct AppState {
 }
 
 pub fn router(state: AppState) -> Router {
+    assets::prepare();
     Router::new()
         .route("/ws", get(ws::upgrade))
         .route("/sse", get(api::sse))

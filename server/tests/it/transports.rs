@@ -328,6 +328,42 @@ async fn serves_the_page_and_refuses_unknown_paths() {
         .expect("ascii")
         .starts_with("text/html"));
     assert!(page.text().await.expect("body").contains("app.js"));
+
+    // Assets go out gzipped to those who take it, and a reload with the
+    // ETag costs a 304.
+    let client = reqwest::Client::new();
+    let plain = client.get(server.url("/app.js")).send().await.expect("GET");
+    let etag = plain.headers()["etag"].clone();
+    let plain = plain.bytes().await.expect("body");
+    let zipped = client
+        .get(server.url("/app.js"))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .expect("GET gzip");
+    assert_eq!(zipped.headers()["content-encoding"], "gzip");
+    let zipped = zipped.bytes().await.expect("body");
+    assert!(
+        zipped.len() < plain.len() / 2,
+        "{} of {}",
+        zipped.len(),
+        plain.len()
+    );
+    let mut unzipped = Vec::new();
+    std::io::Read::read_to_end(
+        &mut flate2::read::GzDecoder::new(&zipped[..]),
+        &mut unzipped,
+    )
+    .expect("gunzips");
+    assert_eq!(unzipped, plain);
+    let again = client
+        .get(server.url("/app.js"))
+        .header("if-none-match", etag)
+        .send()
+        .await
+        .expect("GET again");
+    assert_eq!(again.status(), 304);
+
     let missing = reqwest::get(server.url("/no/such/thing"))
         .await
         .expect("GET");
