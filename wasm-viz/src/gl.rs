@@ -6,8 +6,8 @@ use std::fmt;
 
 use wasm_bindgen::{JsCast, JsValue};
 use web_sys::{
-    HtmlCanvasElement, WebGl2RenderingContext as Gl, WebGlBuffer, WebGlProgram, WebGlShader,
-    WebGlTexture, WebGlUniformLocation, WebGlVertexArrayObject,
+    HtmlCanvasElement, WebGl2RenderingContext as Gl, WebGlBuffer, WebGlFramebuffer, WebGlProgram,
+    WebGlShader, WebGlTexture, WebGlUniformLocation, WebGlVertexArrayObject,
 };
 
 use crate::frame::{layer, FrameData};
@@ -227,8 +227,37 @@ impl DataTexture {
     }
 }
 
+/// The sky depends only on the viewport and where the globe sits in it,
+/// not on the spin, so it is drawn into a texture when those change and
+/// copied to the screen each frame (a copy is several times cheaper than
+/// its shader on a software renderer).
+struct SkyCache {
+    framebuffer: WebGlFramebuffer,
+    texture: WebGlTexture,
+    /// Viewport size, globe centre and radius it was drawn for.
+    drawn_for: Option<[f32; 6]>,
+}
+
+impl SkyCache {
+    fn new(gl: &Gl) -> Result<SkyCache, GlError> {
+        let texture = gl.create_texture().ok_or(GlError::Create("texture"))?;
+        let framebuffer = gl
+            .create_framebuffer()
+            .ok_or(GlError::Create("framebuffer"))?;
+        Ok(SkyCache {
+            framebuffer,
+            texture,
+            drawn_for: None,
+        })
+    }
+}
+
 pub struct Renderer {
     gl: Gl,
+    /// Multisampled: the sky is then drawn, not copied (a copy into a
+    /// multisampled framebuffer is not allowed).
+    antialias: bool,
+    sky: SkyCache,
     background: Program,
     stars: Program,
     globe: Program,
@@ -396,6 +425,7 @@ impl Renderer {
         let staging = gl.create_buffer().ok_or(GlError::Create("buffer"))?;
         gl.bind_vertex_array(None);
 
+        let sky = SkyCache::new(&gl)?;
         Ok(Renderer {
             globe_indices: sphere.indices.len() as i32,
             dot_count: dots_data.len() as i32,
@@ -417,12 +447,83 @@ impl Renderer {
             arc_data,
             ring_data,
             staging,
+            antialias,
+            sky,
             scratch,
         })
     }
 
     pub fn is_lost(&self) -> bool {
         self.gl.is_context_lost()
+    }
+
+    fn draw_sky(&self, f: &FrameData) {
+        let gl = &self.gl;
+        let p = &self.background;
+        gl.use_program(Some(&p.program));
+        gl.uniform2f(
+            p.loc("u_center"),
+            f.globe_center_ndc[0],
+            f.globe_center_ndc[1],
+        );
+        gl.uniform2f(
+            p.loc("u_radius"),
+            f.globe_radius_ndc[0],
+            f.globe_radius_ndc[1],
+        );
+        gl.bind_vertex_array(Some(&self.empty_vao));
+        gl.draw_arrays(Gl::TRIANGLES, 0, 3);
+    }
+
+    /// Copies the sky to the screen, drawing it into its texture first if
+    /// the layout changed since.
+    fn copy_sky(&mut self, f: &FrameData) {
+        let gl = &self.gl;
+        let [w, h] = f.viewport_px;
+        let key = [
+            w,
+            h,
+            f.globe_center_ndc[0],
+            f.globe_center_ndc[1],
+            f.globe_radius_ndc[0],
+            f.globe_radius_ndc[1],
+        ];
+        gl.bind_framebuffer(Gl::FRAMEBUFFER, Some(&self.sky.framebuffer));
+        if self.sky.drawn_for != Some(key) {
+            if self.sky.drawn_for.is_none_or(|k| k[0] != w || k[1] != h) {
+                gl.bind_texture(Gl::TEXTURE_2D, Some(&self.sky.texture));
+                let _ = gl
+                    .tex_image_2d_with_i32_and_i32_and_i32_and_format_and_type_and_opt_u8_array(
+                        Gl::TEXTURE_2D,
+                        0,
+                        Gl::RGBA8 as i32,
+                        w as i32,
+                        h as i32,
+                        0,
+                        Gl::RGBA,
+                        Gl::UNSIGNED_BYTE,
+                        None,
+                    );
+                for param in [Gl::TEXTURE_MIN_FILTER, Gl::TEXTURE_MAG_FILTER] {
+                    gl.tex_parameteri(Gl::TEXTURE_2D, param, Gl::NEAREST as i32);
+                }
+                gl.framebuffer_texture_2d(
+                    Gl::FRAMEBUFFER,
+                    Gl::COLOR_ATTACHMENT0,
+                    Gl::TEXTURE_2D,
+                    Some(&self.sky.texture),
+                    0,
+                );
+            }
+            gl.disable(Gl::DEPTH_TEST);
+            gl.disable(Gl::BLEND);
+            self.draw_sky(f);
+            self.sky.drawn_for = Some(key);
+        }
+        gl.bind_framebuffer(Gl::DRAW_FRAMEBUFFER, None);
+        let (w, h) = (w as i32, h as i32);
+        gl.blit_framebuffer(0, 0, w, h, 0, 0, w, h, Gl::COLOR_BUFFER_BIT, Gl::NEAREST);
+        gl.bind_framebuffer(Gl::FRAMEBUFFER, None);
     }
 
     pub fn draw(&mut self, f: &FrameData) {
@@ -435,11 +536,18 @@ impl Renderer {
         let on = |bit: u32| f.layers & bit != 0;
         gl.depth_mask(true);
         gl.clear_color(0.006, 0.010, 0.024, 1.0);
+        // The browser clears a presented canvas lazily, on the first clear
+        // or draw, not on a copy: so clear before the sky is copied in.
         gl.clear(if on(layer::BACKGROUND) {
             Gl::DEPTH_BUFFER_BIT
         } else {
             Gl::DEPTH_BUFFER_BIT | Gl::COLOR_BUFFER_BIT
         });
+        let sky_copied = on(layer::BACKGROUND) && !self.antialias;
+        if sky_copied {
+            self.copy_sky(f);
+        }
+        let gl = &self.gl;
         gl.disable(Gl::BLEND);
 
         // The ocean sphere first, the only depth writer, so that the sky
@@ -461,22 +569,10 @@ impl Renderer {
         }
         gl.depth_mask(false);
 
-        // Space: the sky (halo and outer glow), then stars.
-        if on(layer::BACKGROUND) {
-            let p = &self.background;
-            gl.use_program(Some(&p.program));
-            gl.uniform2f(
-                p.loc("u_center"),
-                f.globe_center_ndc[0],
-                f.globe_center_ndc[1],
-            );
-            gl.uniform2f(
-                p.loc("u_radius"),
-                f.globe_radius_ndc[0],
-                f.globe_radius_ndc[1],
-            );
-            gl.bind_vertex_array(Some(&self.empty_vao));
-            gl.draw_arrays(Gl::TRIANGLES, 0, 3);
+        // Space: the sky (halo and outer glow) unless it was copied, then
+        // stars.
+        if on(layer::BACKGROUND) && !sky_copied {
+            self.draw_sky(f);
         }
         gl.enable(Gl::BLEND);
         gl.blend_func(Gl::ONE, Gl::ONE);
