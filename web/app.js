@@ -28,7 +28,8 @@
 // `?bench=N` draws N made-up arcs in flight (and 2,000 rings) and connects
 // to nothing, so that a harness measures the renderer alone
 // (bench/renderer/); window.livemap.firstFrameMs is when the first frame
-// was drawn, in ms since navigation started. For profiling the renderer:
+// was drawn, in ms since navigation started; quality is the renderer's
+// quality tier and wasmBytes the size of its memory. For profiling the renderer:
 // `?aa=1` turns multisampling on (the shaders smooth their own edges), `?layers=N` draws only the layers whose
 // bits are set in N (see Globe.set_layers).
 //
@@ -71,6 +72,8 @@ const state = {
   panels: { trends: 0, countries: 0, channels: 0, shops: 0, cities: 0, minutes: 0 },
   timeline: { bars: 0, historyLoads: 0, replays: 0 },
   firstFrameMs: 0,
+  quality: 0,
+  wasmBytes: 0,
 };
 window.livemap = state;
 
@@ -81,6 +84,12 @@ const benchArcs = Math.max(0, Math.min(100_000, Number.parseInt(params.get('benc
 const antialias = params.get('aa') === '1';
 const onlyLayers = params.has('layers') ? Number(params.get('layers')) : null;
 const trailSegments = params.has('segments') ? Number(params.get('segments')) : null;
+// `?quality=N` fixes the renderer's quality tier (0 best .. 4); by default
+// it follows the frame rate.
+const fixedQuality = params.has('quality') ? Number(params.get('quality')) : null;
+const reducedMotion = window.matchMedia?.('(prefers-reduced-motion: reduce)');
+/// Screen readers hear the totals this often, not at every tick.
+const SUMMARY_EVERY_MS = 60_000;
 
 const net = {
   ws: null,
@@ -97,6 +106,7 @@ const net = {
 
 let globe = null;
 let wasm = null;
+let wasmMemory = null; // the wasm's linear memory, for window.livemap.wasmBytes
 let lastSnapshot = null; // the latest good bytes, replayed into a rebuilt globe
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -337,7 +347,14 @@ function updateCounters(now) {
   setCounter(counterEls.opm, opm, fmt0.format(opm));
   setCounter(counterEls.shoppers, shoppers, fmt0.format(shoppers));
   setCounter(counterEls.carbon, kg, formatCarbon(kg));
+  if (state.version > 0 && now - summaryAt > SUMMARY_EVERY_MS) {
+    summaryAt = now;
+    setText(summaryEl, `Total sales ${sales}. ${fmt0.format(opm)} orders per minute. ${fmt0.format(shoppers)} unique shoppers. ${formatCarbon(kg)} of carbon offset.`);
+  }
 }
+
+const summaryEl = $('sr-summary');
+let summaryAt = -Infinity;
 
 // ---------------------------------------------------------------- panels
 
@@ -526,6 +543,8 @@ function frame(t) {
   if ((window.devicePixelRatio || 1) !== sized.dpr) resize();
   globe.frame(t);
   if (!state.firstFrameMs) state.firstFrameMs = performance.now();
+  state.quality = globe.quality();
+  state.wasmBytes = wasmMemory?.buffer.byteLength ?? 0;
   updateCounters(t);
   updatePanels(t);
   updateTimeline(t);
@@ -563,6 +582,16 @@ function wirePointer() {
   canvas.addEventListener('lostpointercapture', end);
 }
 
+/** What the page's parameters and the viewer's settings ask of a globe. */
+function configureGlobe(g) {
+  if (fixedQuality !== null) g.set_quality(fixedQuality);
+  if (onlyLayers !== null) g.set_layers(onlyLayers);
+  if (trailSegments !== null) g.set_trail_segments(trailSegments);
+  g.set_reduced_motion(Boolean(reducedMotion?.matches));
+}
+
+reducedMotion?.addEventListener?.('change', () => globe?.set_reduced_motion(reducedMotion.matches));
+
 /** A lost WebGL context (driver reset, days into a kiosk run) gets a new globe. */
 function wireContextLoss() {
   canvas.addEventListener('webglcontextlost', (e) => {
@@ -573,7 +602,7 @@ function wireContextLoss() {
   canvas.addEventListener('webglcontextrestored', () => {
     try {
       const fresh = new wasm.Globe(canvas, antialias);
-      if (onlyLayers !== null) fresh.set_layers(onlyLayers);
+      configureGlobe(fresh);
       globe.free();
       globe = fresh;
       sized = { w: 0, h: 0, dpr: 0 };
@@ -619,21 +648,20 @@ function watchdog() {
 async function main() {
   try {
     wasm = await import('./pkg/livemap_viz.js');
-    await wasm.default();
+    wasmMemory = (await wasm.default()).memory;
   } catch (e) {
     showMessage('The live map could not load its renderer. Reload the page to try again.', e);
     return;
   }
   try {
     globe = new wasm.Globe(canvas, antialias);
-    if (onlyLayers !== null) globe.set_layers(onlyLayers);
-    if (trailSegments !== null) globe.set_trail_segments(trailSegments);
   } catch (e) {
     // Keep the numbers going even where the globe cannot be drawn.
     globe = wasm.Globe.withoutGraphics();
     canvas.hidden = true;
     showMessage('This screen cannot show the 3D globe (WebGL2 is not available). The totals are still live.', e);
   }
+  configureGlobe(globe);
   resize();
   const ro = new ResizeObserver(resize);
   ro.observe(canvas);

@@ -34,6 +34,25 @@ pub struct Limits {
     pub max_rings: usize,
 }
 
+impl Limits {
+    /// These caps times `share` (the quality governor's arc share), at
+    /// least one of each.
+    pub fn scaled(self, share: f64) -> Limits {
+        let share = if share.is_finite() {
+            share.clamp(0.0, 1.0)
+        } else {
+            1.0
+        };
+        let scale = |n: usize| ((n as f64 * share).ceil() as usize).max(1);
+        Limits {
+            target_active: scale(self.target_active),
+            max_active: scale(self.max_active),
+            max_pending: scale(self.max_pending),
+            max_rings: scale(self.max_rings),
+        }
+    }
+}
+
 impl Default for Limits {
     fn default() -> Limits {
         Limits {
@@ -172,6 +191,9 @@ pub struct ArcField {
     tick_ms: f64,
     stats: ArcStats,
     limits: Limits,
+    /// For people who ask for reduced motion: arcs appear whole and fade,
+    /// without a travelling head or landing rings.
+    still: bool,
 }
 
 impl ArcField {
@@ -197,6 +219,10 @@ impl ArcField {
 
     pub fn limits(&self) -> Limits {
         self.limits
+    }
+
+    pub fn set_reduced_motion(&mut self, still: bool) {
+        self.still = still;
     }
 
     /// New caps; what is already over them is dropped at once (the oldest
@@ -297,7 +323,7 @@ impl ArcField {
                 // Shop and buyer in the same place: just the landing ring.
                 self.stats.spawned += 1;
                 self.push_ring(p.arc.end(), p.color, p.weight, p.spawn_ms);
-            } else if self.insert(LiveArc::new(p.arc, p.color, p.weight, p.spawn_ms)) {
+            } else if self.insert(self.new_live(p)) {
                 self.stats.spawned += 1;
             } else {
                 self.stats.dropped += 1;
@@ -315,7 +341,20 @@ impl ArcField {
         self.rings.retain(|r| r.born_ms + RING_MS > now_ms);
     }
 
+    fn new_live(&self, p: Pending) -> LiveArc {
+        let mut live = LiveArc::new(p.arc, p.color, p.weight, p.spawn_ms);
+        if self.still {
+            // Born a travel time ago: already arrived, the trail draining.
+            live.born_ms -= live.travel_ms;
+            live.landed = true;
+        }
+        live
+    }
+
     fn push_ring(&mut self, center: Vec3, color: [f32; 3], weight: f32, born_ms: f64) {
+        if self.still {
+            return;
+        }
         if self.rings.len() < self.limits.max_rings {
             self.rings.push(Ring {
                 center,

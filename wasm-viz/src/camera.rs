@@ -145,6 +145,20 @@ impl Viewport {
         }
     }
 
+    /// The same screen drawn with at most `max_dpr` device pixels per CSS
+    /// pixel (the quality governor's tiers; as low as 0.25).
+    pub fn with_max_dpr(self, max_dpr: f64) -> Viewport {
+        let cap = if max_dpr.is_finite() {
+            max_dpr.max(0.25)
+        } else {
+            1.0
+        };
+        Viewport {
+            dpr: self.dpr.min(cap),
+            ..self
+        }
+    }
+
     /// Drawing-buffer size in device pixels (what the canvas width/height
     /// attributes get).
     pub fn pixel_size(&self) -> (u32, u32) {
@@ -283,6 +297,7 @@ pub struct Camera {
     /// Latitude facing the viewer, degrees in [-LAT_LIMIT, LAT_LIMIT].
     pub lat: f64,
     vel: (f64, f64),
+    auto_spin: f64,
     drag: Option<Drag>,
     last_ms: Option<f64>,
     last_input_ms: f64,
@@ -302,11 +317,20 @@ impl Camera {
             lon: DEFAULT_LON,
             lat: DEFAULT_LAT,
             vel: (AUTO_SPIN_DEG_PER_S, 0.0),
+            auto_spin: AUTO_SPIN_DEG_PER_S,
             drag: None,
             last_ms: None,
             last_input_ms: f64::NEG_INFINITY,
             viewport: Viewport::default(),
             slot: None,
+        }
+    }
+
+    /// The spin the globe returns to when nobody drags it, in degrees per
+    /// second (0 for people who ask for reduced motion).
+    pub fn set_auto_spin(&mut self, deg_per_s: f64) {
+        if deg_per_s.is_finite() {
+            self.auto_spin = deg_per_s.clamp(-MAX_SPIN_DEG_PER_S, MAX_SPIN_DEG_PER_S);
         }
     }
 
@@ -358,7 +382,7 @@ impl Camera {
             return;
         }
         let decay = (-dt / INERTIA_TAU_S).exp();
-        self.vel.0 = AUTO_SPIN_DEG_PER_S + (self.vel.0 - AUTO_SPIN_DEG_PER_S) * decay;
+        self.vel.0 = self.auto_spin + (self.vel.0 - self.auto_spin) * decay;
         self.vel.1 *= decay;
         self.lon += self.vel.0 * dt;
         self.lat += self.vel.1 * dt;

@@ -57,6 +57,8 @@ pub struct Counters {
     /// the caller's clock steps back.
     shown: [f64; COUNT],
     started: bool,
+    /// For reduced motion: new values are shown at once, not rolled to.
+    still: bool,
 }
 
 fn targets(s: &Snapshot) -> [f64; COUNT] {
@@ -78,6 +80,10 @@ fn is_total(i: usize) -> bool {
 impl Counters {
     pub fn new() -> Counters {
         Counters::default()
+    }
+
+    pub fn set_reduced_motion(&mut self, still: bool) {
+        self.still = still;
     }
 
     pub fn set(&mut self, snapshot: &Snapshot, now_ms: f64, tick_ms: f64) {
@@ -106,7 +112,8 @@ impl Counters {
             } else {
                 target
             };
-            e.retarget(target, now_ms, tick * EASE_TICKS);
+            let duration = if self.still { 0.0 } else { tick * EASE_TICKS };
+            e.retarget(target, now_ms, duration);
         }
         self.started = true;
     }

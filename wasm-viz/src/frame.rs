@@ -4,6 +4,7 @@
 
 use crate::arcs::ArcField;
 use crate::camera::View;
+use crate::geo::{GreatArc, Vec3};
 
 /// Floats per arc instance:
 /// `start.xyz, tangent.xyz, angle, height, head_t, tail_t, rgb, width, head_alpha, intensity`.
@@ -96,6 +97,11 @@ pub fn build(view: &View, arcs: &ArcField, now_ms: f64, dot_spacing: f64, out: &
         if head - tail < 1e-4 && head_alpha <= 0.0 {
             continue;
         }
+        // Half of all arcs are on the far side at any moment; what the
+        // globe hides entirely is not sent to be drawn at all.
+        if behind_the_globe(&a.arc, tail, head, view.eye_model) {
+            continue;
+        }
         let intensity = a.weight.powf(1.5);
         out.trails.extend_from_slice(&a.arc.start.to_f32());
         out.trails.extend_from_slice(&a.arc.tangent.to_f32());
@@ -121,6 +127,28 @@ pub fn build(view: &View, arcs: &ArcField, now_ms: f64, dot_spacing: f64, out: &
         out.rings
             .extend_from_slice(&[progress as f32, RING_RADIUS * r.weight]);
     }
+}
+
+/// Whether every part of `arc` between `tail` and `head` is hidden by
+/// the unit globe from `eye` (model space), judged at a few points with a
+/// margin for the trail's width and the head's glow. A point at radius r
+/// is seen from distance d when its angle from the eye's direction is
+/// within acos(1/d) + acos(1/r), the two horizons.
+pub fn behind_the_globe(arc: &GreatArc, tail: f64, head: f64, eye: Vec3) -> bool {
+    const SAMPLES: usize = 5;
+    const MARGIN_RAD: f64 = 0.05;
+    let d = eye.length();
+    if d <= 1.0 {
+        return false;
+    }
+    let eye_horizon = (1.0 / d).acos();
+    (0..SAMPLES).all(|i| {
+        let t = tail + (head - tail) * i as f64 / (SAMPLES - 1) as f64;
+        let p = arc.point(t);
+        let r = p.length().max(1.0);
+        let angle = (p.dot(eye) / (r * d)).clamp(-1.0, 1.0).acos();
+        angle > eye_horizon + (1.0 / r).acos() + MARGIN_RAD
+    })
 }
 
 #[cfg(test)]
@@ -266,5 +294,27 @@ mod tests {
             }
         }
         assert!(frame.trails.capacity() <= MAX_ACTIVE * TRAIL_FLOATS * 2);
+    }
+
+    #[test]
+    fn arcs_hidden_by_the_globe_are_culled_and_limb_peekers_kept() {
+        let eye = Vec3::new(0.0, 0.0, 3.0);
+        let at = |lat: f64, lon: f64| crate::geo::lat_lon_to_unit(lat, lon);
+        // Which way the eye looks: find the lon facing +z.
+        let facing = if at(0.0, 0.0).dot(eye) > 0.0 {
+            0.0
+        } else {
+            180.0
+        };
+        let near = GreatArc::new(at(0.0, facing - 10.0), at(10.0, facing + 10.0));
+        let far = GreatArc::new(at(0.0, facing + 170.0), at(10.0, facing + 190.0));
+        assert!(!behind_the_globe(&near, 0.0, 1.0, eye));
+        assert!(behind_the_globe(&far, 0.0, 1.0, eye));
+        // A long arc from the far side over the limb rises high enough
+        // to be seen, and so is kept.
+        let over = GreatArc::new(at(0.0, facing + 150.0), at(0.0, facing - 20.0));
+        assert!(!behind_the_globe(&over, 0.0, 1.0, eye));
+        // Only the part drawn counts: its far-side beginning is hidden.
+        assert!(behind_the_globe(&over, 0.0, 0.05, eye));
     }
 }

@@ -21,6 +21,7 @@ pub mod frame;
 pub mod geo;
 pub mod land;
 pub mod mesh;
+pub mod quality;
 pub mod scene;
 pub mod shaders;
 

@@ -4,13 +4,14 @@
 
 use livemap_wire::{DecodeError, Snapshot};
 
-use crate::arcs::ArcField;
+use crate::arcs::{ArcField, Limits};
 use crate::bench::Synthetic;
 use crate::board::Board;
 use crate::camera::{Camera, Viewport};
 use crate::counters::{self, Counters};
 use crate::frame::{self, FrameData};
 use crate::geo::Vec3;
+use crate::quality::Governor;
 
 /// Used when a snapshot does not say (`tick_ms` 0).
 pub const DEFAULT_TICK_MS: f64 = 200.0;
@@ -35,6 +36,12 @@ pub struct Scene {
     /// Which `frame::layer`s are drawn.
     layers: u32,
     trail_segments: u32,
+    /// Set for profiling (`?segments=N`): wins over the quality tier's.
+    segments_override: Option<u32>,
+    quality: Governor,
+    /// The viewport the page reports; the camera's is this at the
+    /// quality tier's pixel ratio.
+    page_viewport: Viewport,
 }
 
 impl Scene {
@@ -53,6 +60,9 @@ impl Scene {
             bench: None,
             layers: frame::layer::ALL,
             trail_segments: crate::shaders::TRAIL_SEGMENTS,
+            segments_override: None,
+            quality: Governor::new(),
+            page_viewport: Viewport::default(),
         }
     }
 
@@ -92,7 +102,44 @@ impl Scene {
     }
 
     pub fn resize(&mut self, viewport: Viewport) {
-        self.camera.set_viewport(viewport);
+        self.page_viewport = viewport;
+        self.apply_quality();
+    }
+
+    /// Fixes the quality tier (`quality::TIERS`), or with `None` lets the
+    /// governor choose from frame times again.
+    pub fn set_quality(&mut self, tier: Option<usize>) {
+        self.quality = tier.map_or_else(Governor::new, Governor::fixed);
+        self.apply_quality();
+    }
+
+    pub fn quality_tier(&self) -> usize {
+        self.quality.tier_index()
+    }
+
+    /// Reduced motion: no spin, counters jump to new values, arcs appear
+    /// whole and fade without landing rings.
+    pub fn set_reduced_motion(&mut self, still: bool) {
+        let spin = if still {
+            0.0
+        } else {
+            crate::camera::AUTO_SPIN_DEG_PER_S
+        };
+        self.camera.set_auto_spin(spin);
+        self.arcs.set_reduced_motion(still);
+        self.counters.set_reduced_motion(still);
+    }
+
+    fn apply_quality(&mut self) {
+        let tier = self.quality.tier();
+        self.camera
+            .set_viewport(self.page_viewport.with_max_dpr(tier.max_dpr));
+        self.trail_segments = self.segments_override.unwrap_or(tier.trail_segments);
+        let limits = match &self.bench {
+            Some(bench) => bench.limits(),
+            None => Limits::default().scaled(tier.arc_share),
+        };
+        self.arcs.set_limits(limits);
     }
 
     pub fn viewport(&self) -> Viewport {
@@ -111,8 +158,12 @@ impl Scene {
         &self.arcs
     }
 
-    /// Moves time on to `now_ms` (rotation, arcs).
+    /// Moves time on to `now_ms` (rotation, arcs), and lets the quality
+    /// governor see the frame.
     pub fn advance(&mut self, now_ms: f64) {
+        if self.quality.frame(now_ms).is_some() {
+            self.apply_quality();
+        }
         self.camera.update(now_ms);
         self.arcs.update(now_ms);
         if let Some(bench) = self.bench.as_mut() {
@@ -122,10 +173,13 @@ impl Scene {
 
     /// Keeps `arcs` made-up arcs between places in `land` in flight, and
     /// the bench's rings, from now on (see `bench.rs`).
+    /// The quality tier stays where it is (the starting one unless
+    /// [`Scene::set_quality`] chose), so that a benchmark measures one
+    /// known configuration.
     pub fn start_bench(&mut self, arcs: usize, land: Vec<Vec3>) {
-        let bench = Synthetic::new(arcs, land);
-        self.arcs.set_limits(bench.limits());
-        self.bench = Some(bench);
+        self.bench = Some(Synthetic::new(arcs, land));
+        self.quality = Governor::fixed(self.quality.tier_index());
+        self.apply_quality();
     }
 
     pub fn build_frame(&self, now_ms: f64, out: &mut FrameData) {
@@ -142,7 +196,8 @@ impl Scene {
 
     /// Segments per arc trail (at least 2, at most 64).
     pub fn set_trail_segments(&mut self, segments: u32) {
-        self.trail_segments = segments.clamp(2, 64);
+        self.segments_override = Some(segments.clamp(2, 64));
+        self.apply_quality();
     }
 
     /// Draws only these `frame::layer`s from now on.

@@ -73,26 +73,22 @@ impl Globe {
 
     /// Advances to `now_ms` (a requestAnimationFrame timestamp) and draws.
     pub fn frame(&mut self, now_ms: f64) {
+        let tier = self.scene.quality_tier();
         self.scene.advance(now_ms);
+        if self.scene.quality_tier() != tier {
+            self.fit_canvas();
+        }
         if let Some((renderer, _)) = self.gfx.as_mut() {
             self.scene.build_frame(now_ms, &mut self.frame);
             renderer.draw(&self.frame);
         }
     }
 
-    /// The canvas's CSS size and devicePixelRatio (capped at 2).
+    /// The canvas's CSS size and devicePixelRatio (capped at 2, and by the
+    /// quality tier).
     pub fn resize(&mut self, css_width: f64, css_height: f64, dpr: f64) {
-        let vp = Viewport::new(css_width, css_height, dpr);
-        let (w, h) = vp.pixel_size();
-        if let Some((_, canvas)) = &self.gfx {
-            if canvas.width() != w {
-                canvas.set_width(w);
-            }
-            if canvas.height() != h {
-                canvas.set_height(h);
-            }
-        }
-        self.scene.resize(vp);
+        self.scene.resize(Viewport::new(css_width, css_height, dpr));
+        self.fit_canvas();
     }
 
     /// The rectangle of the canvas (CSS pixels from its top-left corner)
@@ -108,6 +104,19 @@ impl Globe {
         }));
     }
 
+    /// Sizes the drawing buffer to the scene's viewport.
+    fn fit_canvas(&mut self) {
+        let (w, h) = self.scene.viewport().pixel_size();
+        if let Some((_, canvas)) = &self.gfx {
+            if canvas.width() != w {
+                canvas.set_width(w);
+            }
+            if canvas.height() != h {
+                canvas.set_height(h);
+            }
+        }
+    }
+
     /// Bumps whenever the panels' data changes; cheap enough to ask every
     /// frame, so the page fetches [`Globe::board_json`] only then.
     pub fn board_version(&self) -> f64 {
@@ -118,6 +127,23 @@ impl Globe {
     /// snapshot, as JSON (shape in `board.rs`).
     pub fn board_json(&self) -> String {
         self.scene.board().to_json()
+    }
+
+    /// The quality tier (0 is the best; see `quality.rs`).
+    pub fn quality(&self) -> u32 {
+        self.scene.quality_tier() as u32
+    }
+
+    /// Fixes the quality tier; a negative number lets frame times choose.
+    pub fn set_quality(&mut self, tier: i32) {
+        self.scene.set_quality(usize::try_from(tier).ok());
+        self.fit_canvas();
+    }
+
+    /// Follows `prefers-reduced-motion`: no spin, no travelling heads or
+    /// rings, counters without the roll.
+    pub fn set_reduced_motion(&mut self, reduce: bool) {
+        self.scene.set_reduced_motion(reduce);
     }
 
     /// `?bench=N`: from now on, keeps `arcs` made-up arcs in flight and
