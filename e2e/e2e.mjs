@@ -13,6 +13,10 @@
 //  4. On a phone: the same panels in a scrolling sheet below the globe,
 //     clear of the counters.
 //  5. Kiosk mode (?kiosk=1) shows no controls.
+//  6. Kiosk mode recovers by itself when its server restarts (same port).
+//  7. A lost WebGL context (WEBGL_lose_context) comes back: when the
+//     browser restores it, and when it never does (a fresh canvas).
+//  8. With WebGL disabled: a flat map with arcs, and live counters.
 // Screenshots go to e2e/out/ for people to look at. Playwright gives the
 // browser a fresh temporary profile of its own.
 import { spawn } from 'node:child_process';
@@ -34,8 +38,8 @@ let passed = 0;
 let failed = 0;
 const cleanups = [];
 
-function startServer() {
-  const args = ['--listen', '127.0.0.1:0', '--admin-listen', '127.0.0.1:0', '--demo-rate', '3000', '--demo-seed', '7'];
+function startServer(listen = '127.0.0.1:0') {
+  const args = ['--listen', listen, '--admin-listen', '127.0.0.1:0', '--demo-rate', '3000', '--demo-seed', '7'];
   // The demo's default backfill (two hours) gives the timeline a history and
   // the trends, which compare the last hour with the hours before, real changes.
   return new Promise((resolve, reject) => {
@@ -47,9 +51,29 @@ function startServer() {
     child.stdout.on('data', (d) => {
       buf += d;
       const m = buf.match(/listening on (http:\/\/[^\s]+)/);
-      if (m) resolve(m[1].replace(/\/$/, ''));
+      if (m) resolve({ url: m[1].replace(/\/$/, ''), child });
     });
     child.on('exit', (code) => reject(new Error(`server exited early with ${code}`)));
+  });
+}
+
+/** A port nothing listens on now, for a server that must come back on it. */
+function freePort() {
+  return new Promise((resolve) => {
+    const probe = net.createServer();
+    probe.listen(0, '127.0.0.1', () => {
+      const { port } = probe.address();
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
+/** Stops a server started by startServer and waits for it to exit. */
+function stopServer(server) {
+  return new Promise((resolve) => {
+    if (server.child.exitCode !== null) return resolve();
+    server.child.once('exit', resolve);
+    server.child.kill('SIGTERM');
   });
 }
 
@@ -118,6 +142,15 @@ function changedShare(a, b) {
   return changed / (x.width * x.height);
 }
 
+/** Polls `cond` (async, truthy when done) until TIMEOUT. */
+async function waitFor(cond) {
+  const until = Date.now() + TIMEOUT;
+  while (!(await cond())) {
+    if (Date.now() > until) throw new Error(`timed out waiting for ${cond}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
 const counter = (page, id) => page.$eval(`#${id}`, (el) => Number(el.dataset.value ?? 'NaN'));
 
 async function waitForFrames(page, more) {
@@ -178,7 +211,7 @@ async function waitForPanels(page) {
 }
 
 async function main() {
-  const url = await startServer();
+  const { url } = await startServer();
   const browser = await chromium.launch({
     executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
     args: [
@@ -239,6 +272,12 @@ async function main() {
   });
 
   await check('TV: timeline, trends and breakdowns show the sale, clear of the counters; replay returns to live', async () => {
+    // The demo backfills two hours at start; a page that loads while it
+    // still does sees part of them until its next history fetch.
+    await waitFor(async () => {
+      const res = await fetch(`${url}/api/history`);
+      return res.ok && (await res.json()).orders?.length >= 110;
+    });
     const page = await browser.newPage({ viewport: { width: 1920, height: 1080 } });
     const errors = [];
     page.on('pageerror', (e) => errors.push(String(e)));
@@ -306,6 +345,95 @@ async function main() {
     assert(!(await page.isVisible('#replay')), 'the replay button is hidden');
     assert(!(await page.isVisible('#replay-speed')), 'the speed selector is hidden');
     await page.close();
+  });
+
+  await check('Kiosk: recovers by itself from a server restart', async () => {
+    const port = await freePort();
+    let server = await startServer(`127.0.0.1:${port}`);
+    const page = await browser.newPage({ viewport: { width: 1280, height: 720 } });
+    await page.goto(`${server.url}/?kiosk=1`);
+    await page.waitForFunction(() => document.body.dataset.transport === 'ws' && (window.livemap?.version ?? 0) > 0, null, { timeout: TIMEOUT });
+    const sales = await counter(page, 'sales');
+    await stopServer(server);
+    // Told to reconnect (1012), the page waits a moment and tries again,
+    // and keeps trying while nothing answers.
+    await page.waitForFunction(() => document.body.dataset.transport !== 'ws', null, { timeout: TIMEOUT });
+    const framesWhileDown = await page.evaluate(() => window.livemap.frames);
+    server = await startServer(`127.0.0.1:${port}`);
+    const before = await page.evaluate(() => window.livemap.version);
+    await page.waitForFunction(
+      (v) => document.body.dataset.transport === 'ws' && window.livemap.version !== v,
+      before,
+      { timeout: TIMEOUT },
+    );
+    // Totals never go backwards on screen, and the globe kept drawing.
+    assert((await counter(page, 'sales')) >= sales, 'sales did not go backwards');
+    assert((await page.evaluate(() => window.livemap.frames)) > framesWhileDown, 'frames went on');
+    await page.close();
+    await stopServer(server);
+  });
+
+  await check('Context loss: the globe comes back, restored or not', async () => {
+    const page = await browser.newPage({ viewport: { width: 1280, height: 720 } });
+    const errors = [];
+    page.on('pageerror', (e) => errors.push(String(e)));
+    await page.goto(url);
+    await page.waitForFunction(() => (window.livemap?.version ?? 0) > 0 && window.livemap.frames > 5, null, { timeout: TIMEOUT });
+    // Lost, then given back by the browser.
+    await page.evaluate(() => {
+      const ext = document.querySelector('#globe').getContext('webgl2').getExtension('WEBGL_lose_context');
+      window.__loseContext = ext;
+      ext.loseContext();
+    });
+    await page.waitForFunction(() => window.livemap.contextLosses === 1, null, { timeout: TIMEOUT });
+    const sales = await counter(page, 'sales');
+    // The counters stay live while the globe is gone.
+    await page.waitForFunction((s) => Number(document.querySelector('#sales').dataset.value) > s, sales, { timeout: TIMEOUT });
+    await page.evaluate(() => window.__loseContext.restoreContext());
+    await page.waitForFunction(() => window.livemap.contextRestores === 1, null, { timeout: TIMEOUT });
+    await waitForFrames(page, 10);
+    let shot = await (await page.$('#globe')).screenshot();
+    writeFileSync(path.join(outDir, 'globe-restored.png'), shot);
+    assert(litShare(shot) > 0.08, `after a restore the globe is drawn: ${(litShare(shot) * 100).toFixed(1)} %`);
+    // Lost for good: a fresh canvas takes over.
+    await page.evaluate(() => document.querySelector('#globe').getContext('webgl2').getExtension('WEBGL_lose_context').loseContext());
+    await page.waitForFunction(() => window.livemap.contextRestores === 2, null, { timeout: TIMEOUT });
+    await waitForFrames(page, 10);
+    shot = await (await page.$('#globe')).screenshot();
+    writeFileSync(path.join(outDir, 'globe-new-canvas.png'), shot);
+    assert(litShare(shot) > 0.08, `on a fresh canvas the globe is drawn: ${(litShare(shot) * 100).toFixed(1)} %`);
+    assert((await page.$$('#globe')).length === 1, 'one globe canvas');
+    assert(errors.length === 0, `page errors: ${errors.join('; ')}`);
+    await page.close();
+  });
+
+  await check('No WebGL: a flat map with arcs, and live counters', async () => {
+    const flat = await chromium.launch({
+      executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
+      args: ['--no-sandbox', '--no-first-run', '--disable-background-networking', '--disable-3d-apis'],
+    });
+    cleanups.push(() => flat.close());
+    const page = await flat.newPage({ viewport: { width: 1280, height: 720 } });
+    const errors = [];
+    page.on('pageerror', (e) => errors.push(String(e)));
+    await page.goto(url);
+    await page.waitForFunction(() => window.livemap?.flat === true && window.livemap.version > 0, null, { timeout: TIMEOUT });
+    assert(!(await page.isVisible('#globe')), 'the WebGL canvas is hidden');
+    const sales = await counter(page, 'sales');
+    await page.waitForFunction((s) => Number(document.querySelector('#sales').dataset.value) > s, sales, { timeout: TIMEOUT });
+    await waitForFrames(page, 5);
+    const first = await (await page.$('#flat')).screenshot();
+    await waitForFrames(page, 20);
+    const second = await (await page.$('#flat')).screenshot();
+    writeFileSync(path.join(outDir, 'flat-map.png'), second);
+    const lit = litShare(second);
+    assert(lit > 0.03, `the map shows land: ${(lit * 100).toFixed(1)} % lit`);
+    const changed = changedShare(first, second);
+    assert(changed > 0.0005, `arcs move on the map: ${(changed * 100).toFixed(3)} % changed`);
+    assert(errors.length === 0, `page errors: ${errors.join('; ')}`);
+    console.log(`  flat map: ${(lit * 100).toFixed(1)} % lit, ${(changed * 100).toFixed(2)} % changed`);
+    await page.close();
+    await flat.close();
   });
 }
 

@@ -29,7 +29,8 @@
 // to nothing, so that a harness measures the renderer alone
 // (bench/renderer/); window.livemap.firstFrameMs is when the first frame
 // was drawn, in ms since navigation started; quality is the renderer's
-// quality tier and wasmBytes the size of its memory. For profiling the renderer:
+// quality tier, wasmBytes the size of its memory, and flat is true where
+// there is no WebGL2 and a flat map is drawn instead. For profiling the renderer:
 // `?aa=1` turns multisampling on (the shaders smooth their own edges), `?layers=N` draws only the layers whose
 // bits are set in N (see Globe.set_layers).
 //
@@ -74,6 +75,9 @@ const state = {
   firstFrameMs: 0,
   quality: 0,
   wasmBytes: 0,
+  flat: false,
+  contextLosses: 0,
+  contextRestores: 0,
 };
 window.livemap = state;
 
@@ -512,7 +516,8 @@ replayBtn.addEventListener('click', () => (replay.on ? stopReplay() : startRepla
 
 // ---------------------------------------------------------------- rendering
 
-const canvas = $('globe');
+let canvas = $('globe');
+let resizeObserver = null;
 let raf = 0;
 let sized = { w: 0, h: 0, dpr: 0 };
 
@@ -537,11 +542,66 @@ function placeGlobe() {
   globe.set_globe_slot(s.left - c.left, s.top - c.top, s.width, s.height);
 }
 
+// ---------------------------------------------------------------- flat map
+
+/** The 2D fallback: land dots (drawn once per size) and the arcs in
+ *  flight, on an equirectangular map fitted into the globe's room. */
+const flatMap = { canvas: $('flat'), land: null, landImage: null, key: '' };
+
+function drawFlat(now) {
+  const c = flatMap.canvas;
+  const dpr = Math.min(2, window.devicePixelRatio || 1);
+  const w = Math.round(c.clientWidth * dpr);
+  const h = Math.round(c.clientHeight * dpr);
+  if (c.width !== w) c.width = w;
+  if (c.height !== h) c.height = h;
+  const slot = slotEl.getBoundingClientRect();
+  // The largest 2:1 rectangle in the slot, centred.
+  const mw = Math.min(slot.width, slot.height * 2) * dpr;
+  const mh = mw / 2;
+  const mx = (slot.left + slot.width / 2) * dpr - mw / 2;
+  const my = (slot.top + slot.height / 2) * dpr - mh / 2;
+  const key = `${w}x${h}:${mx},${my},${mw}`;
+  if (flatMap.key !== key) {
+    flatMap.key = key;
+    const img = new OffscreenCanvas(Math.max(1, w), Math.max(1, h));
+    const g = img.getContext('2d');
+    g.fillStyle = 'rgba(120, 160, 220, 0.55)';
+    const r = Math.max(1, mw / 700);
+    const land = flatMap.land ?? [];
+    for (let i = 0; i < land.length; i += 2) g.fillRect(mx + land[i] * mw - r / 2, my + land[i + 1] * mh - r / 2, r, r);
+    flatMap.landImage = img;
+  }
+  const ctx = c.getContext('2d');
+  ctx.clearRect(0, 0, w, h);
+  ctx.drawImage(flatMap.landImage, 0, 0);
+  ctx.globalCompositeOperation = 'lighter';
+  ctx.lineWidth = Math.max(1, 1.5 * dpr);
+  ctx.lineCap = 'round';
+  const a = globe.flat_arcs(now);
+  for (let i = 0; i < a.length; ) {
+    const n = a[i];
+    const rgb = `${Math.round(a[i + 1] * 255)}, ${Math.round(a[i + 2] * 255)}, ${Math.round(a[i + 3] * 255)}`;
+    ctx.strokeStyle = `rgba(${rgb}, ${a[i + 4]})`;
+    ctx.beginPath();
+    for (let k = 0; k < n; k++) {
+      const x = mx + a[i + 5 + 2 * k] * mw;
+      const y = my + a[i + 6 + 2 * k] * mh;
+      if (k === 0) ctx.moveTo(x, y);
+      else ctx.lineTo(x, y);
+    }
+    ctx.stroke();
+    i += 5 + 2 * n;
+  }
+  ctx.globalCompositeOperation = 'source-over';
+}
+
 function frame(t) {
   raf = 0;
   if (document.hidden || !globe) return;
   if ((window.devicePixelRatio || 1) !== sized.dpr) resize();
   globe.frame(t);
+  if (state.flat) drawFlat(t);
   if (!state.firstFrameMs) state.firstFrameMs = performance.now();
   state.quality = globe.quality();
   state.wasmBytes = wasmMemory?.buffer.byteLength ?? 0;
@@ -592,27 +652,50 @@ function configureGlobe(g) {
 
 reducedMotion?.addEventListener?.('change', () => globe?.set_reduced_motion(reducedMotion.matches));
 
-/** A lost WebGL context (driver reset, days into a kiosk run) gets a new globe. */
-function wireContextLoss() {
-  canvas.addEventListener('webglcontextlost', (e) => {
+/** A lost WebGL context (a driver reset, days into a kiosk run) gets a
+ *  new globe. Frames go on meanwhile (the renderer draws nothing while its
+ *  context is lost), so the counters and panels stay live. A context the
+ *  browser does not give back within CONTEXT_RESTORE_WAIT_MS is replaced
+ *  with a fresh canvas. */
+const CONTEXT_RESTORE_WAIT_MS = 10_000;
+
+function wireContextLoss(el) {
+  let giveUp = 0;
+  el.addEventListener('webglcontextlost', (e) => {
     e.preventDefault();
-    cancelAnimationFrame(raf);
-    raf = 0;
+    state.contextLosses += 1;
+    clearTimeout(giveUp);
+    giveUp = setTimeout(() => {
+      const fresh = el.cloneNode(false);
+      el.replaceWith(fresh);
+      canvas = fresh;
+      resizeObserver?.observe(fresh);
+      wirePointer();
+      wireContextLoss(fresh);
+      rebuildGlobe();
+    }, CONTEXT_RESTORE_WAIT_MS);
   });
-  canvas.addEventListener('webglcontextrestored', () => {
-    try {
-      const fresh = new wasm.Globe(canvas, antialias);
-      configureGlobe(fresh);
-      globe.free();
-      globe = fresh;
-      sized = { w: 0, h: 0, dpr: 0 };
-      resize();
-      if (lastSnapshot) ingest(lastSnapshot);
-      startRendering();
-    } catch (e) {
-      location.reload();
-    }
+  el.addEventListener('webglcontextrestored', () => {
+    clearTimeout(giveUp);
+    if (el === canvas) rebuildGlobe();
   });
+}
+
+/** A new Globe on `canvas`, fed the last snapshot; reloads if that fails. */
+function rebuildGlobe() {
+  try {
+    const fresh = new wasm.Globe(canvas, antialias);
+    configureGlobe(fresh);
+    globe.free();
+    globe = fresh;
+    sized = { w: 0, h: 0, dpr: 0 };
+    resize();
+    if (lastSnapshot) ingest(lastSnapshot);
+    state.contextRestores += 1;
+    startRendering();
+  } catch (e) {
+    location.reload();
+  }
 }
 
 // ---------------------------------------------------------------- kiosk care
@@ -656,19 +739,23 @@ async function main() {
   try {
     globe = new wasm.Globe(canvas, antialias);
   } catch (e) {
-    // Keep the numbers going even where the globe cannot be drawn.
+    // Keep the numbers going, and the arcs on a flat map, where the globe
+    // cannot be drawn.
     globe = wasm.Globe.withoutGraphics();
     canvas.hidden = true;
-    showMessage('This screen cannot show the 3D globe (WebGL2 is not available). The totals are still live.', e);
+    flatMap.canvas.hidden = false;
+    flatMap.land = globe.flat_land();
+    state.flat = true;
+    console.warn('no WebGL2, drawing a flat map:', e);
   }
   configureGlobe(globe);
   resize();
-  const ro = new ResizeObserver(resize);
-  ro.observe(canvas);
-  ro.observe(slotEl);
+  resizeObserver = new ResizeObserver(resize);
+  resizeObserver.observe(canvas);
+  resizeObserver.observe(slotEl);
   window.addEventListener('resize', resize);
   wirePointer();
-  wireContextLoss();
+  wireContextLoss(canvas);
   kioskCare();
   watchdog();
   startRendering();

@@ -17,6 +17,7 @@ pub mod bench;
 pub mod board;
 pub mod camera;
 pub mod counters;
+pub mod flat;
 pub mod frame;
 pub mod geo;
 pub mod land;

@@ -5,6 +5,7 @@ use wasm_bindgen::prelude::*;
 use web_sys::HtmlCanvasElement;
 
 use crate::camera::{Slot, Viewport};
+use crate::flat;
 use crate::frame::FrameData;
 use crate::gl::Renderer;
 use crate::land;
@@ -102,6 +103,22 @@ impl Globe {
             width,
             height,
         }));
+    }
+
+    /// For the flat map of screens without WebGL2: the land dots as x, y
+    /// pairs, from (0, 0) at 180°W 90°N to (1, 1) at 180°E 90°S.
+    pub fn flat_land(&self) -> Vec<f32> {
+        land::parse_land(land::LAND_MASK_BIN)
+            .map(|dots| flat::land(&dots))
+            .unwrap_or_default()
+    }
+
+    /// The arcs in flight at `now_ms` for the flat map, as polylines
+    /// `[n, r, g, b, alpha, x0, y0, ..]` one after another (see `flat.rs`).
+    pub fn flat_arcs(&self, now_ms: f64) -> Vec<f32> {
+        let mut out = Vec::new();
+        flat::arcs(self.scene.arcs(), now_ms, &mut out);
+        out
     }
 
     /// Sizes the drawing buffer to the scene's viewport.
