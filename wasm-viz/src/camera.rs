@@ -298,6 +298,9 @@ pub struct Camera {
     pub lat: f64,
     vel: (f64, f64),
     auto_spin: f64,
+    /// Multiplies the auto spin: slower over busy parts of the world
+    /// (`attention.rs`).
+    spin_factor: f64,
     drag: Option<Drag>,
     last_ms: Option<f64>,
     last_input_ms: f64,
@@ -318,6 +321,7 @@ impl Camera {
             lat: DEFAULT_LAT,
             vel: (AUTO_SPIN_DEG_PER_S, 0.0),
             auto_spin: AUTO_SPIN_DEG_PER_S,
+            spin_factor: 1.0,
             drag: None,
             last_ms: None,
             last_input_ms: f64::NEG_INFINITY,
@@ -331,6 +335,14 @@ impl Camera {
     pub fn set_auto_spin(&mut self, deg_per_s: f64) {
         if deg_per_s.is_finite() {
             self.auto_spin = deg_per_s.clamp(-MAX_SPIN_DEG_PER_S, MAX_SPIN_DEG_PER_S);
+        }
+    }
+
+    /// Scales the auto spin (see `attention.rs`); the velocity eases to
+    /// the new speed, so changes never jerk.
+    pub fn set_spin_factor(&mut self, factor: f64) {
+        if factor.is_finite() {
+            self.spin_factor = factor.clamp(0.0, 4.0);
         }
     }
 
@@ -382,7 +394,8 @@ impl Camera {
             return;
         }
         let decay = (-dt / INERTIA_TAU_S).exp();
-        self.vel.0 = self.auto_spin + (self.vel.0 - self.auto_spin) * decay;
+        let spin = self.auto_spin * self.spin_factor;
+        self.vel.0 = spin + (self.vel.0 - spin) * decay;
         self.vel.1 *= decay;
         self.lon += self.vel.0 * dt;
         self.lat += self.vel.1 * dt;

@@ -13,6 +13,7 @@
 //! [`scene::Scene::ingest`], which decode them with `livemap_wire::decode`.
 
 pub mod arcs;
+pub mod attention;
 pub mod bench;
 pub mod board;
 pub mod camera;

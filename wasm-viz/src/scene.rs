@@ -5,6 +5,7 @@
 use livemap_wire::{DecodeError, Snapshot};
 
 use crate::arcs::{ArcField, Limits};
+use crate::attention::Attention;
 use crate::bench::Synthetic;
 use crate::board::Board;
 use crate::camera::{Camera, Viewport};
@@ -39,6 +40,7 @@ pub struct Scene {
     /// Set for profiling (`?segments=N`): wins over the quality tier's.
     segments_override: Option<u32>,
     quality: Governor,
+    attention: Attention,
     /// The viewport the page reports; the camera's is this at the
     /// quality tier's pixel ratio.
     page_viewport: Viewport,
@@ -62,6 +64,7 @@ impl Scene {
             trail_segments: crate::shaders::TRAIL_SEGMENTS,
             segments_override: None,
             quality: Governor::new(),
+            attention: Attention::default(),
             page_viewport: Viewport::default(),
         }
     }
@@ -93,6 +96,8 @@ impl Scene {
             f64::from(s.tick_ms)
         };
         self.arcs.schedule(&s.arcs, now_ms, self.tick_ms);
+        self.attention
+            .record(s.arcs.iter().map(|a| f64::from(a.to.lon)), now_ms);
         self.counters.set(s, now_ms, self.tick_ms);
         if s.keyframe {
             self.keyframe_version = Some(s.version);
@@ -164,6 +169,8 @@ impl Scene {
         if self.quality.frame(now_ms).is_some() {
             self.apply_quality();
         }
+        let factor = self.attention.spin_factor(self.camera.lon);
+        self.camera.set_spin_factor(factor);
         self.camera.update(now_ms);
         self.arcs.update(now_ms);
         if let Some(bench) = self.bench.as_mut() {
@@ -353,5 +360,24 @@ mod tests {
         let mut frame = FrameData::default();
         scene.build_frame(1_000.0, &mut frame);
         assert!(frame.trails.iter().all(|v| v.is_finite()));
+    }
+
+    #[test]
+    fn the_globe_lingers_where_orders_land() {
+        let mut scene = Scene::new(0.0117);
+        let base = crate::camera::AUTO_SPIN_DEG_PER_S.abs();
+        // The camera starts over the Americas, where these orders land.
+        assert!(scene.ingest(&snapshot(1, 50), 0.0).expect("decodes"));
+        for t in 0..200 {
+            scene.advance(f64::from(t) * 16.0);
+        }
+        let slow = scene.camera().velocity().0.abs();
+        assert!(slow < base * 0.7, "{slow} deg/s over the sale, {base} normally");
+        // Reduced motion: no spin at all.
+        scene.set_reduced_motion(true);
+        for t in 200..2_000 {
+            scene.advance(f64::from(t) * 16.0);
+        }
+        assert!(scene.camera().velocity().0.abs() < 0.01);
     }
 }
