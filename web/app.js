@@ -92,6 +92,9 @@ const trailSegments = params.has('segments') ? Number(params.get('segments')) : 
 // it follows the frame rate.
 const fixedQuality = params.has('quality') ? Number(params.get('quality')) : null;
 const reducedMotion = window.matchMedia?.('(prefers-reduced-motion: reduce)');
+// The night side of the globe is shaded from the viewer's clock;
+// `?night=0` keeps it day everywhere.
+const dayNight = params.get('night') !== '0';
 /// Screen readers hear the totals this often, not at every tick.
 const SUMMARY_EVERY_MS = 60_000;
 
@@ -600,6 +603,7 @@ function frame(t) {
   raf = 0;
   if (document.hidden || !globe) return;
   if ((window.devicePixelRatio || 1) !== sized.dpr) resize();
+  if (dayNight) globe.set_clock(Date.now());
   globe.frame(t);
   if (state.flat) drawFlat(t);
   if (!state.firstFrameMs) state.firstFrameMs = performance.now();

@@ -118,11 +118,17 @@ mod tests {
         let europe = a.spin_factor(10.0);
         let pacific = a.spin_factor(-150.0);
         assert!((asia - SLOWEST).abs() < 0.1, "{asia}");
-        assert!(asia < europe && europe < pacific, "{asia} {europe} {pacific}");
+        assert!(
+            asia < europe && europe < pacific,
+            "{asia} {europe} {pacific}"
+        );
         assert_eq!(pacific, FASTEST);
         // Smooth: no step between neighbouring longitudes.
         for lon in -180..180 {
-            let (x, y) = (a.spin_factor(f64::from(lon)), a.spin_factor(f64::from(lon) + 1.0));
+            let (x, y) = (
+                a.spin_factor(f64::from(lon)),
+                a.spin_factor(f64::from(lon) + 1.0),
+            );
             assert!((x - y).abs() < 0.1, "{lon}: {x} -> {y}");
         }
     }

@@ -34,6 +34,9 @@ pub struct FrameData {
     pub layers: u32,
     /// Segments per arc trail.
     pub trail_segments: u32,
+    /// The direction of the sun in model space, or zero when the time of
+    /// day is unknown (then it is day everywhere).
+    pub sun_model: [f32; 3],
     /// Model-view-projection, column-major.
     pub mvp: [f32; 16],
     /// Globe rotation (model to world).

@@ -328,9 +328,9 @@ impl Renderer {
             "globe",
             shaders::GLOBE_VS,
             shaders::GLOBE_FS,
-            &[mvp, "u_model", "u_distance"],
+            &[mvp, "u_model", "u_distance", "u_sun"],
         )?;
-        let land_uniforms = [mvp, "u_eye", "u_size", "u_color"];
+        let land_uniforms = [mvp, "u_eye", "u_size", "u_color", "u_sun"];
         let dots = Program::new(
             &gl,
             "dots",
@@ -563,6 +563,7 @@ impl Renderer {
             gl.uniform_matrix4fv_with_f32_array(p.loc("u_mvp"), false, &f.mvp);
             gl.uniform_matrix4fv_with_f32_array(p.loc("u_model"), false, &f.model);
             gl.uniform1f(p.loc("u_distance"), f.distance);
+            gl.uniform3fv_with_f32_array(p.loc("u_sun"), &f.sun_model);
             gl.bind_vertex_array(Some(&self.globe_vao));
             gl.draw_elements_with_i32(Gl::TRIANGLES, self.globe_indices, Gl::UNSIGNED_SHORT, 0);
             gl.disable(Gl::CULL_FACE);
@@ -610,6 +611,7 @@ impl Renderer {
             gl.uniform_matrix4fv_with_f32_array(p.loc("u_mvp"), false, &f.mvp);
             gl.uniform3fv_with_f32_array(p.loc("u_eye"), &f.eye_model);
             gl.uniform1f(p.loc("u_size"), f.dot_size_px);
+            gl.uniform3fv_with_f32_array(p.loc("u_sun"), &f.sun_model);
             gl.uniform4f(p.loc("u_color"), rgba[0], rgba[1], rgba[2], rgba[3]);
             gl.bind_vertex_array(Some(vao));
             gl.draw_arrays(mode, 0, count);

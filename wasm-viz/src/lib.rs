@@ -26,6 +26,7 @@ pub mod mesh;
 pub mod quality;
 pub mod scene;
 pub mod shaders;
+pub mod sun;
 
 #[cfg(target_arch = "wasm32")]
 mod gl;

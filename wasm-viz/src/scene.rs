@@ -41,6 +41,8 @@ pub struct Scene {
     segments_override: Option<u32>,
     quality: Governor,
     attention: Attention,
+    /// Wall-clock time (ms since the Unix epoch), for day and night.
+    utc_ms: Option<f64>,
     /// The viewport the page reports; the camera's is this at the
     /// quality tier's pixel ratio.
     page_viewport: Viewport,
@@ -65,6 +67,7 @@ impl Scene {
             segments_override: None,
             quality: Governor::new(),
             attention: Attention::default(),
+            utc_ms: None,
             page_viewport: Viewport::default(),
         }
     }
@@ -199,12 +202,22 @@ impl Scene {
         );
         out.layers = self.layers;
         out.trail_segments = self.trail_segments;
+        out.sun_model = self.utc_ms.map_or([0.0; 3], |utc| {
+            let (lat, lon) = crate::sun::subsolar(utc);
+            crate::geo::lat_lon_to_unit(lat, lon).to_f32()
+        });
     }
 
     /// Segments per arc trail (at least 2, at most 64).
     pub fn set_trail_segments(&mut self, segments: u32) {
         self.segments_override = Some(segments.clamp(2, 64));
         self.apply_quality();
+    }
+
+    /// The wall clock (ms since the Unix epoch): the night side of the
+    /// globe is shaded from then on; `None` turns that off.
+    pub fn set_clock(&mut self, utc_ms: Option<f64>) {
+        self.utc_ms = utc_ms.filter(|t| t.is_finite());
     }
 
     /// Draws only these `frame::layer`s from now on.
@@ -372,12 +385,29 @@ mod tests {
             scene.advance(f64::from(t) * 16.0);
         }
         let slow = scene.camera().velocity().0.abs();
-        assert!(slow < base * 0.7, "{slow} deg/s over the sale, {base} normally");
+        assert!(
+            slow < base * 0.7,
+            "{slow} deg/s over the sale, {base} normally"
+        );
         // Reduced motion: no spin at all.
         scene.set_reduced_motion(true);
         for t in 200..2_000 {
             scene.advance(f64::from(t) * 16.0);
         }
         assert!(scene.camera().velocity().0.abs() < 0.01);
+    }
+
+    #[test]
+    fn the_sun_is_where_the_clock_says() {
+        let mut scene = Scene::new(0.0117);
+        let mut out = FrameData::default();
+        scene.build_frame(0.0, &mut out);
+        assert_eq!(out.sun_model, [0.0; 3], "no clock, no night");
+        // Noon UTC at an equinox: the sun over the Gulf of Guinea.
+        scene.set_clock(Some(1_774_008_000_000.0));
+        scene.build_frame(0.0, &mut out);
+        let gulf = crate::geo::lat_lon_to_unit(0.0, 0.0).to_f32();
+        let dot: f32 = out.sun_model.iter().zip(gulf).map(|(a, b)| a * b).sum();
+        assert!(dot > 0.99, "{:?}", out.sun_model);
     }
 }

@@ -75,8 +75,10 @@ layout(location = 0) in vec3 a_pos;
 uniform mat4 u_mvp;
 uniform mat4 u_model;
 out vec3 v_n;
+out vec3 v_p;
 void main() {
   v_n = mat3(u_model) * a_pos;
+  v_p = a_pos;
   gl_Position = u_mvp * vec4(a_pos, 1.0);
 }
 "#;
@@ -84,8 +86,15 @@ void main() {
 pub const GLOBE_FS: &str = r#"#version 300 es
 precision highp float;
 in vec3 v_n;
+in vec3 v_p;
 uniform float u_distance;
+uniform vec3 u_sun;
 out vec4 o_color;
+// 1 in daylight, 0 at night, with a soft terminator; day everywhere when
+// the time is unknown (u_sun is zero).
+float daylight(vec3 p) {
+  return dot(u_sun, u_sun) < 0.5 ? 1.0 : smoothstep(-0.12, 0.18, dot(normalize(p), u_sun));
+}
 void main() {
   vec3 n = normalize(v_n);
   vec3 v = normalize(vec3(0.0, 0.0, u_distance) - n);
@@ -105,6 +114,9 @@ void main() {
   float spec = max(dot(n, h), 0.0);
   spec *= spec; spec *= spec; spec *= spec; spec *= spec; spec *= spec; spec *= spec;
   c += vec3(0.45, 0.65, 1.0) * spec * 0.06;
+  // Night falls on the ocean, but the rim light stays: the globe keeps
+  // its shape.
+  c *= mix(0.55, 1.0, daylight(v_p));
   o_color = vec4(c, 1.0);
 }
 "#;
@@ -116,11 +128,14 @@ layout(location = 0) in vec3 a_pos;
 uniform mat4 u_mvp;
 uniform vec3 u_eye;
 uniform float u_size;
+uniform vec3 u_sun;
 out float v_a;
+out float v_day;
 void main() {
   vec3 n = normalize(a_pos);
   float facing = dot(n, normalize(u_eye - a_pos));
   v_a = smoothstep(0.06, 0.55, facing);
+  v_day = dot(u_sun, u_sun) < 0.5 ? 1.0 : smoothstep(-0.12, 0.18, dot(n, u_sun));
   gl_PointSize = u_size * mix(0.6, 1.0, v_a);
   gl_Position = facing > 0.0 ? u_mvp * vec4(a_pos * 1.001, 1.0) : vec4(2.0, 2.0, 2.0, 1.0);
 }
@@ -129,11 +144,12 @@ void main() {
 pub const DOTS_FS: &str = r#"#version 300 es
 precision mediump float;
 in float v_a;
+in float v_day;
 uniform vec4 u_color;
 out vec4 o_color;
 void main() {
   float r = length(gl_PointCoord - 0.5) * 2.0;
-  float a = u_color.a * v_a * (1.0 - smoothstep(0.55, 1.0, r));
+  float a = u_color.a * v_a * mix(0.4, 1.0, v_day) * (1.0 - smoothstep(0.55, 1.0, r));
   o_color = vec4(u_color.rgb * a, a);
 }
 "#;
@@ -141,10 +157,11 @@ void main() {
 pub const COAST_FS: &str = r#"#version 300 es
 precision mediump float;
 in float v_a;
+in float v_day;
 uniform vec4 u_color;
 out vec4 o_color;
 void main() {
-  float a = u_color.a * v_a;
+  float a = u_color.a * v_a * mix(0.5, 1.0, v_day);
   o_color = vec4(u_color.rgb * a, a);
 }
 "#;

@@ -146,6 +146,12 @@ impl Globe {
         self.scene.board().to_json()
     }
 
+    /// The wall clock (`Date.now()`), for the night side of the globe; a
+    /// non-finite value turns night off.
+    pub fn set_clock(&mut self, utc_ms: f64) {
+        self.scene.set_clock(Some(utc_ms));
+    }
+
     /// The quality tier (0 is the best; see `quality.rs`).
     pub fn quality(&self) -> u32 {
         self.scene.quality_tier() as u32
