@@ -34,6 +34,8 @@ pub struct FrameData {
     pub layers: u32,
     /// Segments per arc trail.
     pub trail_segments: u32,
+    /// Draw the land from the coarser lattice (half the dots).
+    pub coarse_dots: bool,
     /// The direction of the sun in model space, or zero when the time of
     /// day is unknown (then it is day everywhere).
     pub sun_model: [f32; 3],

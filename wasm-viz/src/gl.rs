@@ -272,6 +272,9 @@ pub struct Renderer {
     globe_indices: i32,
     dots_vao: WebGlVertexArrayObject,
     dot_count: i32,
+    /// The land at half the density, for the cheaper quality tiers.
+    coarse_dots_vao: WebGlVertexArrayObject,
+    coarse_dot_count: i32,
     coast_vao: WebGlVertexArrayObject,
     coast_vertices: i32,
     arc_data: DataTexture,
@@ -409,6 +412,14 @@ impl Renderer {
             f32_bytes(&land::dot_vertices(&dots_data), &mut scratch),
         )?;
         attrib(&gl, 0, 3, 3, 0);
+        let coarse_data = land::coarser(&dots_data, land::LATTICE_POINTS, land::LATTICE_POINTS / 2);
+        let coarse_dots_vao = vao(&gl)?;
+        static_buffer(
+            &gl,
+            Gl::ARRAY_BUFFER,
+            f32_bytes(&land::dot_vertices(&coarse_data), &mut scratch),
+        )?;
+        attrib(&gl, 0, 3, 3, 0);
 
         let coast_data = land::parse_coastlines(land::COASTLINES_BIN).map_err(GlError::Data)?;
         let coast_floats = land::coastline_segments(&coast_data);
@@ -429,6 +440,7 @@ impl Renderer {
         Ok(Renderer {
             globe_indices: sphere.indices.len() as i32,
             dot_count: dots_data.len() as i32,
+            coarse_dot_count: coarse_data.len() as i32,
             coast_vertices: (coast_floats.len() / 3) as i32,
             gl,
             background,
@@ -443,6 +455,7 @@ impl Renderer {
             stars_vao,
             globe_vao,
             dots_vao,
+            coarse_dots_vao,
             coast_vao,
             arc_data,
             ring_data,
@@ -598,9 +611,17 @@ impl Renderer {
             (
                 layer::DOTS,
                 &self.dots,
-                &self.dots_vao,
+                if f.coarse_dots {
+                    &self.coarse_dots_vao
+                } else {
+                    &self.dots_vao
+                },
                 Gl::POINTS,
-                self.dot_count,
+                if f.coarse_dots {
+                    self.coarse_dot_count
+                } else {
+                    self.dot_count
+                },
                 DOT_RGBA,
             ),
         ] {

@@ -12,6 +12,8 @@ use std::fmt;
 use crate::geo::{lat_lon_to_unit, Vec3};
 
 pub const LAND_MASK_BIN: &[u8] = include_bytes!("../data/land-mask.bin");
+/// The size of the lattice [`LAND_MASK_BIN`] covers (checked by a test).
+pub const LATTICE_POINTS: usize = 90_000;
 pub const COASTLINES_BIN: &[u8] = include_bytes!("../data/coastlines.bin");
 
 /// A point of the land data, in degrees.
@@ -170,6 +172,52 @@ pub fn parse_coastlines(buf: &[u8]) -> Result<Vec<Vec<Point>>, ParseError> {
     }
     r.finish()?;
     Ok(out)
+}
+
+/// The land points of a coarser `n`-point lattice, from the land points of
+/// a finer one (`fine`, from an `fine_n`-point lattice): a coarse point is
+/// land when a fine land point lies within 0.6 of the fine spacing, about
+/// the radius of a fine point's own patch. Slow screens draw these
+/// (`quality.rs`): half the dots, still evenly spread, where taking every
+/// other fine point would draw spiral streaks.
+pub fn coarser(fine: &[Point], fine_n: usize, n: usize) -> Vec<Point> {
+    if fine_n == 0 || n == 0 {
+        return Vec::new();
+    }
+    let spacing_deg = (4.0 * std::f64::consts::PI / fine_n as f64)
+        .sqrt()
+        .to_degrees();
+    let reach_deg = 0.6 * spacing_deg;
+    let cos_reach = reach_deg.to_radians().cos();
+    // Fine land points by 1° latitude band, sorted by longitude.
+    let band = |lat: f64| (lat + 90.0).floor().clamp(0.0, 179.0) as usize;
+    let mut bands: Vec<Vec<Point>> = vec![Vec::new(); 180];
+    for &p in fine {
+        bands[band(p.lat)].push(p);
+    }
+    bands
+        .iter_mut()
+        .for_each(|b| b.sort_by(|x, y| x.lon.total_cmp(&y.lon)));
+    (0..n)
+        .map(|i| lattice_point(i, n))
+        .filter(|q| {
+            let centre = q.unit();
+            // Longitude degrees shrink towards the poles.
+            let lon_reach = (reach_deg / q.lat.to_radians().cos().max(0.02)).min(180.0);
+            let b = band(q.lat);
+            (b.saturating_sub(1)..=(b + 1).min(179)).any(|b| {
+                let points = &bands[b];
+                // Looked for at the longitude and across the antimeridian.
+                [q.lon, q.lon - 360.0, q.lon + 360.0].iter().any(|&lon| {
+                    let from = points.partition_point(|p| p.lon < lon - lon_reach);
+                    points[from..]
+                        .iter()
+                        .take_while(|p| p.lon <= lon + lon_reach)
+                        .any(|p| p.unit().dot(centre) >= cos_reach)
+                })
+            })
+        })
+        .collect()
 }
 
 /// Land dots as x, y, z floats on the unit sphere.
@@ -334,5 +382,37 @@ mod tests {
             let len = (xyz[0] * xyz[0] + xyz[1] * xyz[1] + xyz[2] * xyz[2]).sqrt();
             assert!((len - 1.0).abs() < 1e-5);
         }
+    }
+
+    #[test]
+    fn a_coarser_lattice_keeps_the_land_at_half_the_dots() {
+        let fine = parse_land(LAND_MASK_BIN).expect("land");
+        assert_eq!(LAND_MASK_BIN[4..8], (LATTICE_POINTS as u32).to_le_bytes());
+        let coarse = coarser(&fine, LATTICE_POINTS, LATTICE_POINTS / 2);
+        let ratio = coarse.len() as f64 / fine.len() as f64;
+        assert!(
+            (0.45..0.56).contains(&ratio),
+            "{} of {}",
+            coarse.len(),
+            fine.len()
+        );
+        // Every coarse dot is near a fine one, and the continents are there.
+        let near = |dots: &[Point], lat: f64, lon: f64, deg: f64| {
+            let c = lat_lon_to_unit(lat, lon);
+            dots.iter()
+                .any(|p| p.unit().dot(c) > deg.to_radians().cos())
+        };
+        for (lat, lon) in [
+            (43.65, -79.38),
+            (-23.5, -46.6),
+            (51.5, 0.0),
+            (-33.9, 151.2),
+            (64.0, 100.0),
+        ] {
+            assert!(near(&coarse, lat, lon, 2.0), "land near {lat}, {lon}");
+        }
+        assert!(!near(&coarse, 0.0, -140.0, 5.0), "no land mid-Pacific");
+        assert!(coarser(&[], 90_000, 100).is_empty());
+        assert!(coarser(&fine, 0, 100).is_empty());
     }
 }

@@ -2,7 +2,8 @@
 //! steps the drawing down a tier when the last two seconds did not hold
 //! [`TARGET_FPS`], and back up after a calm spell at full speed. A tier
 //! caps the device pixel ratio (the drawing buffer shrinks and the browser
-//! scales it up), the segments of an arc trail and the share of arcs drawn.
+//! scales it up), the segments of an arc trail, the share of arcs drawn,
+//! and the density of the land's dots.
 //! A step back up that proves too much is not retried for twice as long,
 //! so a screen at its limit does not flicker between two tiers.
 
@@ -15,6 +16,8 @@ pub struct Tier {
     pub trail_segments: u32,
     /// Share of the arc caps (`arcs::Limits`) kept.
     pub arc_share: f64,
+    /// Land drawn from the coarser lattice: half the dots.
+    pub coarse_dots: bool,
 }
 
 /// Best first. A new page starts at [`START_TIER`].
@@ -23,26 +26,31 @@ pub const TIERS: [Tier; 5] = [
         max_dpr: 2.0,
         trail_segments: 24,
         arc_share: 1.0,
+        coarse_dots: false,
     },
     Tier {
         max_dpr: 1.5,
         trail_segments: 16,
         arc_share: 1.0,
+        coarse_dots: false,
     },
     Tier {
         max_dpr: 1.0,
         trail_segments: 12,
         arc_share: 0.75,
+        coarse_dots: false,
     },
     Tier {
         max_dpr: 0.75,
         trail_segments: 10,
         arc_share: 0.5,
+        coarse_dots: true,
     },
     Tier {
         max_dpr: 0.5,
         trail_segments: 8,
         arc_share: 0.35,
+        coarse_dots: true,
     },
 ];
 pub const START_TIER: usize = 1;
@@ -239,6 +247,7 @@ mod tests {
             assert!(pair[1].max_dpr < pair[0].max_dpr);
             assert!(pair[1].trail_segments < pair[0].trail_segments);
             assert!(pair[1].arc_share <= pair[0].arc_share);
+            assert!(pair[1].coarse_dots >= pair[0].coarse_dots);
         }
         assert_eq!(
             TIERS[START_TIER].trail_segments,

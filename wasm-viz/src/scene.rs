@@ -37,6 +37,7 @@ pub struct Scene {
     /// Which `frame::layer`s are drawn.
     layers: u32,
     trail_segments: u32,
+    coarse_dots: bool,
     /// Set for profiling (`?segments=N`): wins over the quality tier's.
     segments_override: Option<u32>,
     quality: Governor,
@@ -64,6 +65,7 @@ impl Scene {
             bench: None,
             layers: frame::layer::ALL,
             trail_segments: crate::shaders::TRAIL_SEGMENTS,
+            coarse_dots: false,
             segments_override: None,
             quality: Governor::new(),
             attention: Attention::default(),
@@ -143,6 +145,7 @@ impl Scene {
         self.camera
             .set_viewport(self.page_viewport.with_max_dpr(tier.max_dpr));
         self.trail_segments = self.segments_override.unwrap_or(tier.trail_segments);
+        self.coarse_dots = tier.coarse_dots;
         let limits = match &self.bench {
             Some(bench) => bench.limits(),
             None => Limits::default().scaled(tier.arc_share),
@@ -197,9 +200,15 @@ impl Scene {
             &self.camera.view(),
             &self.arcs,
             now_ms,
-            self.dot_spacing,
+            // The coarse lattice has half the points: √2 the spacing.
+            if self.coarse_dots {
+                self.dot_spacing * std::f64::consts::SQRT_2
+            } else {
+                self.dot_spacing
+            },
             out,
         );
+        out.coarse_dots = self.coarse_dots;
         out.layers = self.layers;
         out.trail_segments = self.trail_segments;
         out.sun_model = self.utc_ms.map_or([0.0; 3], |utc| {
