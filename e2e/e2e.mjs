@@ -13,7 +13,8 @@
 //  4. On a phone: the same panels in a scrolling sheet below the globe,
 //     clear of the counters.
 //  5. Kiosk mode (?kiosk=1) shows no controls.
-//  6. Kiosk mode recovers by itself when its server restarts (same port).
+//  6. Kiosk mode recovers by itself when its server restarts (same port),
+//     and when the network silently stops carrying anything.
 //  7. A lost WebGL context (WEBGL_lose_context) comes back: when the
 //     browser restores it, and when it never does (a fresh canvas).
 //  8. With WebGL disabled: a flat map with arcs, and live counters.
@@ -54,6 +55,38 @@ function startServer(listen = '127.0.0.1:0') {
       if (m) resolve({ url: m[1].replace(/\/$/, ''), child });
     });
     child.on('exit', (code) => reject(new Error(`server exited early with ${code}`)));
+  });
+}
+
+/** A TCP proxy that can go silent: while cut, it carries nothing either
+ *  way but keeps every connection open, like a dead link or a stuck NAT. */
+function startSilenceableProxy(upstream) {
+  const target = new URL(upstream);
+  let cut = false;
+  const server = net.createServer((client) => {
+    const up = net.connect(Number(target.port), target.hostname);
+    const carry = (from, to) => from.on('data', (d) => {
+      if (!cut) to.write(d);
+    });
+    carry(client, up);
+    carry(up, client);
+    const end = () => {
+      client.destroy();
+      up.destroy();
+    };
+    client.on('error', end).on('close', end);
+    up.on('error', end).on('close', end);
+  });
+  return new Promise((resolve) => {
+    server.listen(0, '127.0.0.1', () => {
+      cleanups.push(() => server.close());
+      resolve({
+        url: `http://127.0.0.1:${server.address().port}`,
+        cut: (on) => {
+          cut = on;
+        },
+      });
+    });
   });
 }
 
@@ -371,6 +404,27 @@ async function main() {
     assert((await page.evaluate(() => window.livemap.frames)) > framesWhileDown, 'frames went on');
     await page.close();
     await stopServer(server);
+  });
+
+  await check('Kiosk: recovers by itself when the network goes silent', async () => {
+    const proxy = await startSilenceableProxy(url);
+    const page = await browser.newPage({ viewport: { width: 1280, height: 720 } });
+    await page.goto(`${proxy.url}/?kiosk=1`);
+    await page.waitForFunction(() => document.body.dataset.transport === 'ws' && (window.livemap?.version ?? 0) > 0, null, { timeout: TIMEOUT });
+    const attempts = await page.evaluate(() => window.livemap.wsAttempts);
+    proxy.cut(true);
+    // Nothing arrives and nothing closes: the page's watchdog notices the
+    // silence (30 s), drops the socket and tries again.
+    await page.waitForFunction((n) => window.livemap.wsAttempts > n, attempts, { timeout: TIMEOUT });
+    proxy.cut(false);
+    // Live again, over whichever transport got through first.
+    const before = await page.evaluate(() => window.livemap.version);
+    await page.waitForFunction(
+      (v) => window.livemap.version > v && ['live', 'longpoll'].includes(document.querySelector('#status').dataset.state),
+      before,
+      { timeout: TIMEOUT },
+    );
+    await page.close();
   });
 
   await check('Context loss: the globe comes back, restored or not', async () => {

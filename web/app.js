@@ -29,8 +29,10 @@
 // to nothing, so that a harness measures the renderer alone
 // (bench/renderer/); window.livemap.firstFrameMs is when the first frame
 // was drawn, in ms since navigation started; quality is the renderer's
-// quality tier, wasmBytes the size of its memory, and flat is true where
-// there is no WebGL2 and a flat map is drawn instead. For profiling the renderer:
+// quality tier, wasmBytes the size of its memory, flat is true where
+// there is no WebGL2 and a flat map is drawn instead, contextLosses and
+// contextRestores count lost WebGL contexts and rebuilt globes, and
+// wsAttempts counts WebSocket connections tried. For profiling the renderer:
 // `?aa=1` turns multisampling on (the shaders smooth their own edges), `?layers=N` draws only the layers whose
 // bits are set in N (see Globe.set_layers).
 //
@@ -50,6 +52,9 @@ const BACKOFF_CAP_MS = 30_000;
 const WS_PROBE_EVERY_MS = 60_000;
 /// An open socket that has said nothing for this long is presumed dead.
 const WS_SILENCE_MS = 30_000;
+/// A socket that has not opened after this long is given up (a link that
+/// swallows the handshake never fails it by itself).
+const WS_CONNECT_TIMEOUT_MS = 10_000;
 /// No snapshot for this long: show the data as stale.
 const QUIET_STALE_MS = 15_000;
 const POLL_TIMEOUT_MS = 90_000;
@@ -78,6 +83,7 @@ const state = {
   flat: false,
   contextLosses: 0,
   contextRestores: 0,
+  wsAttempts: 0,
 };
 window.livemap = state;
 
@@ -196,8 +202,16 @@ function connectWs(probe = false) {
   }
   ws.binaryType = 'arraybuffer';
   net.ws = ws;
+  state.wsAttempts += 1;
   let opened = false;
+  const giveUp = setTimeout(() => {
+    if (!opened && net.ws === ws) {
+      abandonWs(ws);
+      wsFailed(probe);
+    }
+  }, WS_CONNECT_TIMEOUT_MS);
   ws.onopen = () => {
+    clearTimeout(giveUp);
     opened = true;
     net.everOpened = true;
     net.failStreak = 0;
@@ -213,6 +227,7 @@ function connectWs(probe = false) {
   };
   ws.onerror = () => {}; // a close event always follows
   ws.onclose = (ev) => {
+    clearTimeout(giveUp);
     if (net.ws === ws) net.ws = null;
     if (opened) {
       if (state.transport === 'ws') reconnectWs(ev.code === 1012 ? 500 + Math.random() * RESTART_SPREAD_MS : 0);
@@ -220,6 +235,18 @@ function connectWs(probe = false) {
       wsFailed(probe);
     }
   };
+}
+
+/** Drops a socket without waiting for its close, which a dead link never
+ *  completes. */
+function abandonWs(ws) {
+  if (net.ws === ws) net.ws = null;
+  ws.onopen = ws.onmessage = ws.onclose = null;
+  try {
+    ws.close();
+  } catch {
+    /* already closed */
+  }
 }
 
 function wsFailed(probe) {
@@ -725,7 +752,10 @@ function kioskCare() {
 function watchdog() {
   setInterval(() => {
     const silent = performance.now() - net.lastDataAt;
-    if (state.transport === 'ws' && net.ws && silent > WS_SILENCE_MS) net.ws.close();
+    if (state.transport === 'ws' && net.ws && silent > WS_SILENCE_MS) {
+      abandonWs(net.ws);
+      reconnectWs();
+    }
     renderStatus();
   }, 5_000);
 }
