@@ -89,7 +89,16 @@ window.livemap = state;
 
 const params = new URLSearchParams(location.search);
 const kiosk = params.get('kiosk') === '1';
-if (kiosk) document.body.classList.add('kiosk');
+if (kiosk) {
+  document.body.classList.add('kiosk');
+  // Browsers go fullscreen only on a person's gesture: the first tap or
+  // key on a kiosk does it (a kiosk browser started with --kiosk already is).
+  const goFullscreen = () => {
+    if (!document.fullscreenElement) document.documentElement.requestFullscreen?.().catch(() => {});
+  };
+  window.addEventListener('pointerdown', goFullscreen, { once: true });
+  window.addEventListener('keydown', goFullscreen, { once: true });
+}
 const benchArcs = Math.max(0, Math.min(100_000, Number.parseInt(params.get('bench') ?? '', 10) || 0));
 const antialias = params.get('aa') === '1';
 const onlyLayers = params.has('layers') ? Number(params.get('layers')) : null;
