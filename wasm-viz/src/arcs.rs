@@ -367,7 +367,7 @@ impl ArcField {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use livemap_wire::LatLon;
 

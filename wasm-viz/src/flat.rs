@@ -72,7 +72,8 @@ fn finish(out: &mut Vec<f32>, start: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use livemap_wire::{Arc as WireArc, Channel, LatLon};
+    use crate::arcs::tests::order;
+    use livemap_wire::Channel;
 
     fn lines(out: &[f32]) -> Vec<Vec<(f32, f32)>> {
         let mut lines = Vec::new();
@@ -88,20 +89,7 @@ mod tests {
 
     fn field_with(from: (f32, f32), to: (f32, f32)) -> ArcField {
         let mut field = ArcField::new();
-        let arc = WireArc {
-            from: LatLon {
-                lat: from.0,
-                lon: from.1,
-            },
-            to: LatLon {
-                lat: to.0,
-                lon: to.1,
-            },
-            usd_cents: 5_000,
-            at_ms: 0,
-            channel: Channel::OnlineStore,
-        };
-        field.schedule(&[arc], 0.0, 200.0);
+        field.schedule(&[order(from, to, Channel::OnlineStore)], 0.0, 200.0);
         field.update(500.0);
         field
     }
