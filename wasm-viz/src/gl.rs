@@ -252,6 +252,47 @@ impl SkyCache {
     }
 }
 
+/// Land dots in a static buffer, drawn through a per-frame index buffer
+/// that lists only those facing the viewer (`land::facing`): half the
+/// vertex work.
+struct DotSet {
+    vao: WebGlVertexArrayObject,
+    indices: WebGlBuffer,
+    positions: Vec<[f32; 3]>,
+    facing: Vec<u32>,
+}
+
+impl DotSet {
+    fn new(gl: &Gl, dots: &[land::Point], scratch: &mut Vec<u8>) -> Result<DotSet, GlError> {
+        let vao = vao(gl)?;
+        let positions: Vec<[f32; 3]> = dots.iter().map(|p| p.unit().to_f32()).collect();
+        let floats: Vec<f32> = positions.iter().flatten().copied().collect();
+        static_buffer(gl, Gl::ARRAY_BUFFER, f32_bytes(&floats, scratch))?;
+        attrib(gl, 0, 3, 3, 0);
+        let indices = gl.create_buffer().ok_or(GlError::Create("buffer"))?;
+        // The element buffer binding is part of the vertex array's state.
+        gl.bind_buffer(Gl::ELEMENT_ARRAY_BUFFER, Some(&indices));
+        Ok(DotSet {
+            vao,
+            indices,
+            positions,
+            facing: Vec::new(),
+        })
+    }
+
+    /// Binds the set with the indices of the dots facing `eye`; returns
+    /// how many there are.
+    fn bind_facing(&mut self, gl: &Gl, eye: [f32; 3], scratch: &mut Vec<u8>) -> i32 {
+        land::facing(&self.positions, eye, &mut self.facing);
+        gl.bind_vertex_array(Some(&self.vao));
+        gl.bind_buffer(Gl::ELEMENT_ARRAY_BUFFER, Some(&self.indices));
+        scratch.clear();
+        scratch.extend(self.facing.iter().flat_map(|i| i.to_le_bytes()));
+        gl.buffer_data_with_u8_array(Gl::ELEMENT_ARRAY_BUFFER, scratch, Gl::STREAM_DRAW);
+        self.facing.len() as i32
+    }
+}
+
 pub struct Renderer {
     gl: Gl,
     /// Multisampled: the sky is then drawn, not copied (a copy into a
@@ -261,7 +302,7 @@ pub struct Renderer {
     background: Program,
     stars: Program,
     globe: Program,
-    dots: Program,
+    dots_program: Program,
     coast: Program,
     trails: Program,
     heads: Program,
@@ -270,11 +311,10 @@ pub struct Renderer {
     stars_vao: WebGlVertexArrayObject,
     globe_vao: WebGlVertexArrayObject,
     globe_indices: i32,
-    dots_vao: WebGlVertexArrayObject,
-    dot_count: i32,
-    /// The land at half the density, for the cheaper quality tiers.
-    coarse_dots_vao: WebGlVertexArrayObject,
-    coarse_dot_count: i32,
+    /// The land's dots, and the same at half the density for the cheaper
+    /// quality tiers.
+    dots: DotSet,
+    coarse_dots: DotSet,
     coast_vao: WebGlVertexArrayObject,
     coast_vertices: i32,
     arc_data: DataTexture,
@@ -334,7 +374,7 @@ impl Renderer {
             &[mvp, "u_model", "u_distance", "u_sun"],
         )?;
         let land_uniforms = [mvp, "u_eye", "u_size", "u_color", "u_sun"];
-        let dots = Program::new(
+        let dots_program = Program::new(
             &gl,
             "dots",
             shaders::LAND_VS,
@@ -405,21 +445,9 @@ impl Renderer {
         static_buffer(&gl, Gl::ELEMENT_ARRAY_BUFFER, &index_bytes)?;
 
         let dots_data = land::parse_land(land::LAND_MASK_BIN).map_err(GlError::Data)?;
-        let dots_vao = vao(&gl)?;
-        static_buffer(
-            &gl,
-            Gl::ARRAY_BUFFER,
-            f32_bytes(&land::dot_vertices(&dots_data), &mut scratch),
-        )?;
-        attrib(&gl, 0, 3, 3, 0);
         let coarse_data = land::coarser(&dots_data, land::LATTICE_POINTS, land::LATTICE_POINTS / 2);
-        let coarse_dots_vao = vao(&gl)?;
-        static_buffer(
-            &gl,
-            Gl::ARRAY_BUFFER,
-            f32_bytes(&land::dot_vertices(&coarse_data), &mut scratch),
-        )?;
-        attrib(&gl, 0, 3, 3, 0);
+        let dot_set = DotSet::new(&gl, &dots_data, &mut scratch)?;
+        let coarse_dots = DotSet::new(&gl, &coarse_data, &mut scratch)?;
 
         let coast_data = land::parse_coastlines(land::COASTLINES_BIN).map_err(GlError::Data)?;
         let coast_floats = land::coastline_segments(&coast_data);
@@ -439,14 +467,12 @@ impl Renderer {
         let sky = SkyCache::new(&gl)?;
         Ok(Renderer {
             globe_indices: sphere.indices.len() as i32,
-            dot_count: dots_data.len() as i32,
-            coarse_dot_count: coarse_data.len() as i32,
             coast_vertices: (coast_floats.len() / 3) as i32,
             gl,
             background,
             stars,
             globe,
-            dots,
+            dots_program,
             coast,
             trails,
             heads,
@@ -454,8 +480,8 @@ impl Renderer {
             empty_vao,
             stars_vao,
             globe_vao,
-            dots_vao,
-            coarse_dots_vao,
+            dots: dot_set,
+            coarse_dots,
             coast_vao,
             arc_data,
             ring_data,
@@ -599,43 +625,28 @@ impl Renderer {
 
         // Land: coastlines then dots, blended over the ocean.
         gl.blend_func(Gl::ONE, Gl::ONE_MINUS_SRC_ALPHA);
-        for (bit, p, vao, mode, count, rgba) in [
-            (
-                layer::COAST,
-                &self.coast,
-                &self.coast_vao,
-                Gl::LINES,
-                self.coast_vertices,
-                COAST_RGBA,
-            ),
-            (
-                layer::DOTS,
-                &self.dots,
-                if f.coarse_dots {
-                    &self.coarse_dots_vao
-                } else {
-                    &self.dots_vao
-                },
-                Gl::POINTS,
-                if f.coarse_dots {
-                    self.coarse_dot_count
-                } else {
-                    self.dot_count
-                },
-                DOT_RGBA,
-            ),
-        ] {
-            if !on(bit) {
-                continue;
-            }
+        let land_uniforms = |p: &Program, rgba: [f32; 4]| {
             gl.use_program(Some(&p.program));
             gl.uniform_matrix4fv_with_f32_array(p.loc("u_mvp"), false, &f.mvp);
             gl.uniform3fv_with_f32_array(p.loc("u_eye"), &f.eye_model);
             gl.uniform1f(p.loc("u_size"), f.dot_size_px);
             gl.uniform3fv_with_f32_array(p.loc("u_sun"), &f.sun_model);
             gl.uniform4f(p.loc("u_color"), rgba[0], rgba[1], rgba[2], rgba[3]);
-            gl.bind_vertex_array(Some(vao));
-            gl.draw_arrays(mode, 0, count);
+        };
+        if on(layer::COAST) {
+            land_uniforms(&self.coast, COAST_RGBA);
+            gl.bind_vertex_array(Some(&self.coast_vao));
+            gl.draw_arrays(Gl::LINES, 0, self.coast_vertices);
+        }
+        if on(layer::DOTS) {
+            land_uniforms(&self.dots_program, DOT_RGBA);
+            let set = if f.coarse_dots {
+                &mut self.coarse_dots
+            } else {
+                &mut self.dots
+            };
+            let count = set.bind_facing(gl, f.eye_model, &mut self.scratch);
+            gl.draw_elements_with_i32(Gl::POINTS, count, Gl::UNSIGNED_INT, 0);
         }
 
         // Rings, trails and heads: additive, hidden behind the globe.

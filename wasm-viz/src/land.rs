@@ -220,6 +220,20 @@ pub fn coarser(fine: &[Point], fine_n: usize, n: usize) -> Vec<Point> {
         .collect()
 }
 
+/// The indices of the `dots` (unit vectors) on the side of the globe
+/// that faces `eye`, into `out`: about half of them, the only ones worth
+/// sending through the vertex shader. A unit-sphere point p is seen from E
+/// when p·E > 1 (the same test the land shader fades by).
+pub fn facing(dots: &[[f32; 3]], eye: [f32; 3], out: &mut Vec<u32>) {
+    out.clear();
+    out.extend(
+        dots.iter()
+            .enumerate()
+            .filter(|(_, p)| p[0] * eye[0] + p[1] * eye[1] + p[2] * eye[2] > 1.0)
+            .map(|(i, _)| i as u32),
+    );
+}
+
 /// Land dots as x, y, z floats on the unit sphere.
 pub fn dot_vertices(dots: &[Point]) -> Vec<f32> {
     dots.iter().flat_map(|p| p.unit().to_f32()).collect()
@@ -414,5 +428,23 @@ mod tests {
         assert!(!near(&coarse, 0.0, -140.0, 5.0), "no land mid-Pacific");
         assert!(coarser(&[], 90_000, 100).is_empty());
         assert!(coarser(&fine, 0, 100).is_empty());
+    }
+
+    #[test]
+    fn only_the_dots_facing_the_eye_are_kept() {
+        let dots: Vec<[f32; 3]> = parse_land(LAND_MASK_BIN)
+            .expect("land")
+            .iter()
+            .map(|p| p.unit().to_f32())
+            .collect();
+        let eye = [0.0, 0.0, 3.0];
+        let mut out = Vec::new();
+        facing(&dots, eye, &mut out);
+        let share = out.len() as f64 / dots.len() as f64;
+        // A third of the sphere is seen from three radii away (1 - 1/3
+        // of its height, over 2).
+        assert!((0.2..0.5).contains(&share), "{share}");
+        assert!(out.iter().all(|&i| dots[i as usize][2] > 1.0 / 3.0));
+        assert!(out.windows(2).all(|w| w[0] < w[1]));
     }
 }
