@@ -312,9 +312,11 @@ pub struct Renderer {
     globe_vao: WebGlVertexArrayObject,
     globe_indices: i32,
     /// The land's dots, and the same at half the density for the cheaper
-    /// quality tiers.
+    /// quality tiers, made the first time one of them needs it (it takes
+    /// a few milliseconds the first frame need not wait for).
     dots: DotSet,
-    coarse_dots: DotSet,
+    coarse_dots: Option<DotSet>,
+    land_points: Vec<land::Point>,
     coast_vao: WebGlVertexArrayObject,
     coast_vertices: i32,
     arc_data: DataTexture,
@@ -445,9 +447,7 @@ impl Renderer {
         static_buffer(&gl, Gl::ELEMENT_ARRAY_BUFFER, &index_bytes)?;
 
         let dots_data = land::parse_land(land::LAND_MASK_BIN).map_err(GlError::Data)?;
-        let coarse_data = land::coarser(&dots_data, land::LATTICE_POINTS, land::LATTICE_POINTS / 2);
         let dot_set = DotSet::new(&gl, &dots_data, &mut scratch)?;
-        let coarse_dots = DotSet::new(&gl, &coarse_data, &mut scratch)?;
 
         let coast_data = land::parse_coastlines(land::COASTLINES_BIN).map_err(GlError::Data)?;
         let coast_floats = land::coastline_segments(&coast_data);
@@ -481,7 +481,8 @@ impl Renderer {
             stars_vao,
             globe_vao,
             dots: dot_set,
-            coarse_dots,
+            coarse_dots: None,
+            land_points: dots_data,
             coast_vao,
             arc_data,
             ring_data,
@@ -640,10 +641,18 @@ impl Renderer {
         }
         if on(layer::DOTS) {
             land_uniforms(&self.dots_program, DOT_RGBA);
-            let set = if f.coarse_dots {
-                &mut self.coarse_dots
-            } else {
-                &mut self.dots
+            if f.coarse_dots && self.coarse_dots.is_none() {
+                let coarse = land::coarser(
+                    &self.land_points,
+                    land::LATTICE_POINTS,
+                    land::LATTICE_POINTS / 2,
+                );
+                // Without it, the full set is drawn: dearer, not wrong.
+                self.coarse_dots = DotSet::new(gl, &coarse, &mut self.scratch).ok();
+            }
+            let set = match (&mut self.coarse_dots, f.coarse_dots) {
+                (Some(coarse), true) => coarse,
+                _ => &mut self.dots,
             };
             let count = set.bind_facing(gl, f.eye_model, &mut self.scratch);
             gl.draw_elements_with_i32(Gl::POINTS, count, Gl::UNSIGNED_INT, 0);

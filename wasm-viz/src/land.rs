@@ -145,6 +145,16 @@ pub fn lattice_point(i: usize, n: usize) -> Point {
     }
 }
 
+/// How many land points `land-mask.bin` holds, without computing them.
+pub fn count_land(buf: &[u8]) -> Result<usize, ParseError> {
+    let mut r = Reader { buf };
+    r.magic(b"LMSK")?;
+    let n = r.u32()?;
+    let bits = r.take(n.div_ceil(8))?;
+    r.finish()?;
+    Ok((0..n).filter(|i| bits[i / 8] & (1 << (i % 8)) != 0).count())
+}
+
 /// Parses `land-mask.bin` into the land points of its lattice, north to
 /// south.
 pub fn parse_land(buf: &[u8]) -> Result<Vec<Point>, ParseError> {
@@ -377,6 +387,7 @@ mod tests {
     fn embedded_data_parses_and_looks_like_earth() {
         let dots = parse_land(LAND_MASK_BIN).expect("land-mask.bin");
         assert_eq!(dots.len(), 25_866);
+        assert_eq!(count_land(LAND_MASK_BIN), Ok(25_866));
         assert!(dots.len() > 5_000, "{}", dots.len());
         let rings = parse_coastlines(COASTLINES_BIN).expect("coastlines.bin");
         assert!(rings.len() > 50);

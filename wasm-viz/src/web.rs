@@ -31,9 +31,7 @@ pub struct Globe {
 }
 
 fn new_scene() -> Scene {
-    let dots = land::parse_land(land::LAND_MASK_BIN)
-        .map(|d| d.len())
-        .unwrap_or(1);
+    let dots = land::count_land(land::LAND_MASK_BIN).unwrap_or(1);
     Scene::new(land::dot_spacing(dots))
 }
 
