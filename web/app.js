@@ -603,7 +603,11 @@ function drawFlat(now) {
   const key = `${w}x${h}:${mx},${my},${mw}`;
   if (flatMap.key !== key) {
     flatMap.key = key;
-    const img = new OffscreenCanvas(Math.max(1, w), Math.max(1, h));
+    // A plain canvas, not an OffscreenCanvas: the browsers that need this
+    // map (no WebGL2) are often too old to have one.
+    const img = document.createElement('canvas');
+    img.width = Math.max(1, w);
+    img.height = Math.max(1, h);
     const g = img.getContext('2d');
     g.fillStyle = 'rgba(120, 160, 220, 0.55)';
     const r = Math.max(1, mw / 700);
