@@ -43,8 +43,6 @@ pub struct FrameData {
     pub mvp: [f32; 16],
     /// Globe rotation (model to world).
     pub model: [f32; 16],
-    /// World to clip.
-    pub view_proj: [f32; 16],
     /// Camera position in model space (for limb fading).
     pub eye_model: [f32; 3],
     /// Camera distance from the globe centre.
@@ -84,7 +82,6 @@ pub fn build(view: &View, arcs: &ArcField, now_ms: f64, dot_spacing: f64, out: &
     let r_px = view.globe_radius_px;
     out.mvp = view.mvp.to_f32();
     out.model = view.model.to_f32();
-    out.view_proj = view.view_proj.to_f32();
     out.eye_model = view.eye_model.to_f32();
     out.distance = view.layout.distance as f32;
     out.viewport_px = [w as f32, h as f32];
