@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use xxhash_rust::xxh3::xxh3_64;
 
 const MAGIC: &[u8; 4] = b"LMCK";
-const FORMAT_VERSION: u32 = 3;
+const FORMAT_VERSION: u32 = 4;
 const FILE_NAME: &str = "checkpoint.bin";
 
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +36,8 @@ pub enum CheckpointError {
     Corrupt(PathBuf),
     #[error("checkpoint payload is malformed: {0}")]
     Payload(&'static str),
+    #[error(transparent)]
+    Publish(#[from] crate::partials::PartialsError),
 }
 
 /// Where checkpoints live.

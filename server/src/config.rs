@@ -10,6 +10,7 @@ use clap::Parser;
 use livemap_events::money::FxTable;
 
 use crate::ingest::EngineConfig;
+use crate::partials::PartialsConfig;
 use crate::source::kafka::{KafkaConfig, StartFrom};
 
 /// The live sales map server.
@@ -130,6 +131,30 @@ pub struct Args {
     #[arg(long, env = "LIVEMAP_CHECKPOINT_SECS", default_value_t = 5)]
     pub checkpoint_secs: u32,
 
+    /// What this process does: `all` reads the checkout topic and serves
+    /// browsers; past one machine, `aggregator`s share the checkout topic
+    /// and publish their partial states, and `edge`s merge those and serve
+    /// browsers. See docs/SCALE-OUT.md.
+    #[arg(long, env = "LIVEMAP_ROLE", value_enum, default_value_t = Role::All)]
+    pub role: Role,
+
+    /// An aggregator's name, stable across its restarts (a StatefulSet's
+    /// pod name, say): its partial state is published under it and
+    /// restored from it. Two live aggregators must never share one.
+    /// Defaults to the host name.
+    #[arg(long, env = "LIVEMAP_AGGREGATOR_ID")]
+    pub aggregator_id: Option<String>,
+
+    /// The topic where aggregators publish partial states
+    /// (default: `<topic>.livemap-partials`).
+    #[arg(long, env = "LIVEMAP_PARTIALS_TOPIC")]
+    pub partials_topic: Option<String>,
+
+    /// Milliseconds between an aggregator's partial-state records: the
+    /// edges' totals trail the aggregators' by up to this much.
+    #[arg(long, env = "LIVEMAP_PUBLISH_MS", default_value_t = 1_000)]
+    pub publish_ms: u32,
+
     /// Snapshots are marked stale while the consumer is more than this many
     /// messages behind (summed over partitions), or the broker is unreachable.
     #[arg(long, env = "LIVEMAP_LAG_LIMIT", default_value_t = 100_000)]
@@ -144,11 +169,31 @@ pub struct Args {
     pub log: String,
 }
 
+/// The machine's name, where it has one.
+fn host_name() -> Option<String> {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+}
+
 fn parse_key_value(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.to_owned())),
         _ => Err(format!("expected KEY=VALUE, got {s:?}")),
     }
+}
+
+/// The role of this process in a deployment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Role {
+    /// One process: reads the checkouts and serves browsers.
+    All,
+    /// Reads its share of the checkout topic; publishes its partial state.
+    Aggregator,
+    /// Merges the aggregators' partial states; serves browsers.
+    Edge,
 }
 
 /// Why the configuration was refused.
@@ -158,6 +203,12 @@ pub enum ConfigError {
     Tick(u32),
     #[error("--dedup-horizon-minutes must be at least 1")]
     Horizon,
+    #[error("--role {0} needs --kafka-brokers")]
+    RoleNeedsKafka(&'static str),
+    #[error("--role aggregator needs --aggregator-id (no host name to default to)")]
+    AggregatorId,
+    #[error("--publish-ms must be between 100 and 60000, got {0}")]
+    Publish(u32),
     #[error("reading --fx-rates {path}: {source}")]
     FxFile {
         path: PathBuf,
@@ -192,6 +243,11 @@ pub struct Config {
     pub state_dir: PathBuf,
     pub checkpoint_every: Duration,
     pub lag_limit: i64,
+    pub role: Role,
+    /// Where partial states travel (aggregator and edge roles).
+    pub partials: Option<PartialsConfig>,
+    pub aggregator_id: String,
+    pub publish_every: Duration,
 }
 
 impl Config {
@@ -219,13 +275,50 @@ impl Config {
                     source,
                 })?;
         }
+        let role_name = match args.role {
+            Role::All => "all",
+            Role::Aggregator => "aggregator",
+            Role::Edge => "edge",
+        };
+        if args.role != Role::All && args.kafka_brokers.is_none() {
+            return Err(ConfigError::RoleNeedsKafka(role_name));
+        }
+        if !(100..=60_000).contains(&args.publish_ms) {
+            return Err(ConfigError::Publish(args.publish_ms));
+        }
+        let aggregator_id = match args.aggregator_id.clone().or_else(host_name) {
+            Some(id) if !id.trim().is_empty() => id.trim().to_owned(),
+            _ if args.role == Role::Aggregator => return Err(ConfigError::AggregatorId),
+            _ => String::new(),
+        };
+        let partials = match (&args.kafka_brokers, args.role) {
+            (Some(brokers), Role::Aggregator | Role::Edge) => Some(PartialsConfig {
+                brokers: brokers.clone(),
+                topic: args
+                    .partials_topic
+                    .clone()
+                    .unwrap_or_else(|| format!("{}.livemap-partials", args.topic)),
+                options: args.kafka_options.clone(),
+            }),
+            _ => None,
+        };
+        let publish_every = Duration::from_millis(u64::from(args.publish_ms));
+        // An aggregator hands its arcs over once per publish, not per tick:
+        // its sampler keeps a publish's worth.
+        let arcs_per_tick = match args.role {
+            Role::Aggregator => {
+                let ticks = (args.publish_ms / args.tick_ms.max(1)).max(1) as usize;
+                args.arcs_per_tick.saturating_mul(ticks)
+            }
+            Role::All | Role::Edge => args.arcs_per_tick,
+        };
         let seed = args.demo_seed.unwrap_or_else(rand::random);
         Ok(Config {
             engine: EngineConfig {
                 fx,
                 dedup_horizon_ms: i64::from(args.dedup_horizon_minutes) * 60_000,
                 dedup_max_entries: args.dedup_max_entries,
-                arcs_per_tick: args.arcs_per_tick,
+                arcs_per_tick,
                 future_tolerance_ms: i64::from(args.future_tolerance_secs) * 1000,
                 allowed_lateness_ms: i64::from(args.allowed_lateness_minutes) * 60_000,
                 seed,
@@ -252,6 +345,10 @@ impl Config {
             state_dir: args.state_dir.clone(),
             checkpoint_every: Duration::from_secs(u64::from(args.checkpoint_secs.max(1))),
             lag_limit: args.lag_limit,
+            role: args.role,
+            partials,
+            aggregator_id,
+            publish_every,
         })
     }
 }

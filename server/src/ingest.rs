@@ -4,11 +4,11 @@
 //! Previous stage: [`crate::source`] delivers batches of raw messages.
 //! Next stage: [`crate::snapshot`] reads the engine on every tick.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use livemap_events::money::FxTable;
 
-use crate::aggregate::{Aggregate, Breakdowns};
+use crate::aggregate::{Aggregate, Breakdowns, MINUTE_MS};
 use crate::arcs::{ArcSampler, Candidate};
 use crate::checkpoint::{CheckpointError, Reader, Writer};
 use crate::decode::{Decoded, Decoder, Reject};
@@ -86,7 +86,7 @@ impl IngestCounts {
 }
 
 /// What the engine knows of one source partition.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct PartitionState {
     /// The next offset to count: everything before it is in the state.
     next_offset: i64,
@@ -94,13 +94,81 @@ struct PartitionState {
     /// under an earlier assignment may have been counted by another member.
     generation: u64,
     owned: bool,
+    /// Where each recent minute of event time began in this partition:
+    /// (minute, first offset), oldest first, one per minute within the
+    /// de-duplication horizon. A member taking the partition over re-reads
+    /// from the oldest, so its filter knows every id the old owner knew.
+    marks: VecDeque<(i64, i64)>,
+    /// Whether this engine's filter knows the partition's recent ids. Not
+    /// after a restore from a record without the filter
+    /// ([`Engine::export_view`]): the partition is then re-read from its
+    /// first mark.
+    learned: bool,
+}
+
+impl PartitionState {
+    /// Notes that an event of `event_time_ms` was counted at `offset`.
+    fn mark(&mut self, offset: i64, event_time_ms: i64, horizon_minutes: i64) {
+        let minute = event_time_ms.div_euclid(MINUTE_MS);
+        if self.marks.back().is_some_and(|&(m, _)| m >= minute) {
+            return;
+        }
+        self.marks.push_back((minute, offset));
+        while self
+            .marks
+            .front()
+            .is_some_and(|&(m, _)| m < minute - horizon_minutes)
+        {
+            self.marks.pop_front();
+        }
+    }
+}
+
+/// Where a newly assigned partition resumes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resume {
+    pub partition: i32,
+    /// The first offset to count; `None` where nothing has seen the
+    /// partition (the consumer's reset policy decides).
+    pub count_from: Option<i64>,
+    /// The first offset to read: before `count_from` when the filter must
+    /// first re-learn ids another member saw, which are then not counted.
+    pub read_from: Option<i64>,
+}
+
+/// A partition's position as another member left it (from its state
+/// record, or the group's committed offset with no marks).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Handover {
+    pub next_offset: i64,
+    /// That member's minute marks (see [`PartitionState::marks`]).
+    pub marks: VecDeque<(i64, i64)>,
+}
+
+impl Handover {
+    /// Only an offset, as the group's committed offsets say.
+    pub fn at(next_offset: i64) -> Self {
+        Handover {
+            next_offset,
+            marks: VecDeque::new(),
+        }
+    }
+}
+
+/// Where to start reading so the filter learns every id within the
+/// horizon: the first minute mark, or the next offset if there is none.
+fn warm_from(marks: &VecDeque<(i64, i64)>, next_offset: i64) -> i64 {
+    marks
+        .front()
+        .map_or(next_offset, |&(_, o)| o.min(next_offset))
 }
 
 /// Messages the engine saw again and did not count: the price of
 /// at-least-once sources, kept apart from `ingest.*`, which describes events.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Replays {
-    /// Below the partition's next offset: already in the state.
+    /// Below the partition's next offset: already in the state (their ids
+    /// still teach the de-duplication filter).
     pub already_counted: u64,
     /// From a partition this engine no longer owns, or an older assignment.
     pub not_owned: u64,
@@ -118,6 +186,10 @@ pub struct Engine {
     pub rankings: Rankings,
     partitions: BTreeMap<i32, PartitionState>,
     sampler: ArcSampler,
+    /// Arcs sampled elsewhere (by aggregators, for an edge), handed out a
+    /// tick's worth at a time so they spread over the ticks.
+    arriving_arcs: VecDeque<livemap_wire::Arc>,
+    arcs_per_tick: usize,
     future_tolerance_ms: i64,
     allowed_lateness_ms: i64,
     totals_only: bool,
@@ -138,6 +210,8 @@ impl Engine {
             rankings: Rankings::default(),
             partitions: BTreeMap::new(),
             sampler: ArcSampler::new(config.arcs_per_tick, config.seed),
+            arriving_arcs: VecDeque::new(),
+            arcs_per_tick: config.arcs_per_tick,
             future_tolerance_ms: config.future_tolerance_ms,
             allowed_lateness_ms: config.allowed_lateness_ms,
             totals_only: config.totals_only,
@@ -152,35 +226,59 @@ impl Engine {
     /// idempotent across restarts and rebalances. `now_ms` is the wall
     /// clock, read once per batch by the caller.
     pub fn ingest(&mut self, payload: Option<&[u8]>, position: Option<Position>, now_ms: i64) {
-        if let Some(pos) = position {
-            match self.partitions.get_mut(&pos.partition) {
-                Some(p) if p.owned && p.generation == pos.generation => {
-                    if pos.offset < p.next_offset {
-                        self.replays.already_counted += 1;
-                        return;
-                    }
-                    p.next_offset = pos.offset + 1;
-                }
-                _ => {
-                    self.replays.not_owned += 1;
+        let Some(pos) = position else {
+            self.count(payload, now_ms);
+            return;
+        };
+        match self.partitions.get_mut(&pos.partition) {
+            Some(p) if p.owned && p.generation == pos.generation => {
+                if pos.offset < p.next_offset {
+                    self.replays.already_counted += 1;
+                    self.learn(payload, now_ms);
                     return;
                 }
+                p.next_offset = pos.offset + 1;
+            }
+            _ => {
+                self.replays.not_owned += 1;
+                return;
             }
         }
-        self.count(payload, now_ms);
+        if let Some(event_time_ms) = self.count(payload, now_ms) {
+            let horizon = self.dedup.horizon_minutes();
+            if let Some(p) = self.partitions.get_mut(&pos.partition) {
+                p.mark(pos.offset, event_time_ms, horizon);
+            }
+        }
     }
 
-    fn count(&mut self, payload: Option<&[u8]>, now_ms: i64) {
+    /// Teaches the de-duplication filter an event that is already counted,
+    /// so a later copy of it is known for a duplicate.
+    fn learn(&mut self, payload: Option<&[u8]>, now_ms: i64) {
+        if let Decoded::Checkout(c) = self.decoder.decode(payload) {
+            if c.event_time_ms <= now_ms.saturating_add(self.future_tolerance_ms) {
+                self.dedup.check(c.event_id_hash, c.event_time_ms);
+            }
+        }
+    }
+
+    /// Counts one message; returns the event time of a checkout that
+    /// passed decoding (counted or a duplicate).
+    fn count(&mut self, payload: Option<&[u8]>, now_ms: i64) -> Option<i64> {
         let checkout = match self.decoder.decode(payload) {
             Decoded::Checkout(c) => c,
             Decoded::Filtered(_) => {
                 self.counts.filtered += 1;
-                return;
+                return None;
             }
-            Decoded::Rejected(r) => return self.reject(r),
+            Decoded::Rejected(r) => {
+                self.reject(r);
+                return None;
+            }
         };
         if checkout.event_time_ms > now_ms.saturating_add(self.future_tolerance_ms) {
-            return self.reject(Reject::FutureTime);
+            self.reject(Reject::FutureTime);
+            return None;
         }
         if self
             .dedup
@@ -188,7 +286,7 @@ impl Engine {
             == Seen::Duplicate
         {
             self.counts.duplicates += 1;
-            return;
+            return Some(checkout.event_time_ms);
         }
         self.counts.accepted += 1;
         let late =
@@ -231,6 +329,7 @@ impl Engine {
                 channel: checkout.channel,
             });
         }
+        Some(checkout.event_time_ms)
     }
 
     fn reject(&mut self, r: Reject) {
@@ -238,8 +337,46 @@ impl Engine {
     }
 
     /// This tick's sampled arcs (coarsened); the next tick starts empty.
+    /// Arcs that arrived from elsewhere come first, a tick's worth at most.
     pub fn take_arcs(&mut self) -> Vec<livemap_wire::Arc> {
-        self.sampler.take()
+        let n = self.arcs_per_tick.min(self.arriving_arcs.len());
+        let mut arcs: Vec<livemap_wire::Arc> = self.arriving_arcs.drain(..n).collect();
+        arcs.extend(self.sampler.take());
+        arcs
+    }
+
+    /// Queues arcs sampled by another engine. At most `backlog_ticks`
+    /// ticks' worth wait: the oldest go first, as a screen would rather
+    /// skip arcs than show them late.
+    pub fn push_arcs(&mut self, arcs: &[livemap_wire::Arc], backlog_ticks: usize) {
+        self.arriving_arcs.extend(arcs.iter().cloned());
+        let cap = self.arcs_per_tick.saturating_mul(backlog_ticks.max(1));
+        while self.arriving_arcs.len() > cap {
+            self.arriving_arcs.pop_front();
+        }
+    }
+
+    /// Adds another engine's counts to this one: what an edge does with
+    /// the aggregators' partial states. Offsets and the de-duplication
+    /// filter are not merged; an edge counts nothing itself.
+    pub fn absorb(&mut self, other: &Engine) {
+        use crate::aggregate::Merge;
+        self.counts.merge(&other.counts);
+        self.replays.already_counted += other.replays.already_counted;
+        self.replays.not_owned += other.replays.not_owned;
+        self.aggregate.merge(&other.aggregate);
+        self.trends.merge(&other.trends);
+        self.breakdowns.merge(&other.breakdowns);
+        self.rankings.merge(&other.rankings);
+        self.watermark_ms = self.watermark_ms.max(other.watermark_ms);
+    }
+
+    /// Takes the counts of `merged` and keeps this engine's arcs waiting
+    /// to be shown: an edge swaps in a new merge without losing them.
+    pub fn replace_counts(&mut self, merged: Engine) {
+        let arcs = std::mem::take(&mut self.arriving_arcs);
+        *self = merged;
+        self.arriving_arcs = arcs;
     }
 
     /// Event ids the de-duplication filter currently remembers.
@@ -253,34 +390,61 @@ impl Engine {
     }
 
     /// Takes ownership of partitions under a new assignment generation and
-    /// says where to resume each. `committed` is what the consumer group
-    /// last committed for the partition: offsets this member's state has
-    /// not reached but the group has were counted by another member, so
-    /// the resume point is the later of the two. `None` where neither has
-    /// seen the partition.
-    pub fn assign(
-        &mut self,
-        committed: &[(i32, Option<i64>)],
-        generation: u64,
-    ) -> Vec<(i32, Option<i64>)> {
-        committed
+    /// says where to resume each. `handed` is, per partition, where another
+    /// member left it (its state record, or the group's committed offset):
+    /// offsets this state has not reached but another member has were
+    /// counted by that member, so counting resumes at the later of the two.
+    /// When the other member is ahead, reading starts earlier, where its
+    /// de-duplication memory of the partition begins, and what lies before
+    /// the resume point only teaches this filter the ids it saw.
+    pub fn assign(&mut self, handed: &[(i32, Option<Handover>)], generation: u64) -> Vec<Resume> {
+        handed
             .iter()
-            .map(|&(p, group)| {
-                let mine = self.partitions.get(&p).map(|s| s.next_offset);
-                let resume = mine.max(group);
-                let state = self.partitions.entry(p).or_insert(PartitionState {
-                    next_offset: 0,
-                    generation,
-                    owned: true,
+            .map(|(p, other)| {
+                let state = self.partitions.entry(*p).or_insert(PartitionState {
+                    next_offset: -1,
+                    ..PartitionState::default()
                 });
+                let mine = (state.next_offset >= 0).then_some(state.next_offset);
                 state.generation = generation;
                 state.owned = true;
-                if let Some(r) = resume {
-                    state.next_offset = r;
+                let mut read_from = match mine {
+                    Some(m) if !state.learned => Some(warm_from(&state.marks, m)),
+                    m => m,
+                };
+                if let Some(other) = other.as_ref().filter(|o| Some(o.next_offset) > mine) {
+                    let other_from = warm_from(&other.marks, other.next_offset);
+                    // Ids this state counted itself are already in the filter.
+                    read_from = Some(match mine {
+                        Some(m) if state.learned => m.max(other_from),
+                        _ => other_from,
+                    });
+                    state.next_offset = other.next_offset;
+                    state.marks = other.marks.clone();
                 }
-                (p, resume)
+                // What is read from `read_from` on teaches the filter.
+                state.learned = true;
+                let count_from = (state.next_offset >= 0).then_some(state.next_offset);
+                if count_from.is_none() {
+                    // Neither this state nor another member has seen it: the
+                    // first message read is the first counted.
+                    state.next_offset = 0;
+                }
+                Resume {
+                    partition: *p,
+                    count_from,
+                    read_from,
+                }
             })
             .collect()
+    }
+
+    /// Where this state left partition `p`, for a member taking it over.
+    pub fn handover(&self, p: i32) -> Option<Handover> {
+        self.partitions.get(&p).map(|s| Handover {
+            next_offset: s.next_offset,
+            marks: s.marks.clone(),
+        })
     }
 
     /// Gives partitions up: messages from them are no longer counted until
@@ -325,6 +489,18 @@ impl Engine {
     /// Writes the whole state (not the per-tick arc sample) for a
     /// checkpoint. `source` names what the offsets belong to.
     pub fn export(&self, source: &str) -> Vec<u8> {
+        self.write(source, true)
+    }
+
+    /// [`Engine::export`] without the de-duplication filter (written
+    /// empty): what an aggregator publishes every second for the edges,
+    /// which never de-duplicate, and for members taking partitions over,
+    /// which re-learn the ids from the partition itself.
+    pub fn export_view(&self, source: &str) -> Vec<u8> {
+        self.write(source, false)
+    }
+
+    fn write(&self, source: &str, with_dedup: bool) -> Vec<u8> {
         let mut w = Writer::default();
         w.str(source);
         w.u64(self.counts.accepted);
@@ -338,7 +514,12 @@ impl Engine {
             w.u64(n);
         }
         self.aggregate.export(&mut w);
-        self.dedup.export(&mut w);
+        w.u8(u8::from(with_dedup));
+        if with_dedup {
+            self.dedup.export(&mut w);
+        } else {
+            Dedup::new(self.dedup.horizon_minutes() * MINUTE_MS, 0).export(&mut w);
+        }
         self.trends.export(&mut w);
         self.breakdowns.export(&mut w);
         self.rankings.export(&mut w);
@@ -346,6 +527,11 @@ impl Engine {
         for (&p, s) in &self.partitions {
             w.i32(p);
             w.i64(s.next_offset);
+            w.u64(s.marks.len() as u64);
+            for &(minute, offset) in &s.marks {
+                w.i64(minute);
+                w.i64(offset);
+            }
         }
         w.buf
     }
@@ -378,18 +564,24 @@ impl Engine {
             engine.counts.rejected[reason] = n;
         }
         engine.aggregate = Aggregate::restore(&mut r)?;
+        let learned = r.u8()? == 1;
         engine.dedup.restore(&mut r)?;
         engine.trends = Trends::restore(&mut r)?;
         engine.breakdowns = Breakdowns::restore(&mut r)?;
         engine.rankings = Rankings::restore(&mut r)?;
-        for _ in 0..r.count(12)? {
+        for _ in 0..r.count(20)? {
             let (p, next_offset) = (r.i32()?, r.i64()?);
+            let mut marks = VecDeque::new();
+            for _ in 0..r.count(16)? {
+                marks.push_back((r.i64()?, r.i64()?));
+            }
             engine.partitions.insert(
                 p,
                 PartitionState {
                     next_offset,
-                    generation: 0,
-                    owned: false,
+                    marks,
+                    learned,
+                    ..PartitionState::default()
                 },
             );
         }
@@ -456,12 +648,74 @@ mod tests {
         })
     }
 
+    fn at(next_offset: i64) -> Option<Handover> {
+        Some(Handover::at(next_offset))
+    }
+
+    fn resume(partition: i32, count_from: Option<i64>, read_from: Option<i64>) -> Resume {
+        Resume {
+            partition,
+            count_from,
+            read_from,
+        }
+    }
+
+    #[test]
+    fn a_member_taking_over_relearns_the_ids_and_counts_a_late_copy_once() {
+        let mut g = Generator::new(31, DemoMix::default());
+        // Three minutes of checkouts on one partition, one every 2 s.
+        let msgs: Vec<Vec<u8>> = (0..90).map(|i| g.checkout(NOW + i * 2_000)).collect();
+        let mut old = Engine::new(EngineConfig::default());
+        old.assign(&[(0, None)], 1);
+        for (i, m) in msgs.iter().enumerate().take(60) {
+            old.ingest(Some(m), pos(0, i as i64, 1), NOW + 200_000);
+        }
+        let handed = old.handover(0).expect("partition 0 was counted");
+        assert_eq!(handed.next_offset, 60);
+        assert!(
+            handed.marks.len() >= 2,
+            "a mark per minute: {:?}",
+            handed.marks
+        );
+
+        let mut new = Engine::new(EngineConfig::default());
+        let r = new.assign(&[(0, Some(handed))], 1);
+        assert_eq!(r, vec![resume(0, Some(60), Some(0))]);
+        // The log from the first mark on, then a late copy of message 10.
+        let log: Vec<&Vec<u8>> = msgs.iter().chain([&msgs[10]]).collect();
+        for (i, m) in log.iter().enumerate() {
+            new.ingest(Some(m), pos(0, i as i64, 1), NOW + 200_000);
+        }
+        assert_eq!(old.counts.accepted + new.counts.accepted, 90);
+        assert_eq!(new.counts.duplicates, 1, "the late copy is known");
+        assert_eq!(new.replays.already_counted, 60);
+        assert_eq!(new.positions(), vec![(0, 91)]);
+
+        // Restored from a record without the filter, the old owner re-reads
+        // its own partition from the first mark too; from a checkpoint with
+        // the filter, it need not.
+        let view = old.export_view("kafka:checkouts");
+        let mut restored =
+            Engine::restore(EngineConfig::default(), "kafka:checkouts", &view).expect("restores");
+        assert_eq!(
+            restored.assign(&[(0, None)], 2),
+            vec![resume(0, Some(60), Some(0))]
+        );
+        let full = old.export("kafka:checkouts");
+        let mut restored =
+            Engine::restore(EngineConfig::default(), "kafka:checkouts", &full).expect("restores");
+        assert_eq!(
+            restored.assign(&[(0, None)], 2),
+            vec![resume(0, Some(60), Some(60))]
+        );
+    }
+
     #[test]
     fn replayed_offsets_are_skipped_and_foreign_partitions_ignored() {
         let mut g = Generator::new(9, DemoMix::default());
         let msgs: Vec<Vec<u8>> = (0..10).map(|i| g.checkout(NOW + i)).collect();
         let mut e = Engine::new(EngineConfig::default());
-        assert_eq!(e.assign(&[(0, None)], 1), vec![(0, None)]);
+        assert_eq!(e.assign(&[(0, None)], 1), vec![resume(0, None, None)]);
         for (i, m) in msgs.iter().enumerate() {
             e.ingest(Some(m), pos(0, i as i64, 1), NOW);
         }
@@ -489,14 +743,14 @@ mod tests {
         e.ingest(Some(&g.checkout(NOW)), pos(0, 10, 1), NOW);
         assert_eq!(e.counts.accepted, 10, "revoked partitions are not counted");
         assert_eq!(
-            e.assign(&[(0, Some(4))], 2),
-            vec![(0, Some(10))],
+            e.assign(&[(0, at(4))], 2),
+            vec![resume(0, Some(10), Some(10))],
             "the state is ahead of the group"
         );
         e.revoke(&[0]);
         assert_eq!(
-            e.assign(&[(0, Some(25))], 3),
-            vec![(0, Some(25))],
+            e.assign(&[(0, at(25))], 3),
+            vec![resume(0, Some(25), Some(25))],
             "another member counted 10..25"
         );
         assert_eq!(e.positions(), vec![(0, 25)]);
@@ -540,7 +794,7 @@ mod tests {
         let mut second =
             Engine::restore(EngineConfig::default(), "kafka:checkouts", &saved).expect("restores");
         assert!(Engine::restore(EngineConfig::default(), "kafka:other", &saved).is_err());
-        second.assign(&[(0, Some(0)), (1, None), (2, None), (3, None)], 1);
+        second.assign(&[(0, at(0)), (1, None), (2, None), (3, None)], 1);
         // ...and the source replays from an older commit.
         run(&mut second, 8_000..20_000);
         assert_eq!(second.counts, whole.counts);

@@ -19,6 +19,7 @@ pub mod fanout;
 pub mod hll;
 pub mod ingest;
 pub mod metrics;
+pub mod partials;
 pub mod persist;
 pub mod rankings;
 pub mod snapshot;
@@ -37,11 +38,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::checkpoint::{CheckpointError, StateDir};
 use crate::clock::{Clock, SystemClock};
-pub use crate::config::{Args, Config};
+pub use crate::config::{Args, Config, Role};
 use crate::encode::Frame;
 use crate::ingest::Engine;
 use crate::metrics::{MetricsSources, TickStats};
-use crate::persist::Checkpointer;
+use crate::partials::follow::Follower;
+use crate::partials::publish::Publisher;
+use crate::partials::{PartialsConfig, PartialsError};
+use crate::persist::{Checkpointer, Store};
 use crate::snapshot::Snapshotter;
 use crate::source::kafka::{KafkaSource, KafkaSourceError};
 use crate::source::{Batch, SourceHealth, CHANNEL_BATCHES};
@@ -57,6 +61,10 @@ pub enum ServerError {
     Checkpoint(#[from] CheckpointError),
     #[error(transparent)]
     Kafka(#[from] KafkaSourceError),
+    #[error(transparent)]
+    Partials(#[from] PartialsError),
+    #[error("the partial-state topic could not be read to its end: not starting, lest this aggregator's record be overwritten")]
+    PartialsBehind,
 }
 
 /// The sockets the server answers on: the public one (page, streams, API)
@@ -89,7 +97,14 @@ pub async fn run_with_clock(
     // If this future is dropped rather than shut down (its runtime went
     // away), the pipeline threads must still stop.
     let _stop_threads = cancel.clone().drop_guard();
-    let (engine, health, checkpointer) = restore(&config, &clock)?;
+    if let Some(partials) = &config.partials {
+        partials::publish::ensure_topic(partials).await?;
+    }
+    let follower = match &config.partials {
+        Some(partials) => Some(start_follower(partials, &config, &clock, &cancel).await?),
+        None => None,
+    };
+    let (engine, health, checkpointer) = restore(&config, &clock, follower.as_ref()).await?;
     let mut snapshotter = Snapshotter::new(clock.now_ms(), config.tick.as_millis() as u32);
     let first = Frame::encode(
         &snapshotter.build(&mut engine.lock(), clock.now_ms(), health.stale()),
@@ -97,20 +112,34 @@ pub async fn run_with_clock(
     );
     let (frames_tx, frames_rx) = watch::channel(Arc::new(first));
 
-    // Source → engine: a bounded channel of batches.
+    // Source → engine: a bounded channel of batches. An edge has no source:
+    // its follower merges the aggregators' states into the engine.
     let (tx, rx) = mpsc::channel::<Batch>(CHANNEL_BATCHES);
-    let (source, kafka) = match &config.kafka {
-        Some(kafka) => {
-            let src =
-                KafkaSource::connect(kafka, engine.clone(), checkpointer.clone(), health.clone())?;
+    let source_and_kafka = match (&config.kafka, config.role) {
+        (_, Role::Edge) => {
+            drop(tx);
+            None
+        }
+        (Some(kafka), Role::All | Role::Aggregator) => {
+            let src = KafkaSource::connect(
+                kafka,
+                engine.clone(),
+                checkpointer.clone(),
+                follower.clone().filter(|_| config.role == Role::Aggregator),
+                health.clone(),
+            )?;
             let handle = src.handle();
-            let (cancel, every) = (cancel.clone(), config.checkpoint_every);
+            let every = match config.role {
+                Role::Aggregator => config.publish_every,
+                Role::All | Role::Edge => config.checkpoint_every,
+            };
+            let cancel = cancel.clone();
             let thread = std::thread::Builder::new()
                 .name("livemap-kafka".into())
                 .spawn(move || src.run(tx, cancel, every))?;
-            (thread, Some(handle))
+            Some((thread, Some(handle)))
         }
-        None => {
+        (None, Role::All | Role::Aggregator) => {
             let demo = source::demo::DemoConfig {
                 events_per_sec: config.demo_rate,
                 seed: config.demo_seed,
@@ -120,7 +149,7 @@ pub async fn run_with_clock(
             let thread = std::thread::Builder::new()
                 .name("livemap-source".into())
                 .spawn(move || source::demo::run(demo, clock, tx, cancel))?;
-            (thread, None)
+            Some((thread, None))
         }
     };
     let ingest = {
@@ -129,10 +158,32 @@ pub async fn run_with_clock(
             .name("livemap-ingest".into())
             .spawn(move || ingest_loop(rx, &engine, clock.as_ref()))?
     };
+    if let (Some(follower), Role::Edge) = (&follower, config.role) {
+        let (follower, engine, clock, cancel) = (
+            follower.clone(),
+            engine.clone(),
+            clock.clone(),
+            cancel.clone(),
+        );
+        std::thread::Builder::new()
+            .name("livemap-partials".into())
+            .spawn(move || follower.run(Some(&engine), clock.as_ref(), &cancel))?;
+    }
+    if let (Some(follower), Role::Edge) = (&follower, config.role) {
+        // Catch up before the first browser sees a total.
+        let follower = follower.clone();
+        let synced = tokio::task::spawn_blocking(move || follower.sync(PARTIALS_PATIENCE))
+            .await
+            .unwrap_or(false);
+        if !synced {
+            tracing::warn!("partial states not read to the end at start; serving what there is");
+        }
+    }
 
-    // Engine → snapshot → encode → every client, once per tick.
+    // Engine → snapshot → encode → every client, once per tick. An
+    // aggregator serves no browser.
     let ticks = Arc::new(TickStats::default());
-    let ticker = {
+    let ticker = (config.role != Role::Aggregator).then(|| {
         let (engine, clock, cancel, health, ticks) = (
             engine.clone(),
             clock.clone(),
@@ -159,7 +210,7 @@ pub async fn run_with_clock(
                 frames_tx.send_replace(Arc::new(frame));
             }
         })
-    };
+    });
 
     let admission = fanout::Admission::new(config.limits.clone());
     let socket_timeouts = admission.socket_timeouts.clone();
@@ -184,13 +235,16 @@ pub async fn run_with_clock(
                 .await
         })
     });
-    let app = fanout::router(fanout::AppState {
-        frames: frames_rx,
-        poll_timeout: config.poll_timeout,
-        write_timeout: config.write_timeout,
-        admission,
-        shutdown: cancel.clone(),
-    });
+    let app = match config.role {
+        Role::Aggregator => aggregator_router(),
+        Role::All | Role::Edge => fanout::router(fanout::AppState {
+            frames: frames_rx,
+            poll_timeout: config.poll_timeout,
+            write_timeout: config.write_timeout,
+            admission,
+            shutdown: cancel.clone(),
+        }),
+    };
     let stop = cancel.clone();
     // The socket-level cut-off is the backstop for every transport; the
     // WebSocket's own, shorter timeout usually acts first and is counted
@@ -211,12 +265,20 @@ pub async fn run_with_clock(
     })
     .await;
     cancel.cancel();
-    let _ = ticker.await;
+    if let Some(ticker) = ticker {
+        let _ = ticker.await;
+    }
     if let Some(admin) = admin {
         let _ = admin.await;
     }
     let joined = tokio::task::spawn_blocking(move || {
-        let source = source.join().map_err(|_| ServerError::Thread("source"));
+        let (source, kafka) = match source_and_kafka {
+            Some((thread, kafka)) => (
+                thread.join().map_err(|_| ServerError::Thread("source")),
+                kafka,
+            ),
+            None => (Ok(()), None),
+        };
         let ingest = ingest.join().map_err(|_| ServerError::Thread("ingest"));
         source.and(ingest)?;
         // Everything read has been counted: record it, and where it ends.
@@ -231,12 +293,45 @@ pub async fn run_with_clock(
     joined
 }
 
-/// Restores the engine from the last checkpoint (Kafka source), or starts
-/// empty (demo).
-#[allow(clippy::type_complexity)]
-fn restore(
+/// Connects to the partial-state topic. An aggregator's follower starts
+/// reading at once (its state is restored from it); an edge's is started
+/// once there is an engine to merge into.
+async fn start_follower(
+    partials: &PartialsConfig,
     config: &Config,
     clock: &Arc<dyn Clock>,
+    cancel: &CancellationToken,
+) -> Result<Arc<Follower>, ServerError> {
+    let source_id = config
+        .kafka
+        .as_ref()
+        .map(|k| k.source_id())
+        .unwrap_or_default();
+    let (partials, engine_config) = (partials.clone(), config.engine.clone());
+    let follower =
+        tokio::task::spawn_blocking(move || Follower::connect(&partials, engine_config, source_id))
+            .await
+            .map_err(|_| ServerError::Thread("partials"))??;
+    if config.role == Role::Aggregator {
+        let (f, clock, cancel) = (follower.clone(), clock.clone(), cancel.clone());
+        std::thread::Builder::new()
+            .name("livemap-partials".into())
+            .spawn(move || f.run(None, clock.as_ref(), &cancel))?;
+    }
+    Ok(follower)
+}
+
+/// How long a start waits to read the partial-state topic to its end.
+const PARTIALS_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Restores the engine: from the state directory (Kafka source), from this
+/// aggregator's own record on the partial-state topic (aggregator), or
+/// empty (demo, edge).
+#[allow(clippy::type_complexity)]
+async fn restore(
+    config: &Config,
+    clock: &Arc<dyn Clock>,
+    follower: Option<&Arc<Follower>>,
 ) -> Result<
     (
         Arc<Mutex<Engine>>,
@@ -245,12 +340,36 @@ fn restore(
     ),
     ServerError,
 > {
-    let Some(kafka) = &config.kafka else {
-        let engine = Arc::new(Mutex::new(Engine::new(config.engine.clone())));
-        return Ok((engine, Arc::new(SourceHealth::always_live()), None));
+    let kafka = match (&config.kafka, config.role) {
+        (Some(kafka), Role::All | Role::Aggregator) => kafka,
+        _ => {
+            let engine = Arc::new(Mutex::new(Engine::new(config.engine.clone())));
+            return Ok((engine, Arc::new(SourceHealth::always_live()), None));
+        }
     };
-    let dir = StateDir::new(&config.state_dir)?;
-    let engine = match dir.load()? {
+    let (saved, store) = match (config.role, follower, &config.partials) {
+        (Role::Aggregator, Some(follower), Some(partials)) => {
+            // Publishing before the own record is read would overwrite it
+            // with less: refuse to start instead.
+            let f = follower.clone();
+            let synced = tokio::task::spawn_blocking(move || f.sync(PARTIALS_PATIENCE))
+                .await
+                .unwrap_or(false);
+            if !synced {
+                return Err(ServerError::PartialsBehind);
+            }
+            let publisher = Publisher::new(partials, config.aggregator_id.clone())?;
+            (
+                follower.state_of(&config.aggregator_id),
+                Store::Partials(publisher),
+            )
+        }
+        _ => {
+            let dir = StateDir::new(&config.state_dir)?;
+            (dir.load()?, Store::Dir(dir))
+        }
+    };
+    let engine = match saved {
         Some(bytes) => {
             let engine = Engine::restore(config.engine.clone(), &kafka.source_id(), &bytes)?;
             tracing::info!(
@@ -266,13 +385,24 @@ fn restore(
     let health = Arc::new(SourceHealth::new(config.lag_limit, true));
     health.mark_restored();
     let checkpointer = Arc::new(Checkpointer::new(
-        dir,
+        store,
         kafka.source_id(),
         engine.clone(),
         clock.clone(),
     ));
     Ok((engine, health, Some(checkpointer)))
 }
+
+/// An aggregator's public port: browsers belong on an edge.
+fn aggregator_router() -> axum::Router {
+    axum::Router::new().fallback(|| async {
+        (
+            axum::http::StatusCode::NOT_FOUND,
+            "this livemap process is an aggregator: browsers connect to an edge\n",
+        )
+    })
+}
+
 /// Feeds batches into the engine until every source has hung up. The wall
 /// clock is read once per batch, not per message.
 fn ingest_loop(mut rx: mpsc::Receiver<Batch>, engine: &Mutex<Engine>, clock: &dyn Clock) {

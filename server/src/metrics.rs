@@ -170,6 +170,17 @@ impl MetricsSources {
         }
         family(
             &mut out,
+            "livemap_partition_assignments_total",
+            "counter",
+            "Partition assignments this member received (one per rebalance).",
+        );
+        let _ = writeln!(
+            out,
+            "livemap_partition_assignments_total {}",
+            self.health.assignments()
+        );
+        family(
+            &mut out,
             "livemap_consumer_lag_messages",
             "gauge",
             "Messages behind the partition's end.",

@@ -1,6 +1,8 @@
 //! Taking checkpoints of the running engine: export under the engine lock,
-//! then store durably. One at a time, so a slower, older checkpoint can
-//! never land after a newer one.
+//! then store durably: to the state directory (`--role all`), or as the
+//! aggregator's record on the partial-state topic, where edges merge it
+//! and other aggregators take over from it. One at a time, so a slower,
+//! older checkpoint can never land after a newer one.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -11,10 +13,23 @@ use parking_lot::Mutex;
 use crate::checkpoint::{CheckpointError, StateDir};
 use crate::clock::Clock;
 use crate::ingest::Engine;
+use crate::partials::publish::Publisher;
+use crate::partials::PartialRecord;
+
+/// Where checkpoints go.
+#[derive(Debug)]
+pub enum Store {
+    /// A file in the state directory: the whole state, filter included.
+    Dir(StateDir),
+    /// The partial-state topic: the state without the filter (a member
+    /// taking a partition over re-learns its ids from the partition), and
+    /// the arcs sampled since the last record.
+    Partials(Publisher),
+}
 
 #[derive(Debug)]
 pub struct Checkpointer {
-    dir: StateDir,
+    store: Store,
     source_id: String,
     engine: Arc<Mutex<Engine>>,
     clock: Arc<dyn Clock>,
@@ -35,13 +50,13 @@ pub struct CheckpointStats {
 
 impl Checkpointer {
     pub fn new(
-        dir: StateDir,
+        store: Store,
         source_id: String,
         engine: Arc<Mutex<Engine>>,
         clock: Arc<dyn Clock>,
     ) -> Self {
         Checkpointer {
-            dir,
+            store,
             source_id,
             engine,
             clock,
@@ -56,14 +71,28 @@ impl Checkpointer {
     pub fn checkpoint(&self, also: &[i32]) -> Result<Vec<(i32, i64)>, CheckpointError> {
         let _one_at_a_time = self.writing.lock();
         let started = Instant::now();
-        let (bytes, positions) = {
-            let engine = self.engine.lock();
-            (
-                engine.export(&self.source_id),
-                engine.committable_positions(also),
-            )
+        let mut engine = self.engine.lock();
+        let positions = engine.committable_positions(also);
+        let (result, bytes) = match &self.store {
+            Store::Dir(dir) => {
+                let bytes = engine.export(&self.source_id);
+                drop(engine);
+                (dir.store(&bytes), bytes.len())
+            }
+            Store::Partials(publisher) => {
+                let record = PartialRecord {
+                    arcs: engine.take_arcs(),
+                    state: engine.export_view(&self.source_id),
+                    published_ms: self.clock.now_ms(),
+                    ..PartialRecord::default()
+                };
+                drop(engine);
+                match publisher.publish(record) {
+                    Ok(bytes) => (Ok(()), bytes),
+                    Err(e) => (Err(CheckpointError::from(e)), 0),
+                }
+            }
         };
-        let result = self.dir.store(&bytes);
         match &result {
             Ok(()) => {
                 self.stats.written.fetch_add(1, Ordering::Relaxed);
@@ -73,9 +102,7 @@ impl Checkpointer {
                 self.stats
                     .last_duration_us
                     .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
-                self.stats
-                    .last_bytes
-                    .store(bytes.len() as u64, Ordering::Relaxed);
+                self.stats.last_bytes.store(bytes as u64, Ordering::Relaxed);
             }
             Err(_) => {
                 self.stats.failed.fetch_add(1, Ordering::Relaxed);

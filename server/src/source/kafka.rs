@@ -34,7 +34,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Batch, Message, Position, SourceHealth};
 use crate::checkpoint::CheckpointError;
-use crate::ingest::Engine;
+use crate::ingest::{Engine, Handover};
+use crate::partials::follow::Follower;
 use crate::persist::Checkpointer;
 
 /// Where to start in a partition that neither the state nor the group has
@@ -82,7 +83,10 @@ impl KafkaConfig {
             .set("statistics.interval.ms", "1000")
             .set("reconnect.backoff.ms", "100")
             .set("reconnect.backoff.max.ms", "5000")
-            .set("session.timeout.ms", "10000")
+            // Long enough that a member on a loaded machine is not taken
+            // for dead (a hand-off that a commit failure can spoil), short
+            // enough that a dead one's partitions move within the minute.
+            .set("session.timeout.ms", "30000")
             .set("heartbeat.interval.ms", "1000");
         for (k, v) in &self.options {
             c.set(k, v);
@@ -104,6 +108,9 @@ struct LivemapContext {
     checkpointer: Option<Arc<Checkpointer>>,
     health: Arc<SourceHealth>,
     topic: String,
+    /// The partial-state topic, on an aggregator: where other members'
+    /// counts of a partition end.
+    follower: Option<Arc<Follower>>,
     /// Assignment generation of each partition, as messages are tagged.
     generations: Mutex<HashMap<i32, u64>>,
     next_generation: AtomicU64,
@@ -160,24 +167,42 @@ impl ConsumerContext for LivemapContext {
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 let generation = self.next_generation.fetch_add(1, Ordering::SeqCst) + 1;
-                let committed = self.committed(consumer, &partitions);
-                let resume = self.engine.lock().assign(&committed, generation);
+                // An aggregator first reads every partial state published
+                // so far: the furthest record for a partition, not the
+                // group's offset, is where its last owner's counts end.
+                if let Some(follower) = &self.follower {
+                    if !follower.sync(PARTIALS_PATIENCE) {
+                        tracing::warn!(
+                            "partial states not read to the end; resuming from what was read"
+                        );
+                    }
+                }
+                let handed: Vec<(i32, Option<Handover>)> = self
+                    .committed(consumer, &partitions)
+                    .into_iter()
+                    .map(|(p, committed)| {
+                        let recorded = self.follower.as_ref().and_then(|f| f.handover(p));
+                        (p, furthest(recorded, committed.map(Handover::at)))
+                    })
+                    .collect();
+                let resume = self.engine.lock().assign(&handed, generation);
                 {
                     let mut gens = self.generations.lock();
                     for p in &partitions {
                         gens.insert(*p, generation);
                     }
                 }
-                for (p, next) in &resume {
-                    if let Some(next) = next {
+                for r in &resume {
+                    if let Some(from) = r.read_from {
                         if let Err(e) =
-                            tpl.set_partition_offset(&self.topic, *p, Offset::Offset(*next))
+                            tpl.set_partition_offset(&self.topic, r.partition, Offset::Offset(from))
                         {
-                            tracing::error!(partition = p, error = %e, "cannot set resume offset");
+                            tracing::error!(partition = r.partition, error = %e, "cannot set resume offset");
                         }
                     }
                 }
                 tracing::info!(?resume, generation, "partitions assigned");
+                self.health.observe_assignment();
                 let result = if cooperative {
                     consumer.incremental_assign(tpl)
                 } else {
@@ -276,6 +301,19 @@ impl LivemapContext {
     }
 }
 
+/// How long an assignment waits to read the partial-state topic's end.
+const PARTIALS_PATIENCE: Duration = Duration::from_secs(15);
+
+/// The hand-over that got further; a record (which carries minute marks)
+/// wins a tie with the group's bare offset.
+fn furthest(recorded: Option<Handover>, committed: Option<Handover>) -> Option<Handover> {
+    match (recorded, committed) {
+        (Some(r), Some(c)) if c.next_offset > r.next_offset => Some(c),
+        (Some(r), _) => Some(r),
+        (None, c) => c,
+    }
+}
+
 /// Commits offsets that a durable checkpoint already reflects.
 fn commit<C: ConsumerContext>(
     consumer: &BaseConsumer<C>,
@@ -313,11 +351,13 @@ impl KafkaSource {
         config: &KafkaConfig,
         engine: Arc<Mutex<Engine>>,
         checkpointer: Option<Arc<Checkpointer>>,
+        follower: Option<Arc<Follower>>,
         health: Arc<SourceHealth>,
     ) -> Result<KafkaSource, KafkaSourceError> {
         let context = LivemapContext {
             engine,
             checkpointer,
+            follower,
             health,
             topic: config.topic.clone(),
             generations: Mutex::new(HashMap::new()),

@@ -8,7 +8,7 @@ pub mod demo;
 pub mod kafka;
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -50,6 +50,8 @@ pub struct SourceHealth {
     partitioned: bool,
     restored: AtomicBool,
     statistics_seen: AtomicI64,
+    /// Partition assignments received (each rebalance that reached us).
+    assignments: AtomicU64,
 }
 
 impl SourceHealth {
@@ -71,6 +73,7 @@ impl SourceHealth {
             partitioned,
             restored: AtomicBool::new(false),
             statistics_seen: AtomicI64::new(0),
+            assignments: AtomicU64::new(0),
         }
     }
 
@@ -88,6 +91,14 @@ impl SourceHealth {
 
     pub fn observe_message(&self) {
         self.connected.store(true, Ordering::Relaxed);
+    }
+
+    pub fn observe_assignment(&self) {
+        self.assignments.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn assignments(&self) -> u64 {
+        self.assignments.load(Ordering::Relaxed)
     }
 
     pub fn mark_restored(&self) {

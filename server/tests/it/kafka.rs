@@ -22,12 +22,12 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::util::{eventually_within, TestServer};
 
-const KAFKA_PATIENCE: Duration = Duration::from_secs(90);
+pub(crate) const KAFKA_PATIENCE: Duration = Duration::from_secs(90);
 
 /// A tansu broker on a free loopback port, killed on drop.
-struct Tansu {
+pub(crate) struct Tansu {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
 }
 
 fn free_port() -> u16 {
@@ -58,9 +58,19 @@ fn tansu_bin() -> PathBuf {
 impl Tansu {
     /// Starts a broker that advertises `advertised` (another port, for a
     /// proxy in front of it) or its own port.
-    fn start(advertised: Option<u16>) -> Tansu {
+    pub(crate) fn start(advertised: Option<u16>) -> Tansu {
         let port = free_port();
         let adv = advertised.unwrap_or(port);
+        // The broker's log, for a failing test: its path is printed with it.
+        let log = std::env::temp_dir().join(format!("livemap-tansu-{port}.log"));
+        eprintln!("tansu on port {port} logs to {}", log.display());
+        let (stdout, stderr) = match std::fs::File::create(&log) {
+            Ok(f) => match f.try_clone() {
+                Ok(g) => (Stdio::from(f), Stdio::from(g)),
+                Err(_) => (Stdio::from(f), Stdio::null()),
+            },
+            Err(_) => (Stdio::null(), Stdio::null()),
+        };
         let child = Command::new(tansu_bin())
             .args([
                 "broker",
@@ -71,8 +81,12 @@ impl Tansu {
                 "--storage-engine",
                 "memory://tansu/",
             ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .env(
+                "RUST_LOG",
+                std::env::var("LIVEMAP_TEST_TANSU_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdout(stdout)
+            .stderr(stderr)
             .spawn()
             .expect("tansu starts");
         let t = Tansu { child, port };
@@ -84,7 +98,7 @@ impl Tansu {
         t
     }
 
-    fn create_topic(&self, name: &str, partitions: u32) {
+    pub(crate) fn create_topic(&self, name: &str, partitions: u32) {
         let status = Command::new(tansu_bin())
             .args([
                 "topic",
@@ -120,7 +134,7 @@ fn mixed_batch(seed: u64, n: usize) -> Vec<Option<Vec<u8>>> {
     mixed_batch_with(seed, n, mix)
 }
 
-fn mixed_batch_with(seed: u64, n: usize, mix: DemoMix) -> Vec<Option<Vec<u8>>> {
+pub(crate) fn mixed_batch_with(seed: u64, n: usize, mix: DemoMix) -> Vec<Option<Vec<u8>>> {
     let mut g = Generator::new(seed, mix);
     let now = SystemClock.now_ms();
     let mut buf = Vec::new();
@@ -139,7 +153,7 @@ fn mixed_batch_with(seed: u64, n: usize, mix: DemoMix) -> Vec<Option<Vec<u8>>> {
     out
 }
 
-fn produce(port: u16, topic: &str, messages: &[Option<Vec<u8>>]) {
+pub(crate) fn produce(port: u16, topic: &str, messages: &[Option<Vec<u8>>]) {
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", format!("127.0.0.1:{port}"))
         .set("linger.ms", "5")
@@ -174,7 +188,7 @@ fn produce(port: u16, topic: &str, messages: &[Option<Vec<u8>>]) {
 }
 
 /// What a single uninterrupted engine makes of the messages.
-fn expected(messages: &[Option<Vec<u8>>]) -> serde_json::Value {
+pub(crate) fn expected(messages: &[Option<Vec<u8>>]) -> serde_json::Value {
     let mut e = Engine::new(EngineConfig::default());
     let now = SystemClock.now_ms();
     for m in messages {
@@ -194,7 +208,7 @@ fn expected(messages: &[Option<Vec<u8>>]) -> serde_json::Value {
 }
 
 /// The same numbers, read from a server's `/api/snapshot`.
-fn observed(s: &serde_json::Value) -> serde_json::Value {
+pub(crate) fn observed(s: &serde_json::Value) -> serde_json::Value {
     serde_json::json!({
         "orders": s["totals"]["orders"],
         "gmv_usd_cents": s["totals"]["gmv_usd_cents"],
@@ -207,7 +221,7 @@ fn observed(s: &serde_json::Value) -> serde_json::Value {
     })
 }
 
-fn processed(s: &serde_json::Value) -> u64 {
+pub(crate) fn processed(s: &serde_json::Value) -> u64 {
     let i = &s["ingest"];
     let rejected: u64 = i["rejected"]
         .as_object()
@@ -219,7 +233,7 @@ fn processed(s: &serde_json::Value) -> u64 {
         + rejected
 }
 
-fn temp_state(name: &str) -> PathBuf {
+pub(crate) fn temp_state(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("livemap-it-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     dir
@@ -304,9 +318,10 @@ async fn kafka_totals_are_exact_for_a_mixed_batch() {
 }
 
 /// Runs the real binary, so that it can be killed with SIGKILL.
-struct Process {
+pub(crate) struct Process {
     child: Child,
-    base: String,
+    pub(crate) base: String,
+    pub(crate) admin: String,
 }
 
 impl Process {
@@ -315,6 +330,24 @@ impl Process {
     }
 
     fn start_in_group(port: u16, topic: &str, group: &str, state: &std::path::Path) -> Process {
+        let state = state.to_string_lossy();
+        Process::spawn(
+            port,
+            topic,
+            &[
+                "--group-id",
+                group,
+                "--checkpoint-secs",
+                "1",
+                "--state-dir",
+                &state,
+            ],
+        )
+    }
+
+    /// `livemap` on port-0 listeners, reading `topic` on the broker at
+    /// `port`, with `extra` flags.
+    pub(crate) fn spawn(port: u16, topic: &str, extra: &[&str]) -> Process {
         let mut child = Command::new(env!("CARGO_BIN_EXE_livemap"))
             .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
             .args([
@@ -323,9 +356,7 @@ impl Process {
                 "--topic",
                 topic,
             ])
-            .args(["--group-id", group, "--checkpoint-secs", "1"])
-            .arg("--state-dir")
-            .arg(state)
+            .args(extra)
             .env(
                 "RUST_LOG",
                 std::env::var("LIVEMAP_TEST_CHILD_LOG").unwrap_or_else(|_| "warn".into()),
@@ -340,16 +371,16 @@ impl Process {
         reader.read_line(&mut line).expect("first line");
         // Keep draining, so the child can never block on a full pipe.
         std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
-        let base = line
+        let mut urls = line
             .split_whitespace()
-            .find(|w| w.starts_with("http://"))
-            .expect("listening line")
-            .trim_end_matches('/')
-            .to_owned();
-        Process { child, base }
+            .filter(|w| w.starts_with("http://"))
+            .map(|w| w.trim_end_matches(')').trim_end_matches('/').to_owned());
+        let base = urls.next().expect("listening line");
+        let admin = urls.next().expect("admin in the listening line");
+        Process { child, base, admin }
     }
 
-    async fn snapshot(&self) -> Option<serde_json::Value> {
+    pub(crate) async fn snapshot(&self) -> Option<serde_json::Value> {
         reqwest::get(format!("{}/api/snapshot", self.base))
             .await
             .ok()?
@@ -358,7 +389,16 @@ impl Process {
             .ok()
     }
 
-    fn kill_9(mut self) {
+    pub(crate) async fn metrics(&self) -> Option<String> {
+        reqwest::get(format!("{}/metrics", self.admin))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()
+    }
+
+    pub(crate) fn kill_9(mut self) {
         // std's kill is SIGKILL on Unix: no shutdown code runs.
         self.child.kill().expect("SIGKILL");
         let _ = self.child.wait();

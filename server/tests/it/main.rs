@@ -7,4 +7,5 @@ mod fanout;
 mod golden;
 mod kafka;
 mod privacy;
+mod scaleout;
 mod transports;

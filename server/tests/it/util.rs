@@ -11,6 +11,17 @@ use tokio::task::JoinHandle;
 /// How long any condition may take before a test fails.
 pub const PATIENCE: Duration = Duration::from_secs(30);
 
+/// Server logs for a failing test: `LIVEMAP_TEST_LOG=livemap_server=debug`.
+/// Captured per test by the harness, so only a failure prints them.
+fn init_logging() {
+    if let Ok(filter) = std::env::var("LIVEMAP_TEST_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_test_writer()
+            .try_init();
+    }
+}
+
 pub struct TestServer {
     pub addr: SocketAddr,
     pub admin: SocketAddr,
@@ -21,6 +32,7 @@ pub struct TestServer {
 impl TestServer {
     /// Starts the server on 127.0.0.1:0 with the demo source at a test rate.
     pub async fn start(adjust: impl FnOnce(&mut Config)) -> TestServer {
+        init_logging();
         let mut config = Config {
             demo_rate: 5_000,
             demo_seed: 42,

@@ -1,0 +1,306 @@
+//! Following the partial-state topic: read from the beginning, keep the
+//! newest record of each aggregator, restored into an engine.
+//!
+//! An edge hands the merge of all of them to the snapshot stage whenever
+//! one changes. An aggregator asks for its own record at start, and for
+//! the furthest any record got in a partition when it is assigned one.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message as _;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+
+use super::{PartialRecord, PartialsConfig, PartialsError, MAX_RECORD_BYTES};
+use crate::clock::Clock;
+use crate::ingest::{Engine, EngineConfig, Handover};
+
+/// Arcs of a record published longer ago than this are not shown: an edge
+/// catching up on the topic shows no stale arcs.
+const LIVE_ARCS_MS: i64 = 5_000;
+/// How many ticks of arcs may wait on an edge.
+const ARC_BACKLOG_TICKS: usize = 10;
+
+/// The newest record of one aggregator.
+#[derive(Debug)]
+pub struct Partial {
+    pub aggregator: String,
+    pub instance: u64,
+    pub seq: u64,
+    pub published_ms: i64,
+    pub engine: Engine,
+    /// The exported state, for an aggregator restoring itself.
+    pub state: Vec<u8>,
+}
+
+#[derive(Debug, Default)]
+struct Followed {
+    latest: BTreeMap<String, Partial>,
+    /// Per partition of the topic, the next offset to read.
+    positions: HashMap<i32, i64>,
+}
+
+/// What `/metrics` reports about the partial-state topic.
+#[derive(Debug, Default)]
+pub struct FollowStats {
+    pub records: AtomicU64,
+    pub rejected: AtomicU64,
+    pub bytes: AtomicU64,
+    pub merges: AtomicU64,
+    /// Newest `published_ms` of any record read.
+    pub newest_published_ms: AtomicU64,
+}
+
+pub struct Follower {
+    topic: String,
+    source_id: String,
+    engine_config: EngineConfig,
+    consumer: BaseConsumer,
+    followed: Mutex<Followed>,
+    advanced: Condvar,
+    pub stats: FollowStats,
+}
+
+impl std::fmt::Debug for Follower {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Follower")
+            .field("topic", &self.topic)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Follower {
+    /// Connects and assigns every partition of the topic from the
+    /// beginning. The topic must exist (aggregators create it).
+    pub fn connect(
+        config: &PartialsConfig,
+        engine_config: EngineConfig,
+        source_id: String,
+    ) -> Result<Arc<Follower>, PartialsError> {
+        let consumer: BaseConsumer = config
+            .client_config()
+            // librdkafka wants a group even for a consumer that only
+            // assigns; it never joins it or commits to it.
+            .set("group.id", "livemap-partials-reader")
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "false")
+            .set("fetch.wait.max.ms", "50")
+            .set("fetch.message.max.bytes", MAX_RECORD_BYTES.to_string())
+            .set(
+                "receive.message.max.bytes",
+                (MAX_RECORD_BYTES * 2).to_string(),
+            )
+            .create()
+            .map_err(|source| PartialsError::Client {
+                topic: config.topic.clone(),
+                source,
+            })?;
+        let metadata = consumer
+            .fetch_metadata(Some(&config.topic), Duration::from_secs(10))
+            .map_err(|source| PartialsError::Metadata {
+                topic: config.topic.clone(),
+                source,
+            })?;
+        let mut tpl = TopicPartitionList::new();
+        for t in metadata.topics() {
+            for p in t.partitions() {
+                tpl.add_partition_offset(&config.topic, p.id(), Offset::Beginning)
+                    .map_err(|source| PartialsError::Metadata {
+                        topic: config.topic.clone(),
+                        source,
+                    })?;
+            }
+        }
+        if tpl.count() == 0 {
+            return Err(PartialsError::CreateTopic {
+                topic: config.topic.clone(),
+                reason: "the topic has no partitions (is it created?)".into(),
+            });
+        }
+        consumer
+            .assign(&tpl)
+            .map_err(|source| PartialsError::Metadata {
+                topic: config.topic.clone(),
+                source,
+            })?;
+        Ok(Arc::new(Follower {
+            topic: config.topic.clone(),
+            source_id,
+            engine_config,
+            consumer,
+            followed: Mutex::new(Followed::default()),
+            advanced: Condvar::new(),
+            stats: FollowStats::default(),
+        }))
+    }
+
+    /// Reads until cancelled. With `edge`, every change is merged into that
+    /// engine, and arcs of live records are queued on it.
+    pub fn run(&self, edge: Option<&Mutex<Engine>>, clock: &dyn Clock, cancel: &CancellationToken) {
+        let mut changed = false;
+        let mut last_merge = Instant::now();
+        while !cancel.is_cancelled() {
+            let mut drained = false;
+            match self.consumer.poll(Duration::from_millis(100)) {
+                Some(Ok(m)) => {
+                    let arcs = self.apply(m.partition(), m.offset(), m.payload());
+                    changed = true;
+                    if let (Some(edge), Some((published_ms, arcs))) = (edge, arcs) {
+                        if clock.now_ms() - published_ms <= LIVE_ARCS_MS {
+                            edge.lock().push_arcs(&arcs, ARC_BACKLOG_TICKS);
+                        }
+                    }
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, topic = %self.topic, "partials poll error")
+                }
+                None => drained = true,
+            }
+            // Merge when the topic is drained, or each second while it is
+            // still catching up.
+            if changed && (drained || last_merge.elapsed() >= Duration::from_secs(1)) {
+                if let Some(edge) = edge {
+                    let merged = self.merged();
+                    edge.lock().replace_counts(merged);
+                    self.stats.merges.fetch_add(1, Ordering::Relaxed);
+                }
+                changed = false;
+                last_merge = Instant::now();
+            }
+        }
+    }
+
+    /// Takes one record: returns its publish time and arcs if it was good.
+    fn apply(
+        &self,
+        partition: i32,
+        offset: i64,
+        payload: Option<&[u8]>,
+    ) -> Option<(i64, Vec<livemap_wire::Arc>)> {
+        let decoded = payload
+            .ok_or(crate::checkpoint::CheckpointError::Payload("empty record"))
+            .and_then(PartialRecord::decode)
+            .and_then(|r| {
+                let engine =
+                    Engine::restore(self.engine_config.clone(), &self.source_id, &r.state)?;
+                Ok((r, engine))
+            });
+        let mut followed = self.followed.lock();
+        followed.positions.insert(partition, offset + 1);
+        let result = match decoded {
+            Ok((r, engine)) => {
+                self.stats.records.fetch_add(1, Ordering::Relaxed);
+                self.stats
+                    .bytes
+                    .fetch_add(payload.map_or(0, <[u8]>::len) as u64, Ordering::Relaxed);
+                self.stats
+                    .newest_published_ms
+                    .fetch_max(r.published_ms.max(0) as u64, Ordering::Relaxed);
+                let out = (r.published_ms, r.arcs);
+                followed.latest.insert(
+                    r.aggregator.clone(),
+                    Partial {
+                        aggregator: r.aggregator,
+                        instance: r.instance,
+                        seq: r.seq,
+                        published_ms: r.published_ms,
+                        engine,
+                        state: r.state,
+                    },
+                );
+                Some(out)
+            }
+            Err(e) => {
+                self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, partition, offset, topic = %self.topic, "partial record refused");
+                None
+            }
+        };
+        drop(followed);
+        self.advanced.notify_all();
+        result
+    }
+
+    /// Waits until every record in the topic now has been read, so that
+    /// what follows sees the newest state of every aggregator. `false` if
+    /// that took longer than `patience` or the brokers could not say.
+    pub fn sync(&self, patience: Duration) -> bool {
+        let deadline = Instant::now() + patience;
+        let Ok(tpl) = self.consumer.assignment() else {
+            return false;
+        };
+        let mut highs = Vec::new();
+        for e in tpl.elements() {
+            match self
+                .consumer
+                .fetch_watermarks(&self.topic, e.partition(), patience)
+            {
+                Ok((_, high)) => highs.push((e.partition(), high)),
+                Err(e) => {
+                    tracing::warn!(error = %e, topic = %self.topic, "cannot read the partials' end");
+                    return false;
+                }
+            }
+        }
+        let mut followed = self.followed.lock();
+        loop {
+            let done = highs
+                .iter()
+                .all(|(p, high)| followed.positions.get(p).copied().unwrap_or(0) >= *high);
+            if done {
+                return true;
+            }
+            if self
+                .advanced
+                .wait_until(&mut followed, deadline)
+                .timed_out()
+            {
+                return false;
+            }
+        }
+    }
+
+    /// The furthest any aggregator's record got in partition `p` of the
+    /// checkout topic.
+    pub fn handover(&self, p: i32) -> Option<Handover> {
+        self.followed
+            .lock()
+            .latest
+            .values()
+            .filter_map(|partial| partial.engine.handover(p))
+            .max_by_key(|h| h.next_offset)
+    }
+
+    /// The state `aggregator` last published, exported.
+    pub fn state_of(&self, aggregator: &str) -> Option<Vec<u8>> {
+        self.followed
+            .lock()
+            .latest
+            .get(aggregator)
+            .map(|p| p.state.clone())
+    }
+
+    /// The newest record of every aggregator, merged.
+    pub fn merged(&self) -> Engine {
+        let mut merged = Engine::new(self.engine_config.clone());
+        for partial in self.followed.lock().latest.values() {
+            merged.absorb(&partial.engine);
+        }
+        merged
+    }
+
+    /// Aggregators seen, with their newest record's sequence and age.
+    pub fn aggregators(&self) -> Vec<(String, u64, u64, i64)> {
+        self.followed
+            .lock()
+            .latest
+            .values()
+            .map(|p| (p.aggregator.clone(), p.instance, p.seq, p.published_ms))
+            .collect()
+    }
+}

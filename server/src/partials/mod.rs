@@ -1,0 +1,237 @@
+//! Scale-out: aggregators publish their partial state to a Kafka topic of
+//! their own; edges merge the partials and serve browsers.
+//!
+//! Previous stage: [`crate::ingest`] (on an aggregator). Next stage:
+//! [`crate::snapshot`] (on an edge). In the single process (`--role all`)
+//! neither runs: the engine feeds the snapshot directly.
+//!
+//! - [`publish`]: an aggregator's state, every `--publish-ms`, as one
+//!   record keyed by its `--aggregator-id`, acknowledged by the brokers
+//!   before the offsets it reflects are committed to the group.
+//! - [`follow`]: the topic read from the beginning, the newest record of
+//!   each aggregator kept. Edges merge them; an aggregator reads them to
+//!   restore its own state and to take partitions over from another.
+//!
+//! The topic is compacted: the newest record per aggregator is all that
+//! matters, and it is all a late edge needs to catch up.
+
+pub mod follow;
+pub mod publish;
+
+use livemap_wire::{Arc, Channel, LatLon};
+
+use crate::checkpoint::{CheckpointError, Reader, Writer};
+
+/// Records larger than this are refused when read: a state record is a few
+/// hundred KB to a few MB (the rankings' sketches dominate).
+pub const MAX_RECORD_BYTES: usize = 64 << 20;
+
+const MAGIC: &[u8; 4] = b"LMPS";
+const FORMAT_VERSION: u32 = 1;
+
+/// Where partial states travel.
+#[derive(Debug, Clone)]
+pub struct PartialsConfig {
+    pub brokers: String,
+    /// The partial-state topic, `<topic>.livemap-partials` by default.
+    pub topic: String,
+    /// librdkafka settings passed through as they are (security, SASL, ...).
+    pub options: Vec<(String, String)>,
+}
+
+/// Settings of `--kafka-option` that only a group consumer understands:
+/// not passed to the partials' producer and reader, which would warn.
+const GROUP_CONSUMER_ONLY: &[&str] = &[
+    "session.timeout.ms",
+    "heartbeat.interval.ms",
+    "max.poll.interval.ms",
+    "partition.assignment.strategy",
+    "group.",
+    "auto.offset.reset",
+    "enable.auto.",
+];
+
+impl PartialsConfig {
+    fn client_config(&self) -> rdkafka::ClientConfig {
+        let mut c = rdkafka::ClientConfig::new();
+        c.set("bootstrap.servers", &self.brokers)
+            .set("reconnect.backoff.ms", "100")
+            .set("reconnect.backoff.max.ms", "5000");
+        for (k, v) in &self.options {
+            if !GROUP_CONSUMER_ONLY.iter().any(|g| k.starts_with(g)) {
+                c.set(k, v);
+            }
+        }
+        c
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PartialsError {
+    #[error("creating a Kafka client for {topic}: {source}")]
+    Client {
+        topic: String,
+        source: rdkafka::error::KafkaError,
+    },
+    #[error("reading {topic}: {source}")]
+    Metadata {
+        topic: String,
+        source: rdkafka::error::KafkaError,
+    },
+    #[error("publishing to {topic}: {source}")]
+    Publish {
+        topic: String,
+        source: rdkafka::error::KafkaError,
+    },
+    #[error("publishing to {topic}: no acknowledgement in time")]
+    Unacknowledged { topic: String },
+    #[error("creating topic {topic}: {reason}")]
+    CreateTopic { topic: String, reason: String },
+}
+
+/// One aggregator's partial state as published.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PartialRecord {
+    pub aggregator: String,
+    /// Random per process start: two live processes publishing under one
+    /// id (a misconfiguration that loses counts) show up as two instances.
+    pub instance: u64,
+    /// Grows by one per record of an instance.
+    pub seq: u64,
+    pub published_ms: i64,
+    /// Arcs sampled since the previous record, oldest first.
+    pub arcs: Vec<Arc>,
+    /// [`crate::ingest::Engine::export_view`].
+    pub state: Vec<u8>,
+}
+
+impl PartialRecord {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::default();
+        for b in MAGIC {
+            w.u8(*b);
+        }
+        w.u32(FORMAT_VERSION);
+        w.str(&self.aggregator);
+        w.u64(self.instance);
+        w.u64(self.seq);
+        w.i64(self.published_ms);
+        w.u64(self.arcs.len() as u64);
+        for a in &self.arcs {
+            for p in [a.from, a.to] {
+                w.u32(p.lat.to_bits());
+                w.u32(p.lon.to_bits());
+            }
+            w.u64(a.usd_cents);
+            w.i64(a.at_ms);
+            w.u8(a.channel as u8);
+        }
+        w.bytes(&self.state);
+        w.buf
+    }
+
+    /// Reads a record from the topic: untrusted bytes, so every length is
+    /// checked against what is left and a bad record is an error.
+    pub fn decode(bytes: &[u8]) -> Result<PartialRecord, CheckpointError> {
+        if bytes.len() > MAX_RECORD_BYTES {
+            return Err(CheckpointError::Payload("partial record too large"));
+        }
+        let mut r = Reader::new(bytes);
+        if r.bytes(4)? != MAGIC {
+            return Err(CheckpointError::Payload("not a partial-state record"));
+        }
+        if r.u32()? != FORMAT_VERSION {
+            return Err(CheckpointError::Payload(
+                "partial record of another format version",
+            ));
+        }
+        let aggregator = r.string()?;
+        let (instance, seq, published_ms) = (r.u64()?, r.u64()?, r.i64()?);
+        let n = r.count(33)?;
+        let mut arcs = Vec::with_capacity(n);
+        for _ in 0..n {
+            let mut point = || -> Result<LatLon, CheckpointError> {
+                Ok(LatLon {
+                    lat: f32::from_bits(r.u32()?),
+                    lon: f32::from_bits(r.u32()?),
+                })
+            };
+            let (from, to) = (point()?, point()?);
+            let (usd_cents, at_ms) = (r.u64()?, r.i64()?);
+            let channel = Channel::ALL
+                .get(usize::from(r.u8()?))
+                .copied()
+                .unwrap_or_default();
+            arcs.push(Arc {
+                from,
+                to,
+                usd_cents,
+                at_ms,
+                channel,
+            });
+        }
+        let state = r.len_prefixed()?.to_vec();
+        if !r.is_empty() {
+            return Err(CheckpointError::Payload("trailing bytes"));
+        }
+        Ok(PartialRecord {
+            aggregator,
+            instance,
+            seq,
+            published_ms,
+            arcs,
+            state,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> PartialRecord {
+        PartialRecord {
+            aggregator: "agg-1".into(),
+            instance: 7,
+            seq: 42,
+            published_ms: 1_795_788_000_000,
+            arcs: vec![Arc {
+                from: LatLon {
+                    lat: 45.5,
+                    lon: -73.5,
+                },
+                to: LatLon {
+                    lat: 51.5,
+                    lon: -0.1,
+                },
+                usd_cents: 12_345,
+                at_ms: 1_795_787_999_000,
+                channel: Channel::MobileApp,
+            }],
+            state: vec![1, 2, 3, 4, 5],
+        }
+    }
+
+    #[test]
+    fn a_record_round_trips() {
+        let r = record();
+        assert_eq!(PartialRecord::decode(&r.encode()).expect("decodes"), r);
+    }
+
+    #[test]
+    fn a_cut_or_foreign_record_is_refused() {
+        let bytes = record().encode();
+        for cut in [0, 3, 8, 20, bytes.len() - 1] {
+            assert!(
+                PartialRecord::decode(&bytes[..cut]).is_err(),
+                "cut at {cut}"
+            );
+        }
+        let mut foreign = bytes.clone();
+        foreign[0] = b'X';
+        assert!(PartialRecord::decode(&foreign).is_err());
+        let mut longer = bytes;
+        longer.push(0);
+        assert!(PartialRecord::decode(&longer).is_err());
+    }
+}

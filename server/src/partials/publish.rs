@@ -1,0 +1,168 @@
+//! An aggregator's side of the partial-state topic: one record per
+//! publish, acknowledged by the brokers (acks=all) before the caller
+//! commits the offsets the record reflects.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::types::RDKafkaErrorCode;
+
+use super::{PartialRecord, PartialsConfig, PartialsError, MAX_RECORD_BYTES};
+
+/// How long a record may wait for its acknowledgement. Past it the
+/// publish fails and nothing is committed; the next publish tries again.
+const ACK_PATIENCE: Duration = Duration::from_secs(15);
+
+/// Creates the partial-state topic if it does not exist: one partition
+/// (a record per aggregator per second is little), compacted, replicated
+/// as the brokers' default.
+pub async fn ensure_topic(config: &PartialsConfig) -> Result<(), PartialsError> {
+    let admin: AdminClient<DefaultClientContext> =
+        config
+            .client_config()
+            .create()
+            .map_err(|source| PartialsError::Client {
+                topic: config.topic.clone(),
+                source,
+            })?;
+    let max_bytes = MAX_RECORD_BYTES.to_string();
+    let topic = NewTopic::new(&config.topic, 1, TopicReplication::Fixed(-1))
+        .set("cleanup.policy", "compact")
+        .set("max.message.bytes", &max_bytes);
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+    let results =
+        admin
+            .create_topics(&[topic], &options)
+            .await
+            .map_err(|e| PartialsError::CreateTopic {
+                topic: config.topic.clone(),
+                reason: e.to_string(),
+            })?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((_, code)) => {
+                return Err(PartialsError::CreateTopic {
+                    topic: config.topic.clone(),
+                    reason: code.to_string(),
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The outcome of the newest record acknowledged, by sequence number: a
+/// record that was given up on and acknowledged late is not mistaken for
+/// the next one.
+#[derive(Default)]
+struct Acks {
+    outcome: Mutex<Option<(u64, Result<(), KafkaError>)>>,
+}
+
+impl ClientContext for Acks {}
+
+impl ProducerContext for Acks {
+    type DeliveryOpaque = Box<u64>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, seq: Box<u64>) {
+        *self.outcome.lock() = Some((
+            *seq,
+            match result {
+                Ok(_) => Ok(()),
+                Err((e, _)) => Err(e.clone()),
+            },
+        ));
+    }
+}
+
+pub struct Publisher {
+    producer: BaseProducer<Acks>,
+    topic: String,
+    aggregator: String,
+    instance: u64,
+    seq: AtomicU64,
+    /// One record in flight at a time, so records of one aggregator land
+    /// in the order they were taken.
+    sending: Mutex<()>,
+}
+
+impl std::fmt::Debug for Publisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publisher")
+            .field("topic", &self.topic)
+            .field("aggregator", &self.aggregator)
+            .field("instance", &self.instance)
+            .finish()
+    }
+}
+
+impl Publisher {
+    pub fn new(config: &PartialsConfig, aggregator: String) -> Result<Publisher, PartialsError> {
+        let producer = config
+            .client_config()
+            .set("acks", "all")
+            .set("linger.ms", "0")
+            .set("max.in.flight.requests.per.connection", "1")
+            .set("message.max.bytes", MAX_RECORD_BYTES.to_string())
+            .create_with_context(Acks::default())
+            .map_err(|source| PartialsError::Client {
+                topic: config.topic.clone(),
+                source,
+            })?;
+        Ok(Publisher {
+            producer,
+            topic: config.topic.clone(),
+            aggregator,
+            instance: rand::random(),
+            seq: AtomicU64::new(0),
+            sending: Mutex::new(()),
+        })
+    }
+
+    /// Publishes `record` (its aggregator, instance and sequence filled
+    /// in) and waits for the brokers to acknowledge it.
+    pub fn publish(&self, mut record: PartialRecord) -> Result<usize, PartialsError> {
+        let _one_at_a_time = self.sending.lock();
+        record.aggregator.clone_from(&self.aggregator);
+        record.instance = self.instance;
+        record.seq = self.seq.fetch_add(1, Ordering::Relaxed);
+        let bytes = record.encode();
+        let ctx = self.producer.context();
+        self.producer
+            .send(
+                BaseRecord::with_opaque_to(&self.topic, Box::new(record.seq))
+                    .key(&self.aggregator)
+                    .payload(&bytes),
+            )
+            .map_err(|(source, _)| PartialsError::Publish {
+                topic: self.topic.clone(),
+                source,
+            })?;
+        let deadline = Instant::now() + ACK_PATIENCE;
+        while Instant::now() < deadline {
+            self.producer.poll(Duration::from_millis(10));
+            let mine = ctx
+                .outcome
+                .lock()
+                .take_if(|(seq, _)| *seq == record.seq)
+                .map(|(_, outcome)| outcome);
+            if let Some(outcome) = mine {
+                return outcome
+                    .map(|()| bytes.len())
+                    .map_err(|source| PartialsError::Publish {
+                        topic: self.topic.clone(),
+                        source,
+                    });
+            }
+        }
+        Err(PartialsError::Unacknowledged {
+            topic: self.topic.clone(),
+        })
+    }
+}

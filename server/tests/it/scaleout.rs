@@ -1,0 +1,138 @@
+//! Scale-out on a real broker: aggregators and edges as separate
+//! processes of the real binary, one of them killed with SIGKILL.
+
+use crate::kafka::{
+    expected, mixed_batch_with, observed, processed, produce, Process, Tansu, KAFKA_PATIENCE,
+};
+use crate::util::eventually_within;
+use livemap_events::demo::DemoMix;
+
+fn aggregator(port: u16, topic: &str, id: &str) -> Process {
+    Process::spawn(
+        port,
+        topic,
+        &[
+            "--role",
+            "aggregator",
+            "--aggregator-id",
+            id,
+            "--group-id",
+            "g-scaled",
+            "--publish-ms",
+            "200",
+            // A dead member is noticed after this, not Kafka's 45 s.
+            "--kafka-option",
+            "session.timeout.ms=6000",
+            "--kafka-option",
+            "heartbeat.interval.ms=500",
+        ],
+    )
+}
+
+fn edge(port: u16, topic: &str) -> Process {
+    Process::spawn(port, topic, &["--role", "edge"])
+}
+
+async fn owned_partitions(p: &Process) -> usize {
+    p.metrics()
+        .await
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with("livemap_partition_assigned{"))
+        .count()
+}
+
+async fn assignments(p: &Process) -> u64 {
+    p.metrics()
+        .await
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("livemap_partition_assignments_total "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_aggregators_and_two_edges_end_exact_after_a_kill_9() {
+    let broker = Tansu::start(None);
+    broker.create_topic("scaled", 4);
+    let messages = mixed_batch_with(
+        17,
+        40_000,
+        DemoMix {
+            malformed: 0.02,
+            ..DemoMix::default()
+        },
+    );
+    let want = expected(&messages);
+    assert!(
+        want["duplicates"].as_u64() > Some(0),
+        "the batch has duplicates"
+    );
+    let total = messages.len() as u64;
+    let (first, rest) = messages.split_at(15_000);
+    let (port, chunk) = (broker.port, first.to_vec());
+    tokio::task::spawn_blocking(move || produce(port, "scaled", &chunk))
+        .await
+        .expect("produced");
+
+    // The first member to join leads the group. tansu 0.6 never replaces
+    // a leader that dies while the group is formed (a real Kafka does), so
+    // the member killed below must be the second to join.
+    let a1 = aggregator(broker.port, "scaled", "agg-1");
+    eventually_within(KAFKA_PATIENCE, "the first aggregator leads", || async {
+        (owned_partitions(&a1).await == 4).then_some(())
+    })
+    .await;
+    let a2 = aggregator(broker.port, "scaled", "agg-2");
+    let e1 = edge(broker.port, "scaled");
+    let e2 = edge(broker.port, "scaled");
+    eventually_within(
+        KAFKA_PATIENCE,
+        "both aggregators own partitions and an edge shows counts",
+        || async {
+            let (o1, o2) = (owned_partitions(&a1).await, owned_partitions(&a2).await);
+            let shown = processed(&e1.snapshot().await?);
+            (o1 > 0 && o2 > 0 && o1 + o2 == 4 && shown > 0).then_some(())
+        },
+    )
+    .await;
+
+    // Kill an aggregator while the rest is being produced and read.
+    let (port, chunk) = (broker.port, rest.to_vec());
+    let producing = tokio::task::spawn_blocking(move || produce(port, "scaled", &chunk));
+    eventually_within(KAFKA_PATIENCE, "the edges past the first part", || async {
+        (processed(&e1.snapshot().await?) > first.len() as u64).then_some(())
+    })
+    .await;
+    let before = assignments(&a1).await;
+    a2.kill_9();
+    producing.await.expect("produced the rest");
+    // tansu 0.6 evicts the dead member after the session timeout, but
+    // without a new generation: the survivor is handed its old partitions
+    // back, not the dead member's (a real Kafka hands them over). So the
+    // dead member's supervisor starts it again under the same id, once the
+    // eviction is through, and a fresh member's join rebalances the group.
+    eventually_within(KAFKA_PATIENCE, "the dead member evicted", || async {
+        (assignments(&a1).await > before).then_some(())
+    })
+    .await;
+    let a2 = aggregator(broker.port, "scaled", "agg-2");
+    eventually_within(
+        KAFKA_PATIENCE,
+        "the group owns every partition again",
+        || async {
+            let (o1, o2) = (owned_partitions(&a1).await, owned_partitions(&a2).await);
+            (o1 + o2 == 4).then_some(())
+        },
+    )
+    .await;
+    for (name, e) in [("edge 1", &e1), ("edge 2", &e2)] {
+        let s = eventually_within(KAFKA_PATIENCE, "an edge shows every message", || async {
+            let s = e.snapshot().await?;
+            (processed(&s) >= total).then_some(s)
+        })
+        .await;
+        assert_eq!(observed(&s), want, "{name} against one process");
+    }
+}
