@@ -341,6 +341,7 @@ impl Config {
                 group_id: args.group_id.clone(),
                 start_from: args.start_from,
                 options: args.kafka_options.clone(),
+                routed: false,
             }),
             state_dir: args.state_dir.clone(),
             checkpoint_every: Duration::from_secs(u64::from(args.checkpoint_secs.max(1))),

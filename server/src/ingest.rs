@@ -14,7 +14,7 @@ use crate::checkpoint::{CheckpointError, Reader, Writer};
 use crate::decode::{Decoded, Decoder, Reject};
 use crate::dedup::{Dedup, Seen};
 use crate::rankings::{Rankings, ShopLabel};
-use crate::source::Position;
+use crate::source::{Origin, Position};
 use crate::trends::Trends;
 
 #[derive(Debug, Clone)]
@@ -104,6 +104,9 @@ struct PartitionState {
     /// ([`Engine::export_view`]): the partition is then re-read from its
     /// first mark.
     learned: bool,
+    /// For a by-id partition: per origin partition, the furthest origin
+    /// offset counted.
+    origins: BTreeMap<i32, i64>,
 }
 
 impl PartitionState {
@@ -143,6 +146,8 @@ pub struct Handover {
     pub next_offset: i64,
     /// That member's minute marks (see [`PartitionState::marks`]).
     pub marks: VecDeque<(i64, i64)>,
+    /// That member's furthest origin offsets (see [`PartitionState::origins`]).
+    pub origins: BTreeMap<i32, i64>,
 }
 
 impl Handover {
@@ -150,7 +155,7 @@ impl Handover {
     pub fn at(next_offset: i64) -> Self {
         Handover {
             next_offset,
-            marks: VecDeque::new(),
+            ..Handover::default()
         }
     }
 }
@@ -172,6 +177,8 @@ pub struct Replays {
     pub already_counted: u64,
     /// From a partition this engine no longer owns, or an older assignment.
     pub not_owned: u64,
+    /// Routed again after a router failed or handed over (same origin).
+    pub rerouted: u64,
 }
 
 #[derive(Debug)]
@@ -226,6 +233,21 @@ impl Engine {
     /// idempotent across restarts and rebalances. `now_ms` is the wall
     /// clock, read once per batch by the caller.
     pub fn ingest(&mut self, payload: Option<&[u8]>, position: Option<Position>, now_ms: i64) {
+        self.ingest_routed(payload, position, None, now_ms);
+    }
+
+    /// [`Engine::ingest`] for a message that an aggregator's router re-keyed
+    /// by event id. A router that fails or hands its partition over sends
+    /// some messages again; per origin partition, each by-id partition
+    /// remembers the furthest origin offset it counted, and a copy at or
+    /// before it is skipped, so the router's at-least-once is exact here.
+    pub fn ingest_routed(
+        &mut self,
+        payload: Option<&[u8]>,
+        position: Option<Position>,
+        origin: Option<Origin>,
+        now_ms: i64,
+    ) {
         let Some(pos) = position else {
             self.count(payload, now_ms);
             return;
@@ -238,6 +260,18 @@ impl Engine {
                     return;
                 }
                 p.next_offset = pos.offset + 1;
+                if let Some(o) = origin {
+                    let furthest = p.origins.entry(o.partition).or_insert(-1);
+                    if o.offset <= *furthest {
+                        self.replays.rerouted += 1;
+                        return;
+                    }
+                    *furthest = o.offset;
+                    if o.filtered {
+                        self.counts.filtered += 1;
+                        return;
+                    }
+                }
             }
             _ => {
                 self.replays.not_owned += 1;
@@ -364,6 +398,7 @@ impl Engine {
         self.counts.merge(&other.counts);
         self.replays.already_counted += other.replays.already_counted;
         self.replays.not_owned += other.replays.not_owned;
+        self.replays.rerouted += other.replays.rerouted;
         self.aggregate.merge(&other.aggregate);
         self.trends.merge(&other.trends);
         self.breakdowns.merge(&other.breakdowns);
@@ -421,6 +456,7 @@ impl Engine {
                     });
                     state.next_offset = other.next_offset;
                     state.marks = other.marks.clone();
+                    state.origins = other.origins.clone();
                 }
                 // What is read from `read_from` on teaches the filter.
                 state.learned = true;
@@ -444,6 +480,7 @@ impl Engine {
         self.partitions.get(&p).map(|s| Handover {
             next_offset: s.next_offset,
             marks: s.marks.clone(),
+            origins: s.origins.clone(),
         })
     }
 
@@ -532,6 +569,11 @@ impl Engine {
                 w.i64(minute);
                 w.i64(offset);
             }
+            w.u64(s.origins.len() as u64);
+            for (&op, &offset) in &s.origins {
+                w.i32(op);
+                w.i64(offset);
+            }
         }
         w.buf
     }
@@ -575,12 +617,17 @@ impl Engine {
             for _ in 0..r.count(16)? {
                 marks.push_back((r.i64()?, r.i64()?));
             }
+            let mut origins = BTreeMap::new();
+            for _ in 0..r.count(12)? {
+                origins.insert(r.i32()?, r.i64()?);
+            }
             engine.partitions.insert(
                 p,
                 PartitionState {
                     next_offset,
                     marks,
                     learned,
+                    origins,
                     ..PartitionState::default()
                 },
             );
@@ -735,7 +782,8 @@ mod tests {
             e.replays,
             Replays {
                 already_counted: 5,
-                not_owned: 2
+                not_owned: 2,
+                rerouted: 0
             }
         );
         assert_eq!(e.positions(), vec![(0, 10)]);

@@ -24,6 +24,7 @@ pub mod persist;
 pub mod rankings;
 pub mod snapshot;
 pub mod source;
+pub mod topics;
 pub mod trends;
 
 use std::future::Future;
@@ -47,7 +48,8 @@ use crate::partials::publish::Publisher;
 use crate::partials::{PartialsConfig, PartialsError};
 use crate::persist::{Checkpointer, Store};
 use crate::snapshot::Snapshotter;
-use crate::source::kafka::{KafkaSource, KafkaSourceError};
+use crate::source::kafka::{KafkaConfig, KafkaSource, KafkaSourceError};
+use crate::source::repartition::{Router, RouterError};
 use crate::source::{Batch, SourceHealth, CHANNEL_BATCHES};
 
 /// Why the server stopped with an error.
@@ -63,6 +65,10 @@ pub enum ServerError {
     Kafka(#[from] KafkaSourceError),
     #[error(transparent)]
     Partials(#[from] PartialsError),
+    #[error(transparent)]
+    Router(#[from] RouterError),
+    #[error("topic {topic}: {reason}")]
+    Topic { topic: String, reason: String },
     #[error("the partial-state topic could not be read to its end: not starting, lest this aggregator's record be overwritten")]
     PartialsBehind,
 }
@@ -115,14 +121,20 @@ pub async fn run_with_clock(
     // Source → engine: a bounded channel of batches. An edge has no source:
     // its follower merges the aggregators' states into the engine.
     let (tx, rx) = mpsc::channel::<Batch>(CHANNEL_BATCHES);
-    let source_and_kafka = match (&config.kafka, config.role) {
+    // An aggregator first re-keys its share of the checkouts by event id
+    // (the router), then counts its share of the by-id topic.
+    let router = match (&config.kafka, config.role) {
+        (Some(kafka), Role::Aggregator) => Some(start_router(kafka, &config, &cancel).await?),
+        _ => None,
+    };
+    let source_and_kafka = match (counted(&config), config.role) {
         (_, Role::Edge) => {
             drop(tx);
             None
         }
         (Some(kafka), Role::All | Role::Aggregator) => {
             let src = KafkaSource::connect(
-                kafka,
+                &kafka,
                 engine.clone(),
                 checkpointer.clone(),
                 follower.clone().filter(|_| config.role == Role::Aggregator),
@@ -280,7 +292,11 @@ pub async fn run_with_clock(
             None => (Ok(()), None),
         };
         let ingest = ingest.join().map_err(|_| ServerError::Thread("ingest"));
-        source.and(ingest)?;
+        let router = match router {
+            Some(thread) => thread.join().map_err(|_| ServerError::Thread("router")),
+            None => Ok(()),
+        };
+        source.and(ingest).and(router)?;
         // Everything read has been counted: record it, and where it ends.
         if let Some(kafka) = kafka {
             kafka.final_checkpoint()?;
@@ -302,11 +318,7 @@ async fn start_follower(
     clock: &Arc<dyn Clock>,
     cancel: &CancellationToken,
 ) -> Result<Arc<Follower>, ServerError> {
-    let source_id = config
-        .kafka
-        .as_ref()
-        .map(|k| k.source_id())
-        .unwrap_or_default();
+    let source_id = counted(config).map(|k| k.source_id()).unwrap_or_default();
     let (partials, engine_config) = (partials.clone(), config.engine.clone());
     let follower =
         tokio::task::spawn_blocking(move || Follower::connect(&partials, engine_config, source_id))
@@ -319,6 +331,60 @@ async fn start_follower(
             .spawn(move || f.run(None, clock.as_ref(), &cancel))?;
     }
     Ok(follower)
+}
+
+/// The topic this process counts (and names its state after): the
+/// checkout topic, or on an aggregator and an edge the by-id topic.
+fn counted(config: &Config) -> Option<KafkaConfig> {
+    let kafka = config.kafka.as_ref()?;
+    Some(match config.role {
+        Role::All => kafka.clone(),
+        Role::Aggregator | Role::Edge => kafka.by_id(),
+    })
+}
+
+/// Creates the by-id topic (as many partitions as the checkout topic) if
+/// missing, and starts the router that fills it.
+async fn start_router(
+    kafka: &KafkaConfig,
+    config: &Config,
+    cancel: &CancellationToken,
+) -> Result<std::thread::JoinHandle<()>, ServerError> {
+    let by_id = kafka.by_id();
+    let (client, topic) = (kafka.client_config(), kafka.topic.clone());
+    let partitions = tokio::task::spawn_blocking(move || topics::partition_count(&client, &topic))
+        .await
+        .map_err(|_| ServerError::Thread("router"))?
+        .map_err(|reason| ServerError::Topic {
+            topic: kafka.topic.clone(),
+            reason,
+        })?;
+    topics::ensure(kafka.client_config(), &by_id.topic, partitions, &[])
+        .await
+        .map_err(|reason| ServerError::Topic {
+            topic: by_id.topic.clone(),
+            reason,
+        })?;
+    // The topic may have been made with another count: route by what it has.
+    let (client, topic) = (kafka.client_config(), by_id.topic.clone());
+    let by_id_partitions =
+        tokio::task::spawn_blocking(move || topics::partition_count(&client, &topic))
+            .await
+            .map_err(|_| ServerError::Thread("router"))?
+            .map_err(|reason| ServerError::Topic {
+                topic: by_id.topic.clone(),
+                reason,
+            })?;
+    let router = Router::connect(
+        kafka,
+        by_id.topic,
+        by_id_partitions,
+        config.engine.fx.clone(),
+    )?;
+    let cancel = cancel.clone();
+    Ok(std::thread::Builder::new()
+        .name("livemap-router".into())
+        .spawn(move || router.run(cancel))?)
 }
 
 /// How long a start waits to read the partial-state topic to its end.
@@ -340,7 +406,7 @@ async fn restore(
     ),
     ServerError,
 > {
-    let kafka = match (&config.kafka, config.role) {
+    let kafka = match (counted(config), config.role) {
         (Some(kafka), Role::All | Role::Aggregator) => kafka,
         _ => {
             let engine = Arc::new(Mutex::new(Engine::new(config.engine.clone())));
@@ -410,7 +476,12 @@ fn ingest_loop(mut rx: mpsc::Receiver<Batch>, engine: &Mutex<Engine>, clock: &dy
         let now_ms = clock.now_ms();
         let mut engine = engine.lock();
         for message in &batch {
-            engine.ingest(message.payload.as_deref(), message.position, now_ms);
+            engine.ingest_routed(
+                message.payload.as_deref(),
+                message.position,
+                message.origin,
+                now_ms,
+            );
         }
     }
 }

@@ -115,6 +115,11 @@ impl MetricsSources {
             "livemap_replayed_messages_total{{why=\"not_owned\"}} {}",
             replays.not_owned
         );
+        let _ = writeln!(
+            out,
+            "livemap_replayed_messages_total{{why=\"rerouted\"}} {}",
+            replays.rerouted
+        );
         gauge(
             &mut out,
             "livemap_orders",

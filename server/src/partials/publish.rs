@@ -6,11 +6,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::client::ClientContext;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
-use rdkafka::types::RDKafkaErrorCode;
 
 use super::{PartialRecord, PartialsConfig, PartialsError, MAX_RECORD_BYTES};
 
@@ -22,39 +20,21 @@ const ACK_PATIENCE: Duration = Duration::from_secs(15);
 /// (a record per aggregator per second is little), compacted, replicated
 /// as the brokers' default.
 pub async fn ensure_topic(config: &PartialsConfig) -> Result<(), PartialsError> {
-    let admin: AdminClient<DefaultClientContext> =
-        config
-            .client_config()
-            .create()
-            .map_err(|source| PartialsError::Client {
-                topic: config.topic.clone(),
-                source,
-            })?;
     let max_bytes = MAX_RECORD_BYTES.to_string();
-    let topic = NewTopic::new(&config.topic, 1, TopicReplication::Fixed(-1))
-        .set("cleanup.policy", "compact")
-        .set("max.message.bytes", &max_bytes);
-    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-    let results =
-        admin
-            .create_topics(&[topic], &options)
-            .await
-            .map_err(|e| PartialsError::CreateTopic {
-                topic: config.topic.clone(),
-                reason: e.to_string(),
-            })?;
-    for result in results {
-        match result {
-            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((_, code)) => {
-                return Err(PartialsError::CreateTopic {
-                    topic: config.topic.clone(),
-                    reason: code.to_string(),
-                })
-            }
-        }
-    }
-    Ok(())
+    crate::topics::ensure(
+        config.client_config(),
+        &config.topic,
+        1,
+        &[
+            ("cleanup.policy", "compact"),
+            ("max.message.bytes", &max_bytes),
+        ],
+    )
+    .await
+    .map_err(|reason| PartialsError::CreateTopic {
+        topic: config.topic.clone(),
+        reason,
+    })
 }
 
 /// The outcome of the newest record acknowledged, by sequence number: a

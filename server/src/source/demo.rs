@@ -127,6 +127,7 @@ impl Sender<'_> {
         self.batch.push(Message {
             payload: Some(self.arena.split().freeze()),
             position: None,
+            origin: None,
         });
         self.batch.len() < MAX_BATCH || self.flush()
     }

@@ -54,6 +54,9 @@ pub struct KafkaConfig {
     pub start_from: StartFrom,
     /// librdkafka settings passed through as they are (security, SASL, ...).
     pub options: Vec<(String, String)>,
+    /// The by-id topic, whose messages carry their origin in headers
+    /// (see [`KafkaConfig::by_id`]).
+    pub routed: bool,
 }
 
 impl KafkaConfig {
@@ -63,7 +66,20 @@ impl KafkaConfig {
         format!("kafka:{}", self.topic)
     }
 
-    fn client_config(&self) -> ClientConfig {
+    /// The by-id topic an aggregator's router writes and its counter
+    /// reads, in a group of its own.
+    pub fn by_id(&self) -> KafkaConfig {
+        KafkaConfig {
+            topic: format!("{}.livemap-by-id", self.topic),
+            group_id: format!("{}.by-id", self.group_id),
+            // The router starts the topic: every message in it counts.
+            start_from: StartFrom::Earliest,
+            routed: true,
+            ..self.clone()
+        }
+    }
+
+    pub(crate) fn client_config(&self) -> ClientConfig {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &self.brokers)
             .set("group.id", &self.group_id)
@@ -111,6 +127,8 @@ struct LivemapContext {
     /// The partial-state topic, on an aggregator: where other members'
     /// counts of a partition end.
     follower: Option<Arc<Follower>>,
+    /// Whether this reads the by-id topic (messages carry their origin).
+    routed: bool,
     /// Assignment generation of each partition, as messages are tagged.
     generations: Mutex<HashMap<i32, u64>>,
     next_generation: AtomicU64,
@@ -265,6 +283,12 @@ impl LivemapContext {
                 offset: m.offset(),
                 generation,
             }),
+            // Only the by-id topic's headers are ours to trust.
+            origin: if self.routed {
+                super::repartition::origin(m.headers())
+            } else {
+                None
+            },
         }
     }
 
@@ -359,6 +383,7 @@ impl KafkaSource {
             checkpointer,
             follower,
             health,
+            routed: config.routed,
             topic: config.topic.clone(),
             generations: Mutex::new(HashMap::new()),
             next_generation: AtomicU64::new(0),

@@ -6,6 +6,7 @@
 
 pub mod demo;
 pub mod kafka;
+pub mod repartition;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -19,6 +20,19 @@ pub struct Message {
     pub payload: Option<Bytes>,
     /// Where it was read, for sources with offsets; `None` for the demo.
     pub position: Option<Position>,
+    /// Where it was first written, for a message an aggregator's router
+    /// re-keyed onto the by-id topic ([`repartition`]).
+    pub origin: Option<Origin>,
+}
+
+/// A routed message's place in the checkout topic, and what the router
+/// already knew of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Origin {
+    pub partition: i32,
+    pub offset: i64,
+    /// Not a completed checkout: the router sent no payload, only this.
+    pub filtered: bool,
 }
 
 /// A message's place in a partitioned source, and the assignment it was

@@ -154,6 +154,21 @@ pub(crate) fn mixed_batch_with(seed: u64, n: usize, mix: DemoMix) -> Vec<Option<
 }
 
 pub(crate) fn produce(port: u16, topic: &str, messages: &[Option<Vec<u8>>]) {
+    produce_keyed(port, topic, messages, |m| {
+        m.and_then(|v| serde_json::from_slice::<serde_json::Value>(v).ok())
+            .and_then(|v| v["shop"]["id"].as_u64())
+            .unwrap_or(0)
+            .to_string()
+    })
+}
+
+/// [`produce`] with keys of the caller's choosing.
+pub(crate) fn produce_keyed(
+    port: u16,
+    topic: &str,
+    messages: &[Option<Vec<u8>>],
+    mut key_of: impl FnMut(Option<&[u8]>) -> String,
+) {
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", format!("127.0.0.1:{port}"))
         .set("linger.ms", "5")
@@ -161,12 +176,7 @@ pub(crate) fn produce(port: u16, topic: &str, messages: &[Option<Vec<u8>>]) {
         .create()
         .expect("producer");
     for m in messages {
-        let key = m
-            .as_deref()
-            .and_then(|v| serde_json::from_slice::<serde_json::Value>(v).ok())
-            .and_then(|v| v["shop"]["id"].as_u64())
-            .unwrap_or(0)
-            .to_string();
+        let key = key_of(m.as_deref());
         let mut record: BaseRecord<'_, str, [u8]> = BaseRecord::to(topic).key(&key);
         if let Some(v) = m {
             record = record.payload(v);
@@ -246,6 +256,7 @@ fn kafka_config(port: u16, topic: &str, group: &str) -> KafkaConfig {
         group_id: group.to_owned(),
         start_from: StartFrom::Earliest,
         options: Vec::new(),
+        routed: false,
     }
 }
 

@@ -2,7 +2,7 @@
 //! processes of the real binary, one of them killed with SIGKILL.
 
 use crate::kafka::{
-    expected, mixed_batch_with, observed, processed, produce, Process, Tansu, KAFKA_PATIENCE,
+    expected, mixed_batch_with, observed, processed, produce_keyed, Process, Tansu, KAFKA_PATIENCE,
 };
 use crate::util::eventually_within;
 use livemap_events::demo::DemoMix;
@@ -31,6 +31,13 @@ fn aggregator(port: u16, topic: &str, id: &str) -> Process {
 
 fn edge(port: u16, topic: &str) -> Process {
     Process::spawn(port, topic, &["--role", "edge"])
+}
+
+/// Keys that owe nothing to the event: a duplicate lands on any partition,
+/// most often one that another aggregator owns ("consumers must not depend
+/// on the key").
+fn spread(_: Option<&[u8]>) -> String {
+    rand::random::<u32>().to_string()
 }
 
 async fn owned_partitions(p: &Process) -> usize {
@@ -72,7 +79,7 @@ async fn two_aggregators_and_two_edges_end_exact_after_a_kill_9() {
     let total = messages.len() as u64;
     let (first, rest) = messages.split_at(15_000);
     let (port, chunk) = (broker.port, first.to_vec());
-    tokio::task::spawn_blocking(move || produce(port, "scaled", &chunk))
+    tokio::task::spawn_blocking(move || produce_keyed(port, "scaled", &chunk, spread))
         .await
         .expect("produced");
 
@@ -100,7 +107,8 @@ async fn two_aggregators_and_two_edges_end_exact_after_a_kill_9() {
 
     // Kill an aggregator while the rest is being produced and read.
     let (port, chunk) = (broker.port, rest.to_vec());
-    let producing = tokio::task::spawn_blocking(move || produce(port, "scaled", &chunk));
+    let producing =
+        tokio::task::spawn_blocking(move || produce_keyed(port, "scaled", &chunk, spread));
     eventually_within(KAFKA_PATIENCE, "the edges past the first part", || async {
         (processed(&e1.snapshot().await?) > first.len() as u64).then_some(())
     })
