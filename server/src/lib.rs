@@ -49,7 +49,7 @@ use crate::partials::{PartialsConfig, PartialsError};
 use crate::persist::{Checkpointer, Store};
 use crate::snapshot::Snapshotter;
 use crate::source::kafka::{KafkaConfig, KafkaSource, KafkaSourceError};
-use crate::source::repartition::{Router, RouterError};
+use crate::source::repartition::{Router, RouterError, RouterStats};
 use crate::source::{Batch, SourceHealth, CHANNEL_BATCHES};
 
 /// Why the server stopped with an error.
@@ -171,15 +171,25 @@ pub async fn run_with_clock(
             .spawn(move || ingest_loop(rx, &engine, clock.as_ref()))?
     };
     if let (Some(follower), Role::Edge) = (&follower, config.role) {
-        let (follower, engine, clock, cancel) = (
+        let (follower, engine, health, clock, cancel) = (
             follower.clone(),
             engine.clone(),
+            health.clone(),
             clock.clone(),
             cancel.clone(),
         );
+        // Stale once no aggregator has published for a few publish periods.
+        let fresh_for = (config.publish_every * 5).max(std::time::Duration::from_secs(5));
         std::thread::Builder::new()
             .name("livemap-partials".into())
-            .spawn(move || follower.run(Some(&engine), clock.as_ref(), &cancel))?;
+            .spawn(move || {
+                let edge = partials::follow::Edge {
+                    engine: &engine,
+                    health: &health,
+                    fresh_for,
+                };
+                follower.run(Some(edge), clock.as_ref(), &cancel);
+            })?;
     }
     if let (Some(follower), Role::Edge) = (&follower, config.role) {
         // Catch up before the first browser sees a total.
@@ -239,6 +249,8 @@ pub async fn run_with_clock(
             ticks: ticks.clone(),
             clock: clock.clone(),
             admission: admission.clone(),
+            follower: follower.clone(),
+            router: router.as_ref().map(|(_, stats)| stats.clone()),
         });
         let cancel = cancel.clone();
         tokio::spawn(async move {
@@ -293,7 +305,7 @@ pub async fn run_with_clock(
         };
         let ingest = ingest.join().map_err(|_| ServerError::Thread("ingest"));
         let router = match router {
-            Some(thread) => thread.join().map_err(|_| ServerError::Thread("router")),
+            Some((thread, _)) => thread.join().map_err(|_| ServerError::Thread("router")),
             None => Ok(()),
         };
         source.and(ingest).and(router)?;
@@ -349,7 +361,7 @@ async fn start_router(
     kafka: &KafkaConfig,
     config: &Config,
     cancel: &CancellationToken,
-) -> Result<std::thread::JoinHandle<()>, ServerError> {
+) -> Result<(std::thread::JoinHandle<()>, Arc<RouterStats>), ServerError> {
     let by_id = kafka.by_id();
     let (client, topic) = (kafka.client_config(), kafka.topic.clone());
     let partitions = tokio::task::spawn_blocking(move || topics::partition_count(&client, &topic))
@@ -381,10 +393,11 @@ async fn start_router(
         by_id_partitions,
         config.engine.fx.clone(),
     )?;
-    let cancel = cancel.clone();
-    Ok(std::thread::Builder::new()
+    let (cancel, stats) = (cancel.clone(), router.stats.clone());
+    let thread = std::thread::Builder::new()
         .name("livemap-router".into())
-        .spawn(move || router.run(cancel))?)
+        .spawn(move || router.run(cancel))?;
+    Ok((thread, stats))
 }
 
 /// How long a start waits to read the partial-state topic to its end.
@@ -408,6 +421,13 @@ async fn restore(
 > {
     let kafka = match (counted(config), config.role) {
         (Some(kafka), Role::All | Role::Aggregator) => kafka,
+        (_, Role::Edge) => {
+            // Live while aggregators publish (the follower says so).
+            let engine = Arc::new(Mutex::new(Engine::new(config.engine.clone())));
+            let health = SourceHealth::new(i64::MAX, true);
+            health.mark_restored();
+            return Ok((engine, Arc::new(health), None));
+        }
         _ => {
             let engine = Arc::new(Mutex::new(Engine::new(config.engine.clone())));
             return Ok((engine, Arc::new(SourceHealth::always_live()), None));

@@ -54,6 +54,10 @@ pub struct MetricsSources {
     pub ticks: Arc<TickStats>,
     pub clock: Arc<dyn crate::clock::Clock>,
     pub admission: Arc<crate::fanout::Admission>,
+    /// The partial-state topic (aggregators and edges).
+    pub follower: Option<Arc<crate::partials::follow::Follower>>,
+    /// The router to the by-id topic (aggregators).
+    pub router: Option<Arc<crate::source::repartition::RouterStats>>,
 }
 
 impl MetricsSources {
@@ -197,6 +201,28 @@ impl MetricsSources {
             );
         }
 
+        if let Some(f) = &self.follower {
+            self.render_partials(&mut out, f);
+        }
+        if let Some(r) = &self.router {
+            family(
+                &mut out,
+                "livemap_routed_messages_total",
+                "counter",
+                "Checkout-topic messages this aggregator re-keyed onto the by-id topic, by kind.",
+            );
+            for (kind, n) in [
+                ("checkout", &r.checkouts),
+                ("filtered", &r.filtered),
+                ("rejected", &r.rejected),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "livemap_routed_messages_total{{kind=\"{kind}\"}} {}",
+                    n.load(Ordering::Relaxed)
+                );
+            }
+        }
         if let Some(ck) = &self.checkpointer {
             let s = &ck.stats;
             let last = s.last_at_ms.load(Ordering::Relaxed);
@@ -285,6 +311,54 @@ impl MetricsSources {
         );
         self.admission.render_metrics(&mut out);
         out
+    }
+}
+
+impl MetricsSources {
+    fn render_partials(&self, out: &mut String, f: &crate::partials::follow::Follower) {
+        let s = &f.stats;
+        family(
+            out,
+            "livemap_partials_records_total",
+            "counter",
+            "Partial-state records read, by outcome.",
+        );
+        let _ = writeln!(
+            out,
+            "livemap_partials_records_total{{outcome=\"read\"}} {}",
+            s.records.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "livemap_partials_records_total{{outcome=\"refused\"}} {}",
+            s.rejected.load(Ordering::Relaxed)
+        );
+        family(
+            out,
+            "livemap_partials_bytes_total",
+            "counter",
+            "Bytes of partial-state records read.",
+        );
+        let _ = writeln!(
+            out,
+            "livemap_partials_bytes_total {}",
+            s.bytes.load(Ordering::Relaxed)
+        );
+        family(
+            out,
+            "livemap_partials_age_seconds",
+            "gauge",
+            "Age of each aggregator's newest record (a dead aggregator's grows).",
+        );
+        let now = self.clock.now_ms();
+        for (aggregator, _, seq, published_ms) in f.aggregators() {
+            let _ = writeln!(
+                out,
+                "livemap_partials_age_seconds{{aggregator=\"{}\",seq=\"{seq}\"}} {}",
+                aggregator.replace(['"', '\\', '\n'], "_"),
+                (now - published_ms) as f64 / 1000.0
+            );
+        }
     }
 }
 

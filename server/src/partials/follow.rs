@@ -19,12 +19,23 @@ use tokio_util::sync::CancellationToken;
 use super::{PartialRecord, PartialsConfig, PartialsError, MAX_RECORD_BYTES};
 use crate::clock::Clock;
 use crate::ingest::{Engine, EngineConfig, Handover};
+use crate::source::SourceHealth;
 
 /// Arcs of a record published longer ago than this are not shown: an edge
 /// catching up on the topic shows no stale arcs.
 const LIVE_ARCS_MS: i64 = 5_000;
 /// How many ticks of arcs may wait on an edge.
 const ARC_BACKLOG_TICKS: usize = 10;
+
+/// What an edge's follower feeds: the engine the snapshot stage reads,
+/// and the health behind the snapshot's `stale` flag.
+pub struct Edge<'a> {
+    pub engine: &'a Mutex<Engine>,
+    pub health: &'a SourceHealth,
+    /// How old the newest record may be before the edge's totals are
+    /// marked stale.
+    pub fresh_for: Duration,
+}
 
 /// The newest record of one aggregator.
 #[derive(Debug)]
@@ -140,19 +151,25 @@ impl Follower {
     }
 
     /// Reads until cancelled. With `edge`, every change is merged into that
-    /// engine, and arcs of live records are queued on it.
-    pub fn run(&self, edge: Option<&Mutex<Engine>>, clock: &dyn Clock, cancel: &CancellationToken) {
+    /// engine, arcs of live records are queued on it, and its health is
+    /// stale while no aggregator has published for `fresh_for`.
+    pub fn run(&self, edge: Option<Edge<'_>>, clock: &dyn Clock, cancel: &CancellationToken) {
         let mut changed = false;
         let mut last_merge = Instant::now();
         while !cancel.is_cancelled() {
+            if let Some(edge) = &edge {
+                let newest = self.stats.newest_published_ms.load(Ordering::Relaxed) as i64;
+                let fresh = clock.now_ms() - newest <= edge.fresh_for.as_millis() as i64;
+                edge.health.observe(fresh, Vec::new());
+            }
             let mut drained = false;
             match self.consumer.poll(Duration::from_millis(100)) {
                 Some(Ok(m)) => {
                     let arcs = self.apply(m.partition(), m.offset(), m.payload());
                     changed = true;
-                    if let (Some(edge), Some((published_ms, arcs))) = (edge, arcs) {
+                    if let (Some(edge), Some((published_ms, arcs))) = (&edge, arcs) {
                         if clock.now_ms() - published_ms <= LIVE_ARCS_MS {
-                            edge.lock().push_arcs(&arcs, ARC_BACKLOG_TICKS);
+                            edge.engine.lock().push_arcs(&arcs, ARC_BACKLOG_TICKS);
                         }
                     }
                 }
@@ -164,9 +181,9 @@ impl Follower {
             // Merge when the topic is drained, or each second while it is
             // still catching up.
             if changed && (drained || last_merge.elapsed() >= Duration::from_secs(1)) {
-                if let Some(edge) = edge {
+                if let Some(edge) = &edge {
                     let merged = self.merged();
-                    edge.lock().replace_counts(merged);
+                    edge.engine.lock().replace_counts(merged);
                     self.stats.merges.fetch_add(1, Ordering::Relaxed);
                 }
                 changed = false;

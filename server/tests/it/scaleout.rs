@@ -142,5 +142,27 @@ async fn two_aggregators_and_two_edges_end_exact_after_a_kill_9() {
         })
         .await;
         assert_eq!(observed(&s), want, "{name} against one process");
+        assert_eq!(s["stale"], false, "{name}: aggregators are publishing");
+        let metrics = e.metrics().await.unwrap_or_default();
+        for id in ["agg-1", "agg-2"] {
+            assert!(
+                metrics.contains(&format!(
+                    "livemap_partials_age_seconds{{aggregator=\"{id}\""
+                )),
+                "{name} follows {id}:\n{metrics}"
+            );
+        }
     }
+    let routed = a1.metrics().await.unwrap_or_default();
+    assert!(
+        routed.contains("livemap_routed_messages_total{kind=\"filtered\"}"),
+        "{routed}"
+    );
+
+    // With every aggregator gone, the edges say their totals are stale.
+    drop((a1, a2));
+    eventually_within(KAFKA_PATIENCE, "the edge marks itself stale", || async {
+        (e1.snapshot().await?["stale"] == true).then_some(())
+    })
+    .await;
 }
