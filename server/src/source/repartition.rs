@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use livemap_events::money::FxTable;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::message::{Header, Headers, Message as _, OwnedHeaders};
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaErrorCode;
 use tokio_util::sync::CancellationToken;
@@ -72,7 +72,8 @@ pub struct RouterStats {
 
 pub struct Router {
     consumer: BaseConsumer,
-    producer: BaseProducer,
+    /// Polled on its own thread: delivery reports never wait on routing.
+    producer: ThreadedProducer<DefaultProducerContext>,
     decoder: Decoder,
     by_id_topic: String,
     by_id_partitions: i32,
@@ -116,13 +117,15 @@ impl Router {
         by_id_partitions: i32,
         fx: FxTable,
     ) -> Result<Router, RouterError> {
-        let consumer: BaseConsumer =
-            raw.client_config()
-                .create()
-                .map_err(|source| RouterError::Create {
-                    what: "consumer",
-                    source,
-                })?;
+        let consumer: BaseConsumer = raw
+            .client_config()
+            // Its health is the counter's to report; no statistics here.
+            .set("statistics.interval.ms", "0")
+            .create()
+            .map_err(|source| RouterError::Create {
+                what: "consumer",
+                source,
+            })?;
         consumer
             .subscribe(&[&raw.topic])
             .map_err(|source| RouterError::Subscribe {
@@ -135,11 +138,12 @@ impl Router {
             .set("acks", "all")
             // Messages of one origin partition must reach a by-id
             // partition in order, retries included: the counter's skip
-            // rule relies on it.
-            .set("max.in.flight.requests.per.connection", "1")
-            .set("linger.ms", "5")
+            // rule relies on it. The idempotent producer keeps that order
+            // with several requests in flight.
+            .set("enable.idempotence", "true")
+            .set("linger.ms", "10")
             .set("queue.buffering.max.messages", "500000");
-        let producer: BaseProducer =
+        let producer: ThreadedProducer<DefaultProducerContext> =
             producer_config
                 .create()
                 .map_err(|source| RouterError::Create {
@@ -170,7 +174,6 @@ impl Router {
                 Some(Err(e)) => tracing::warn!(error = %e, "router poll error"),
                 None => {}
             }
-            self.producer.poll(Duration::ZERO);
             if last_commit.elapsed() >= COMMIT_EVERY {
                 last_commit = Instant::now();
                 self.commit(&sent, CommitMode::Async);
@@ -223,7 +226,7 @@ impl Router {
                 Ok(()) => return,
                 Err((e, r)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {
                     record = r;
-                    self.producer.poll(Duration::from_millis(10));
+                    std::thread::sleep(Duration::from_millis(1));
                 }
                 Err((e, _)) => {
                     // Not committed past, so it is sent again after a restart.

@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Scale-out on one machine (docs/BENCHMARKS.md, "Scale-out"): a tansu
+# broker, AGGREGATORS aggregators and one edge, all release builds on the
+# same cores. Build first:
+#   cargo build --release -p livemap-server -p livemap-loadtest
+#
+# Usage: bench/scaleout.sh AGGREGATORS [MESSAGES] [LAG_RATE]
+#
+# 1. Throughput: MESSAGES of the demo mix are produced to a 6-partition
+#    topic first; then the aggregators start and read the backlog. The rate
+#    is taken from the edge's /api/snapshot, between 10 % and 90 % of the
+#    messages shown (start-up and the last publish excluded), and the CPU
+#    the aggregators used is divided by the messages.
+# 2. Lag: LAG_RATE messages/s for 30 s, live; every 200 ms the age of the
+#    newest order arc on the edge's /api/snapshot (event time to the edge's
+#    snapshot) is sampled; p50/p99 of those ages.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+K=${1:?usage: bench/scaleout.sh AGGREGATORS [MESSAGES] [LAG_RATE]}
+N=${2:-3000000}
+LAG_RATE=${3:-20000}
+PARTITIONS=6
+BROKER=127.0.0.1:19092
+EDGE=127.0.0.1:18080
+tansu=$(command -v tansu || echo "$HOME/.cargo/bin/tansu")
+
+pids=()
+trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
+while ss -ltn | grep -qE ":(19092|18080|19091) "; do sleep 0.5; done
+"$tansu" broker --listener-url tcp://$BROKER --advertised-listener-url tcp://$BROKER \
+  --storage-engine memory://tansu/ > /tmp/scaleout-tansu.log 2>&1 &
+pids+=($!)
+TANSU=$!
+until (echo > /dev/tcp/127.0.0.1/19092) 2>/dev/null; do sleep 0.2; done
+"$tansu" topic create --broker tcp://$BROKER --partitions $PARTITIONS checkouts > /dev/null
+target/release/livemap-loadtest produce --brokers $BROKER --rate 1000000 --count "$N" 2>/dev/null | tail -1
+
+aggs=()
+for i in $(seq 1 "$K"); do
+  target/release/livemap --role aggregator --aggregator-id "agg-$i" --kafka-brokers $BROKER \
+    --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 > "/tmp/scaleout-agg-$i.log" 2>&1 &
+  pids+=($!)
+  aggs+=($!)
+done
+# The edge waits for the partial-state topic, which the first aggregator makes.
+until grep -q listening "/tmp/scaleout-agg-1.log" 2>/dev/null; do sleep 0.2; done
+target/release/livemap --role edge --kafka-brokers $BROKER --listen $EDGE \
+  --admin-listen 127.0.0.1:19091 > /tmp/scaleout-edge.log 2>&1 &
+pids+=($!)
+
+cpu_secs() { # summed user+system CPU seconds of the given pids
+  local total=0
+  for p in "$@"; do
+    total=$(awk -v t="$total" -v hz="$(getconf CLK_TCK)" '{print t + ($14 + $15) / hz}' "/proc/$p/stat")
+  done
+  echo "$total"
+}
+
+python3 - "$N" "$K" "$EDGE" "$(cpu_secs "${aggs[@]}")" "$(cpu_secs "$TANSU")" <<'EOF' > /tmp/scaleout-throughput.txt
+import json, sys, time, urllib.request
+n, k, edge = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+def processed():
+    try:
+        s = json.load(urllib.request.urlopen(f"http://{edge}/api/snapshot", timeout=5))
+    except Exception:
+        return 0
+    i = s["ingest"]
+    return i["accepted"] + i["duplicates"] + i["filtered"] + sum(i["rejected"].values())
+t10 = t90 = None
+deadline = time.time() + 900
+while time.time() < deadline:
+    p, now = processed(), time.time()
+    if t10 is None and p >= 0.1 * n:
+        t10 = (now, p)
+    if p >= 0.9 * n and t90 is None:
+        t90 = (now, p)
+    if p >= n:
+        break
+    time.sleep(0.05)
+rate = (t90[1] - t10[1]) / (t90[0] - t10[0])
+print(f"{k} {rate:.0f} {p}")
+EOF
+read -r _ RATE SHOWN < /tmp/scaleout-throughput.txt
+AGG_CPU=$(cpu_secs "${aggs[@]}")
+TANSU_CPU=$(cpu_secs "$TANSU")
+echo "aggregators: $K  messages shown by the edge: $SHOWN of $N"
+echo "throughput (10-90 %): $RATE messages/s"
+python3 -c "print(f'aggregator CPU: {float($AGG_CPU):.1f} s in all, {float($AGG_CPU) * 1e6 / $N:.2f} CPU-s per million messages (tansu: {float($TANSU_CPU):.1f} s)')"
+
+target/release/livemap-loadtest produce --brokers $BROKER --rate "$LAG_RATE" --duration 30 --seed 2 > /dev/null 2>&1 &
+pids+=($!)
+python3 - "$EDGE" <<'EOF'
+import json, sys, time, urllib.request, datetime
+edge = sys.argv[1]
+def at_ms(a):
+    v = a["at"]
+    if isinstance(v, (int, float)):
+        return int(v)
+    return int(datetime.datetime.fromisoformat(v.replace("Z", "+00:00")).timestamp() * 1000)
+ages = []
+time.sleep(5)  # the first records of the live traffic
+end = time.time() + 20
+while time.time() < end:
+    s = json.load(urllib.request.urlopen(f"http://{edge}/api/snapshot", timeout=5))
+    arcs = s.get("arcs") or []
+    if arcs:
+        ages.append(time.time() * 1000 - max(at_ms(a) for a in arcs))
+    time.sleep(0.2)
+ages.sort()
+q = lambda f: ages[min(len(ages) - 1, int(f * len(ages)))]
+print(f"event to edge snapshot ({len(ages)} samples): p50 {q(0.5):.0f} ms, p99 {q(0.99):.0f} ms, max {ages[-1]:.0f} ms")
+EOF
