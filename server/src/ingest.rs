@@ -107,6 +107,9 @@ struct PartitionState {
     /// For a by-id partition: per origin partition, the furthest origin
     /// offset counted.
     origins: BTreeMap<i32, i64>,
+    /// For a by-id partition: per origin partition, the newest block of
+    /// filtered messages and how many of them were counted.
+    blocks: BTreeMap<i32, (i64, u32)>,
 }
 
 impl PartitionState {
@@ -148,6 +151,8 @@ pub struct Handover {
     pub marks: VecDeque<(i64, i64)>,
     /// That member's furthest origin offsets (see [`PartitionState::origins`]).
     pub origins: BTreeMap<i32, i64>,
+    /// That member's filtered blocks (see [`PartitionState::blocks`]).
+    pub blocks: BTreeMap<i32, (i64, u32)>,
 }
 
 impl Handover {
@@ -260,17 +265,39 @@ impl Engine {
                     return;
                 }
                 p.next_offset = pos.offset + 1;
-                if let Some(o) = origin {
-                    let furthest = p.origins.entry(o.partition).or_insert(-1);
-                    if o.offset <= *furthest {
-                        self.replays.rerouted += 1;
+                match origin {
+                    Some(Origin {
+                        partition,
+                        filtered: Some(block),
+                        ..
+                    }) => {
+                        // Markers of a block count from its start, so only
+                        // what a marker adds to the block is new.
+                        let (index, counted) = p.blocks.entry(partition).or_insert((-1, 0));
+                        let added = match block.block.cmp(index) {
+                            std::cmp::Ordering::Less => 0,
+                            std::cmp::Ordering::Equal => block.count.saturating_sub(*counted),
+                            std::cmp::Ordering::Greater => block.count,
+                        };
+                        if added > 0 {
+                            *index = block.block;
+                            *counted = block.count;
+                        }
+                        if added == 0 {
+                            self.replays.rerouted += 1;
+                        }
+                        self.counts.filtered += u64::from(added);
                         return;
                     }
-                    *furthest = o.offset;
-                    if o.filtered {
-                        self.counts.filtered += 1;
-                        return;
+                    Some(o) => {
+                        let furthest = p.origins.entry(o.partition).or_insert(-1);
+                        if o.offset <= *furthest {
+                            self.replays.rerouted += 1;
+                            return;
+                        }
+                        *furthest = o.offset;
                     }
+                    None => {}
                 }
             }
             _ => {
@@ -457,6 +484,7 @@ impl Engine {
                     state.next_offset = other.next_offset;
                     state.marks = other.marks.clone();
                     state.origins = other.origins.clone();
+                    state.blocks = other.blocks.clone();
                 }
                 // What is read from `read_from` on teaches the filter.
                 state.learned = true;
@@ -481,6 +509,7 @@ impl Engine {
             next_offset: s.next_offset,
             marks: s.marks.clone(),
             origins: s.origins.clone(),
+            blocks: s.blocks.clone(),
         })
     }
 
@@ -574,6 +603,12 @@ impl Engine {
                 w.i32(op);
                 w.i64(offset);
             }
+            w.u64(s.blocks.len() as u64);
+            for (&op, &(block, counted)) in &s.blocks {
+                w.i32(op);
+                w.i64(block);
+                w.u32(counted);
+            }
         }
         w.buf
     }
@@ -621,6 +656,10 @@ impl Engine {
             for _ in 0..r.count(12)? {
                 origins.insert(r.i32()?, r.i64()?);
             }
+            let mut blocks = BTreeMap::new();
+            for _ in 0..r.count(16)? {
+                blocks.insert(r.i32()?, (r.i64()?, r.u32()?));
+            }
             engine.partitions.insert(
                 p,
                 PartitionState {
@@ -628,6 +667,7 @@ impl Engine {
                     marks,
                     learned,
                     origins,
+                    blocks,
                     ..PartitionState::default()
                 },
             );
@@ -755,6 +795,49 @@ mod tests {
             restored.assign(&[(0, None)], 2),
             vec![resume(0, Some(60), Some(60))]
         );
+    }
+
+    #[test]
+    fn routed_copies_and_filtered_blocks_count_once() {
+        let mut g = Generator::new(41, DemoMix::default());
+        let mut e = Engine::new(EngineConfig::default());
+        e.assign(&[(0, None)], 1);
+        let one = |offset| {
+            Some(Origin {
+                partition: 3,
+                offset,
+                filtered: None,
+            })
+        };
+        let block = |block, offset, count| {
+            Some(Origin {
+                partition: 3,
+                offset,
+                filtered: Some(crate::source::FilteredBlock { block, count }),
+            })
+        };
+        let checkout = g.checkout(NOW);
+        // A checkout, then the same origin sent again by a restarted router.
+        e.ingest_routed(Some(&checkout), pos(0, 0, 1), one(17), NOW);
+        e.ingest_routed(Some(&checkout), pos(0, 1, 1), one(17), NOW);
+        // Markers of block 0 grow; a copy, the next block, a stale one.
+        for (i, (b, last, count)) in [
+            (0, 100, 5),
+            (0, 400, 9),
+            (0, 400, 9),
+            (1, 4_200, 3),
+            (0, 400, 9),
+            (1, 4_300, 7),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            e.ingest_routed(None, pos(0, 2 + i as i64, 1), block(b, last, count), NOW);
+        }
+        assert_eq!(e.counts.accepted, 1);
+        assert_eq!(e.counts.duplicates, 0, "a rerouted copy is not a duplicate");
+        assert_eq!(e.counts.filtered, 9 + 7);
+        assert_eq!(e.replays.rerouted, 3);
     }
 
     #[test]

@@ -25,14 +25,23 @@ pub struct Message {
     pub origin: Option<Origin>,
 }
 
-/// A routed message's place in the checkout topic, and what the router
-/// already knew of it.
+/// A routed message's place in the checkout topic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Origin {
     pub partition: i32,
+    /// The message's offset; for a filtered-block marker, the last offset
+    /// it counts.
     pub offset: i64,
-    /// Not a completed checkout: the router sent no payload, only this.
-    pub filtered: bool,
+    /// For a marker: the filtered messages it counts.
+    pub filtered: Option<FilteredBlock>,
+}
+
+/// How many messages of a block of origin offsets the router filtered, from
+/// the block's start up to the marker's offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FilteredBlock {
+    pub block: i64,
+    pub count: u32,
 }
 
 /// A message's place in a partitioned source, and the assignment it was

@@ -5,17 +5,25 @@
 //! calls this a repartition topic.
 //!
 //! - A completed checkout goes as it is, keyed by its event id's hash.
-//! - Anything else the decoder would filter goes without its payload,
-//!   marked filtered: nine messages in ten are not completed checkouts,
-//!   and the counter only counts them.
 //! - A message the decoder rejects goes as it is: the counter rejects it
-//!   with its reason. It and the filtered go to the by-id partition that
-//!   their origin partition maps to, so a copy lands where the first did.
-//! - Every message carries its origin (partition and offset) in a header.
-//!   The router is at-least-once: after a failure or a rebalance, the next
-//!   router sends again from the group's committed offset, and the counter
-//!   skips a copy whose origin it has counted
-//!   ([`crate::ingest::Engine::ingest_routed`]).
+//!   with its reason.
+//! - Messages the decoder filters (nine in ten are not completed
+//!   checkouts) are only counted: per origin partition and block of
+//!   [`FILTERED_BLOCK`] offsets, one small marker says how many of the
+//!   block's messages so far were filtered. It is sent again, larger, as
+//!   the block fills (at most every [`MARK_EVERY`]), and a last time when
+//!   the next block starts.
+//! - Every message carries its origin (partition and offset, or block) in
+//!   a header, and all but keyed checkouts go to the by-id partition their
+//!   origin partition maps to, so a copy lands where the first did.
+//!
+//! The router is at-least-once: after a failure or a rebalance the next
+//! router sends again from the group's committed offset, and the counter
+//! skips a message whose origin it has counted, and counts of a block only
+//! what its marker adds ([`crate::ingest::Engine::ingest_routed`]). For
+//! that the committed offset of a partition is never inside a block with
+//! filtered messages: it is that block's start, so a block's counts always
+//! run from its start.
 //!
 //! Next stage: the by-id topic, read by this crate's Kafka source in the
 //! aggregator's counting group.
@@ -34,14 +42,31 @@ use rdkafka::types::RDKafkaErrorCode;
 use tokio_util::sync::CancellationToken;
 
 use super::kafka::KafkaConfig;
-use super::Origin;
+use super::{FilteredBlock, Origin};
 use crate::decode::{Decoded, Decoder};
 
 /// The header with a routed message's origin: partition (i32) and offset
 /// (i64), little-endian.
 pub const ORIGIN_HEADER: &str = "livemap-origin";
-/// The header on a message the router filtered (its payload is dropped).
+/// The header of a filtered-block marker: origin partition (i32), block
+/// (i64), last offset counted (i64) and filtered messages from the block's
+/// start to it (u32), little-endian.
 pub const FILTERED_HEADER: &str = "livemap-filtered";
+
+/// Offsets per filtered block.
+pub const FILTERED_BLOCK: i64 = 4_096;
+/// How often an open block's marker is sent while it fills.
+pub const MARK_EVERY: Duration = Duration::from_millis(100);
+
+/// The open block of one origin partition.
+#[derive(Debug, Clone, Copy)]
+struct Block {
+    index: i64,
+    filtered: u32,
+    last: i64,
+    /// Filtered messages not yet in a marker.
+    unsent: bool,
+}
 
 /// How often the router flushes what it sent and commits the offsets of
 /// what was acknowledged.
@@ -85,27 +110,30 @@ pub struct Router {
 /// was not routed, or whose header is malformed).
 pub fn origin(headers: Option<&rdkafka::message::BorrowedHeaders>) -> Option<Origin> {
     let headers = headers?;
-    let mut origin = None;
-    let mut filtered = false;
     for h in headers.iter() {
-        match h.key {
-            ORIGIN_HEADER => {
-                let v = h.value?;
-                if v.len() == 12 {
-                    let partition = i32::from_le_bytes(v[..4].try_into().ok()?);
-                    let offset = i64::from_le_bytes(v[4..].try_into().ok()?);
-                    origin = Some((partition, offset));
-                }
+        let Some(v) = h.value else { continue };
+        match (h.key, v.len()) {
+            (ORIGIN_HEADER, 12) => {
+                return Some(Origin {
+                    partition: i32::from_le_bytes(v[..4].try_into().ok()?),
+                    offset: i64::from_le_bytes(v[4..].try_into().ok()?),
+                    filtered: None,
+                });
             }
-            FILTERED_HEADER => filtered = true,
+            (FILTERED_HEADER, 24) => {
+                return Some(Origin {
+                    partition: i32::from_le_bytes(v[..4].try_into().ok()?),
+                    offset: i64::from_le_bytes(v[12..20].try_into().ok()?),
+                    filtered: Some(FilteredBlock {
+                        block: i64::from_le_bytes(v[4..12].try_into().ok()?),
+                        count: u32::from_le_bytes(v[20..].try_into().ok()?),
+                    }),
+                });
+            }
             _ => {}
         }
     }
-    origin.map(|(partition, offset)| Origin {
-        partition,
-        offset,
-        filtered,
-    })
+    None
 }
 
 impl Router {
@@ -164,63 +192,124 @@ impl Router {
     /// Routes until cancelled, then flushes and commits what was sent.
     pub fn run(self, cancel: CancellationToken) {
         let mut sent: HashMap<i32, i64> = HashMap::new();
-        let mut last_commit = Instant::now();
+        let mut blocks: HashMap<i32, Block> = HashMap::new();
+        let (mut last_commit, mut last_mark) = (Instant::now(), Instant::now());
         while !cancel.is_cancelled() {
-            match self.consumer.poll(Duration::from_millis(100)) {
+            match self.consumer.poll(Duration::from_millis(50)) {
                 Some(Ok(m)) => {
-                    self.route(m.partition(), m.offset(), m.payload());
-                    sent.insert(m.partition(), m.offset() + 1);
+                    let (p, o) = (m.partition(), m.offset());
+                    let index = o.div_euclid(FILTERED_BLOCK);
+                    let block = blocks.entry(p).or_insert(Block {
+                        index,
+                        filtered: 0,
+                        last: o,
+                        unsent: false,
+                    });
+                    if o <= block.last && block.filtered > 0 {
+                        // Read again (the partition came back after a
+                        // rebalance, from the committed block start): the
+                        // block counts afresh from there.
+                        block.filtered = 0;
+                        block.unsent = false;
+                    }
+                    if index != block.index {
+                        // The block is complete: its last marker, then a new one.
+                        self.mark(p, *block);
+                        *block = Block {
+                            index,
+                            filtered: 0,
+                            last: o,
+                            unsent: false,
+                        };
+                    }
+                    if self.route(p, o, m.payload()) {
+                        block.filtered += 1;
+                        block.last = o;
+                        block.unsent = true;
+                    }
+                    sent.insert(p, o + 1);
                 }
                 Some(Err(e)) => tracing::warn!(error = %e, "router poll error"),
                 None => {}
             }
+            if last_mark.elapsed() >= MARK_EVERY {
+                last_mark = Instant::now();
+                for (p, block) in blocks.iter_mut() {
+                    self.mark(*p, *block);
+                    block.unsent = false;
+                }
+            }
             if last_commit.elapsed() >= COMMIT_EVERY {
                 last_commit = Instant::now();
-                self.commit(&sent, CommitMode::Async);
+                self.commit(&sent, &blocks, CommitMode::Async);
             }
         }
-        self.commit(&sent, CommitMode::Sync);
+        for (p, block) in &blocks {
+            self.mark(*p, *block);
+        }
+        self.commit(&sent, &blocks, CommitMode::Sync);
     }
 
-    fn route(&self, partition: i32, offset: i64, payload: Option<&[u8]>) {
-        let mut origin = [0u8; 12];
-        origin[..4].copy_from_slice(&partition.to_le_bytes());
-        origin[4..].copy_from_slice(&offset.to_le_bytes());
-        let mut headers = OwnedHeaders::new().insert(Header {
-            key: ORIGIN_HEADER,
-            value: Some(&origin[..]),
+    /// Sends a block's marker if it counts filtered messages not yet sent.
+    fn mark(&self, partition: i32, block: Block) {
+        if !block.unsent {
+            return;
+        }
+        let mut v = [0u8; 24];
+        v[..4].copy_from_slice(&partition.to_le_bytes());
+        v[4..12].copy_from_slice(&block.index.to_le_bytes());
+        v[12..20].copy_from_slice(&block.last.to_le_bytes());
+        v[20..].copy_from_slice(&block.filtered.to_le_bytes());
+        let headers = OwnedHeaders::new().insert(Header {
+            key: FILTERED_HEADER,
+            value: Some(&v[..]),
         });
-        let mut key = None;
-        let mut value = payload;
-        match self.decoder.decode(payload) {
+        let record: BaseRecord<'_, str, [u8]> = BaseRecord::to(&self.by_id_topic)
+            .headers(headers)
+            .partition(partition.rem_euclid(self.by_id_partitions));
+        self.send(record, partition, block.last);
+    }
+
+    /// Routes one message; returns whether it was filtered (then it is
+    /// only counted in its block).
+    fn route(&self, partition: i32, offset: i64, payload: Option<&[u8]>) -> bool {
+        let key = match self.decoder.decode(payload) {
             Decoded::Checkout(c) => {
-                key = Some(format!("{:016x}", c.event_id_hash));
                 self.stats.checkouts.fetch_add(1, Ordering::Relaxed);
+                Some(format!("{:016x}", c.event_id_hash))
             }
             Decoded::Filtered(_) => {
-                headers = headers.insert(Header {
-                    key: FILTERED_HEADER,
-                    value: None::<&[u8]>,
-                });
-                value = None;
                 self.stats.filtered.fetch_add(1, Ordering::Relaxed);
+                return true;
             }
             Decoded::Rejected(_) => {
                 self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+                None
             }
-        }
+        };
+        let mut origin = [0u8; 12];
+        origin[..4].copy_from_slice(&partition.to_le_bytes());
+        origin[4..].copy_from_slice(&offset.to_le_bytes());
+        let headers = OwnedHeaders::new().insert(Header {
+            key: ORIGIN_HEADER,
+            value: Some(&origin[..]),
+        });
         let mut record: BaseRecord<'_, str, [u8]> =
             BaseRecord::to(&self.by_id_topic).headers(headers);
         record = match &key {
             Some(k) => record.key(k.as_str()),
             // A copy sent again must land where the first went, or the
-            // counter there cannot know it for a copy: the by-id partition
-            // of an unkeyed message follows from its origin partition.
+            // counter there cannot know it for a copy.
             None => record.partition(partition.rem_euclid(self.by_id_partitions)),
         };
-        if let Some(v) = value {
+        if let Some(v) = payload {
             record = record.payload(v);
         }
+        self.send(record, partition, offset);
+        false
+    }
+
+    fn send(&self, mut record: BaseRecord<'_, str, [u8]>, partition: i32, offset: i64) {
         loop {
             match self.producer.send(record) {
                 Ok(()) => return,
@@ -238,8 +327,9 @@ impl Router {
     }
 
     /// Waits until everything sent is acknowledged, then commits where each
-    /// origin partition got to (only partitions still ours).
-    fn commit(&self, sent: &HashMap<i32, i64>, mode: CommitMode) {
+    /// origin partition got to (only partitions still ours): the start of
+    /// its open block if that holds filtered messages.
+    fn commit(&self, sent: &HashMap<i32, i64>, blocks: &HashMap<i32, Block>, mode: CommitMode) {
         if sent.is_empty() {
             return;
         }
@@ -252,9 +342,13 @@ impl Router {
         };
         let mut tpl = TopicPartitionList::new();
         for e in assigned.elements() {
-            if let Some(next) = sent.get(&e.partition()) {
+            if let Some(&next) = sent.get(&e.partition()) {
+                let next = match blocks.get(&e.partition()) {
+                    Some(b) if b.filtered > 0 => next.min(b.index * FILTERED_BLOCK),
+                    _ => next,
+                };
                 let _ =
-                    tpl.add_partition_offset(&self.raw_topic, e.partition(), Offset::Offset(*next));
+                    tpl.add_partition_offset(&self.raw_topic, e.partition(), Offset::Offset(next));
             }
         }
         if tpl.count() == 0 {
