@@ -5,6 +5,7 @@
 #   cargo build --release -p livemap-server -p livemap-loadtest
 #
 # Usage: bench/scaleout.sh AGGREGATORS [MESSAGES] [LAG_RATE]
+# (AGGREGATORS 0: one --role all process instead, the baseline.)
 #
 # 1. Throughput: MESSAGES of the demo mix are produced to a 6-partition
 #    topic first; then the aggregators start and read the backlog. The rate
@@ -36,17 +37,26 @@ until (echo > /dev/tcp/127.0.0.1/19092) 2>/dev/null; do sleep 0.2; done
 target/release/livemap-loadtest produce --brokers $BROKER --rate 1000000 --count "$N" 2>/dev/null | tail -1
 
 aggs=()
+if [ "$K" = 0 ]; then
+  # The baseline: one process (--role all) reads the topic and serves.
+  target/release/livemap --kafka-brokers $BROKER --listen $EDGE --admin-listen 127.0.0.1:19091 \
+    --state-dir "$(mktemp -d)" > /tmp/scaleout-edge.log 2>&1 &
+  pids+=($!)
+  aggs+=($!)
+fi
 for i in $(seq 1 "$K"); do
   target/release/livemap --role aggregator --aggregator-id "agg-$i" --kafka-brokers $BROKER \
     --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 > "/tmp/scaleout-agg-$i.log" 2>&1 &
   pids+=($!)
   aggs+=($!)
 done
-# The edge waits for the partial-state topic, which the first aggregator makes.
-until grep -q listening "/tmp/scaleout-agg-1.log" 2>/dev/null; do sleep 0.2; done
-target/release/livemap --role edge --kafka-brokers $BROKER --listen $EDGE \
-  --admin-listen 127.0.0.1:19091 > /tmp/scaleout-edge.log 2>&1 &
-pids+=($!)
+if [ "$K" != 0 ]; then
+  # The edge waits for the partial-state topic, which the first aggregator makes.
+  until grep -q listening "/tmp/scaleout-agg-1.log" 2>/dev/null; do sleep 0.2; done
+  target/release/livemap --role edge --kafka-brokers $BROKER --listen $EDGE \
+    --admin-listen 127.0.0.1:19091 > /tmp/scaleout-edge.log 2>&1 &
+  pids+=($!)
+fi
 
 cpu_secs() { # summed user+system CPU seconds of the given pids
   local total=0
@@ -56,7 +66,7 @@ cpu_secs() { # summed user+system CPU seconds of the given pids
   echo "$total"
 }
 
-python3 - "$N" "$K" "$EDGE" "$(cpu_secs "${aggs[@]}")" "$(cpu_secs "$TANSU")" <<'EOF' > /tmp/scaleout-throughput.txt
+python3 - "$N" "$K" "$EDGE" <<'EOF' > /tmp/scaleout-throughput.txt 2> /tmp/scaleout-ingest.json
 import json, sys, time, urllib.request
 n, k, edge = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 def processed():
@@ -67,7 +77,7 @@ def processed():
     i = s["ingest"]
     return i["accepted"] + i["duplicates"] + i["filtered"] + sum(i["rejected"].values())
 t10 = t90 = None
-deadline = time.time() + 900
+deadline = time.time() + 300
 while time.time() < deadline:
     p, now = processed(), time.time()
     if t10 is None and p >= 0.1 * n:
@@ -77,10 +87,16 @@ while time.time() < deadline:
     if p >= n:
         break
     time.sleep(0.05)
-rate = (t90[1] - t10[1]) / (t90[0] - t10[0])
+if t10 is None or t90 is None:
+    sys.exit(f"the edge showed only {p} of {n} messages")
+# 0 when one publish carried them all (too few messages to time).
+rate = (t90[1] - t10[1]) / (t90[0] - t10[0]) if t90[0] > t10[0] else 0
 print(f"{k} {rate:.0f} {p}")
+s = json.load(urllib.request.urlopen(f"http://{edge}/api/snapshot", timeout=5))
+print(json.dumps(s["ingest"]), file=sys.stderr)
 EOF
 read -r _ RATE SHOWN < /tmp/scaleout-throughput.txt
+echo "ingest at the end: $(cat /tmp/scaleout-ingest.json)"
 AGG_CPU=$(cpu_secs "${aggs[@]}")
 TANSU_CPU=$(cpu_secs "$TANSU")
 echo "aggregators: $K  messages shown by the edge: $SHOWN of $N"
