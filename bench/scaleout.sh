@@ -103,6 +103,34 @@ echo "aggregators: $K  messages shown by the edge: $SHOWN of $N"
 echo "throughput (10-90 %): $RATE messages/s"
 python3 -c "print(f'aggregator CPU: {float($AGG_CPU):.1f} s in all, {float($AGG_CPU) * 1e6 / $N:.2f} CPU-s per million messages (tansu: {float($TANSU_CPU):.1f} s)')"
 
+if [ "$K" != 0 ]; then
+  # The same messages through one process (its own group): the edge's
+  # counts must equal its counts, field by field.
+  target/release/livemap --kafka-brokers $BROKER --group-id reference --listen 127.0.0.1:18081 \
+    --admin-listen 127.0.0.1:19099 --state-dir "$(mktemp -d)" > /tmp/scaleout-reference.log 2>&1 &
+  REF=$!
+  python3 - "$N" "$EDGE" 127.0.0.1:18081 <<'EOF'
+import json, sys, time, urllib.request
+n, edge, ref = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+def ingest(addr):
+    try:
+        return json.load(urllib.request.urlopen(f"http://{addr}/api/snapshot", timeout=5))["ingest"]
+    except Exception:
+        return None
+def total(i):
+    return i["accepted"] + i["duplicates"] + i["filtered"] + sum(i["rejected"].values()) if i else 0
+deadline = time.time() + 300
+while time.time() < deadline and total(ingest(ref)) < n:
+    time.sleep(0.5)
+# Let the edge take its last records in.
+end = time.time() + 10
+while time.time() < end and ingest(edge) != ingest(ref):
+    time.sleep(0.5)
+e, r = ingest(edge), ingest(ref)
+print("edge equals one process on the same messages:", "yes" if e == r else f"NO\n  edge: {e}\n  one process: {r}")
+EOF
+  kill $REF
+fi
 target/release/livemap-loadtest produce --brokers $BROKER --rate "$LAG_RATE" --duration 30 --seed 2 > /dev/null 2>&1 &
 pids+=($!)
 python3 - "$EDGE" <<'EOF'

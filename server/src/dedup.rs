@@ -53,12 +53,12 @@ impl Dedup {
         }
     }
 
-    /// Records an event id and says whether it was seen before.
     /// How many minutes of event time an id is remembered.
     pub fn horizon_minutes(&self) -> i64 {
         self.horizon_minutes
     }
 
+    /// Records an event id and says whether it was seen before.
     pub fn check(&mut self, id_hash: u64, event_time_ms: i64) -> Seen {
         if self.ids.contains_key(&id_hash) {
             return Seen::Duplicate;

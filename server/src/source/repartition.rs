@@ -166,9 +166,10 @@ impl Router {
             .set("acks", "all")
             // Messages of one origin partition must reach a by-id
             // partition in order, retries included: the counter's skip
-            // rule relies on it. The idempotent producer keeps that order
-            // with several requests in flight.
-            .set("enable.idempotence", "true")
+            // rule relies on it. One request in flight keeps that order on
+            // any broker; the idempotent producer would allow five, but
+            // only where the broker enforces its sequence numbers.
+            .set("max.in.flight.requests.per.connection", "1")
             .set("linger.ms", "10")
             .set("queue.buffering.max.messages", "500000");
         let producer: ThreadedProducer<DefaultProducerContext> =
