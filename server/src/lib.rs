@@ -355,6 +355,18 @@ fn counted(config: &Config) -> Option<KafkaConfig> {
     })
 }
 
+/// How many partitions `topic` has, asked off the runtime's threads.
+async fn partition_count(kafka: &KafkaConfig, topic: &str) -> Result<i32, ServerError> {
+    let (client, name) = (kafka.client_config(), topic.to_owned());
+    tokio::task::spawn_blocking(move || topics::partition_count(&client, &name))
+        .await
+        .map_err(|_| ServerError::Thread("router"))?
+        .map_err(|reason| ServerError::Topic {
+            topic: topic.to_owned(),
+            reason,
+        })
+}
+
 /// Creates the by-id topic (as many partitions as the checkout topic) if
 /// missing, and starts the router that fills it.
 async fn start_router(
@@ -363,14 +375,7 @@ async fn start_router(
     cancel: &CancellationToken,
 ) -> Result<(std::thread::JoinHandle<()>, Arc<RouterStats>), ServerError> {
     let by_id = kafka.by_id();
-    let (client, topic) = (kafka.client_config(), kafka.topic.clone());
-    let partitions = tokio::task::spawn_blocking(move || topics::partition_count(&client, &topic))
-        .await
-        .map_err(|_| ServerError::Thread("router"))?
-        .map_err(|reason| ServerError::Topic {
-            topic: kafka.topic.clone(),
-            reason,
-        })?;
+    let partitions = partition_count(kafka, &kafka.topic).await?;
     topics::ensure(kafka.client_config(), &by_id.topic, partitions, &[])
         .await
         .map_err(|reason| ServerError::Topic {
@@ -378,15 +383,7 @@ async fn start_router(
             reason,
         })?;
     // The topic may have been made with another count: route by what it has.
-    let (client, topic) = (kafka.client_config(), by_id.topic.clone());
-    let by_id_partitions =
-        tokio::task::spawn_blocking(move || topics::partition_count(&client, &topic))
-            .await
-            .map_err(|_| ServerError::Thread("router"))?
-            .map_err(|reason| ServerError::Topic {
-                topic: by_id.topic.clone(),
-                reason,
-            })?;
+    let by_id_partitions = partition_count(kafka, &by_id.topic).await?;
     let router = Router::connect(
         kafka,
         by_id.topic,
