@@ -68,6 +68,90 @@ struct Block {
     unsent: bool,
 }
 
+/// A filtered-block marker to send: `count` filtered messages of `block`
+/// of origin `partition`, from the block's start up to offset `last`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Marker {
+    pub partition: i32,
+    pub block: i64,
+    pub last: i64,
+    pub count: u32,
+}
+
+/// The router's bookkeeping of filtered messages, apart from Kafka: which
+/// markers to send, and where a partition may be committed.
+#[derive(Debug, Default)]
+pub struct FilteredBlocks {
+    open: HashMap<i32, Block>,
+}
+
+impl FilteredBlocks {
+    /// Notes message `offset` of `partition` (filtered or not). Returns
+    /// the marker that completes the previous block, to send first.
+    pub fn observe(&mut self, partition: i32, offset: i64, filtered: bool) -> Option<Marker> {
+        let index = offset.div_euclid(FILTERED_BLOCK);
+        let block = self.open.entry(partition).or_insert(Block {
+            index,
+            filtered: 0,
+            last: offset,
+            unsent: false,
+        });
+        if offset <= block.last && block.filtered > 0 {
+            // Read again (the partition came back after a rebalance, from
+            // the committed block start): the block counts afresh.
+            block.filtered = 0;
+            block.unsent = false;
+        }
+        let mut done = None;
+        if index != block.index {
+            done = marker(partition, block);
+            *block = Block {
+                index,
+                filtered: 0,
+                last: offset,
+                unsent: false,
+            };
+        }
+        if filtered {
+            block.filtered += 1;
+            block.last = offset;
+            block.unsent = true;
+        }
+        done
+    }
+
+    /// Markers of open blocks with filtered messages not yet sent.
+    pub fn due(&mut self) -> Vec<Marker> {
+        self.open
+            .iter_mut()
+            .filter_map(|(p, block)| {
+                let m = marker(*p, block);
+                block.unsent = false;
+                m
+            })
+            .collect()
+    }
+
+    /// Where `partition` may be committed when everything before `sent`
+    /// is routed: never inside a block that holds filtered messages, so a
+    /// block read again counts from its start.
+    pub fn commit_at(&self, partition: i32, sent: i64) -> i64 {
+        match self.open.get(&partition) {
+            Some(b) if b.filtered > 0 => sent.min(b.index * FILTERED_BLOCK),
+            _ => sent,
+        }
+    }
+}
+
+fn marker(partition: i32, block: &Block) -> Option<Marker> {
+    block.unsent.then_some(Marker {
+        partition,
+        block: block.index,
+        last: block.last,
+        count: block.filtered,
+    })
+}
+
 /// How often the router flushes what it sent and commits the offsets of
 /// what was acknowledged.
 const COMMIT_EVERY: Duration = Duration::from_millis(500);
@@ -193,40 +277,15 @@ impl Router {
     /// Routes until cancelled, then flushes and commits what was sent.
     pub fn run(self, cancel: CancellationToken) {
         let mut sent: HashMap<i32, i64> = HashMap::new();
-        let mut blocks: HashMap<i32, Block> = HashMap::new();
+        let mut blocks = FilteredBlocks::default();
         let (mut last_commit, mut last_mark) = (Instant::now(), Instant::now());
         while !cancel.is_cancelled() {
             match self.consumer.poll(Duration::from_millis(50)) {
                 Some(Ok(m)) => {
                     let (p, o) = (m.partition(), m.offset());
-                    let index = o.div_euclid(FILTERED_BLOCK);
-                    let block = blocks.entry(p).or_insert(Block {
-                        index,
-                        filtered: 0,
-                        last: o,
-                        unsent: false,
-                    });
-                    if o <= block.last && block.filtered > 0 {
-                        // Read again (the partition came back after a
-                        // rebalance, from the committed block start): the
-                        // block counts afresh from there.
-                        block.filtered = 0;
-                        block.unsent = false;
-                    }
-                    if index != block.index {
-                        // The block is complete: its last marker, then a new one.
-                        self.mark(p, *block);
-                        *block = Block {
-                            index,
-                            filtered: 0,
-                            last: o,
-                            unsent: false,
-                        };
-                    }
-                    if self.route(p, o, m.payload()) {
-                        block.filtered += 1;
-                        block.last = o;
-                        block.unsent = true;
+                    let filtered = self.route(p, o, m.payload());
+                    if let Some(done) = blocks.observe(p, o, filtered) {
+                        self.mark(done);
                     }
                     sent.insert(p, o + 1);
                 }
@@ -235,40 +294,31 @@ impl Router {
             }
             if last_mark.elapsed() >= MARK_EVERY {
                 last_mark = Instant::now();
-                for (p, block) in blocks.iter_mut() {
-                    self.mark(*p, *block);
-                    block.unsent = false;
-                }
+                blocks.due().into_iter().for_each(|m| self.mark(m));
             }
             if last_commit.elapsed() >= COMMIT_EVERY {
                 last_commit = Instant::now();
                 self.commit(&sent, &blocks, CommitMode::Async);
             }
         }
-        for (p, block) in &blocks {
-            self.mark(*p, *block);
-        }
+        blocks.due().into_iter().for_each(|m| self.mark(m));
         self.commit(&sent, &blocks, CommitMode::Sync);
     }
 
-    /// Sends a block's marker if it counts filtered messages not yet sent.
-    fn mark(&self, partition: i32, block: Block) {
-        if !block.unsent {
-            return;
-        }
+    fn mark(&self, m: Marker) {
         let mut v = [0u8; 24];
-        v[..4].copy_from_slice(&partition.to_le_bytes());
-        v[4..12].copy_from_slice(&block.index.to_le_bytes());
-        v[12..20].copy_from_slice(&block.last.to_le_bytes());
-        v[20..].copy_from_slice(&block.filtered.to_le_bytes());
+        v[..4].copy_from_slice(&m.partition.to_le_bytes());
+        v[4..12].copy_from_slice(&m.block.to_le_bytes());
+        v[12..20].copy_from_slice(&m.last.to_le_bytes());
+        v[20..].copy_from_slice(&m.count.to_le_bytes());
         let headers = OwnedHeaders::new().insert(Header {
             key: FILTERED_HEADER,
             value: Some(&v[..]),
         });
         let record: BaseRecord<'_, str, [u8]> = BaseRecord::to(&self.by_id_topic)
             .headers(headers)
-            .partition(partition.rem_euclid(self.by_id_partitions));
-        self.send(record, partition, block.last);
+            .partition(m.partition.rem_euclid(self.by_id_partitions));
+        self.send(record, m.partition, m.last);
     }
 
     /// Routes one message; returns whether it was filtered (then it is
@@ -330,7 +380,7 @@ impl Router {
     /// Waits until everything sent is acknowledged, then commits where each
     /// origin partition got to (only partitions still ours): the start of
     /// its open block if that holds filtered messages.
-    fn commit(&self, sent: &HashMap<i32, i64>, blocks: &HashMap<i32, Block>, mode: CommitMode) {
+    fn commit(&self, sent: &HashMap<i32, i64>, blocks: &FilteredBlocks, mode: CommitMode) {
         if sent.is_empty() {
             return;
         }
@@ -343,11 +393,8 @@ impl Router {
         };
         let mut tpl = TopicPartitionList::new();
         for e in assigned.elements() {
-            if let Some(&next) = sent.get(&e.partition()) {
-                let next = match blocks.get(&e.partition()) {
-                    Some(b) if b.filtered > 0 => next.min(b.index * FILTERED_BLOCK),
-                    _ => next,
-                };
+            if let Some(&sent) = sent.get(&e.partition()) {
+                let next = blocks.commit_at(e.partition(), sent);
                 let _ =
                     tpl.add_partition_offset(&self.raw_topic, e.partition(), Offset::Offset(next));
             }
@@ -360,6 +407,112 @@ impl Router {
                 self.stats.commits.fetch_add(1, Ordering::Relaxed);
             }
             Err(e) => tracing::warn!(error = %e, "router commit failed"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::{Engine, EngineConfig};
+    use crate::source::Position;
+    use rand::rngs::SmallRng;
+    use rand::{Rng, SeedableRng};
+
+    /// One origin partition read by two routers in turns: each reads a
+    /// stretch from the group's committed offset, marks and commits at
+    /// random moments, and hands over. A commit flushes first, so what a
+    /// router sent before its last commit reaches the counter before the
+    /// next owner's markers; what it sent after (its last marks included)
+    /// may interleave with them in any order. The counter must count every
+    /// filtered message once.
+    #[test]
+    fn filtered_counts_survive_hand_overs_in_any_interleaving() {
+        for seed in 0..300 {
+            let mut rng = SmallRng::seed_from_u64(seed);
+            let n: i64 = 20_000;
+            let flags: Vec<bool> = (0..n).map(|_| rng.random_bool(0.9)).collect();
+            let want = flags.iter().filter(|f| **f).count() as u64;
+            let mut routers = [FilteredBlocks::default(), FilteredBlocks::default()];
+            // Per turn: markers sent up to its last commit, and after.
+            let mut turns: Vec<(Vec<Marker>, Vec<Marker>)> = Vec::new();
+            let (mut owner, mut committed) = (0usize, 0i64);
+            loop {
+                let (start, mut sent) = (committed, Vec::new());
+                let mut flushed = 0;
+                let end = (start + rng.random_range(1..9_000)).min(n);
+                for o in start..end {
+                    if let Some(m) = routers[owner].observe(0, o, flags[o as usize]) {
+                        sent.push(m);
+                    }
+                    if rng.random_bool(0.003) {
+                        sent.extend(routers[owner].due());
+                    }
+                    if rng.random_bool(0.002) {
+                        committed = routers[owner].commit_at(0, o + 1);
+                        flushed = sent.len();
+                    }
+                }
+                sent.extend(routers[owner].due());
+                let after = sent.split_off(flushed);
+                turns.push((sent, after));
+                if end == n {
+                    break;
+                }
+                owner = 1 - owner;
+            }
+            // Each router's markers in its own order, tagged with their
+            // turn; a turn's markers wait until the previous turn's flushed
+            // ones are out.
+            let mut queues: [Vec<(usize, Marker)>; 2] = [Vec::new(), Vec::new()];
+            let mut flushed_left: Vec<usize> = Vec::new();
+            for (t, (before, after)) in turns.into_iter().enumerate() {
+                flushed_left.push(before.len());
+                queues[t % 2].extend(before.into_iter().chain(after).map(|m| (t, m)));
+            }
+            let mut order: Vec<Marker> = Vec::new();
+            let mut heads = [0usize, 0usize];
+            let mut emitted_of_turn = vec![0usize; flushed_left.len()];
+            while heads[0] < queues[0].len() || heads[1] < queues[1].len() {
+                let ready = |r: usize, heads: &[usize; 2], emitted: &[usize]| {
+                    queues[r]
+                        .get(heads[r])
+                        .is_some_and(|&(t, _)| t == 0 || emitted[t - 1] >= flushed_left[t - 1])
+                };
+                let (r0, r1) = (
+                    ready(0, &heads, &emitted_of_turn),
+                    ready(1, &heads, &emitted_of_turn),
+                );
+                let r = match (r0, r1) {
+                    (true, true) => usize::from(rng.random_bool(0.5)),
+                    (true, false) => 0,
+                    (false, true) => 1,
+                    (false, false) => unreachable!("a turn waits on one it follows"),
+                };
+                let (t, m) = queues[r][heads[r]];
+                heads[r] += 1;
+                emitted_of_turn[t] += 1;
+                order.push(m);
+            }
+            let mut engine = Engine::new(EngineConfig::default());
+            engine.assign(&[(0, None)], 1);
+            for (offset, m) in order.into_iter().enumerate() {
+                let origin = Origin {
+                    partition: m.partition,
+                    offset: m.last,
+                    filtered: Some(FilteredBlock {
+                        block: m.block,
+                        count: m.count,
+                    }),
+                };
+                let position = Position {
+                    partition: 0,
+                    offset: offset as i64,
+                    generation: 1,
+                };
+                engine.ingest_routed(None, Some(position), Some(origin), 0);
+            }
+            assert_eq!(engine.counts.filtered, want, "seed {seed}");
         }
     }
 }
