@@ -163,7 +163,19 @@ async fn history_covers_the_backfilled_sale_and_the_stream_carries_the_board() {
     let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url())
         .await
         .expect("WebSocket connects");
-    let snap = next_snapshot(&mut ws).await;
+    // The newest keyframe a client joins on may predate the end of the
+    // backfill (they come every 5 s); the next one carries the board.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    let snap = loop {
+        let snap = next_snapshot(&mut ws).await;
+        if !snap.minutes.is_empty() {
+            break snap;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no frame with the recent minutes"
+        );
+    };
     assert_eq!(snap.minutes.len(), 3);
     assert!(snap
         .minutes
