@@ -283,6 +283,11 @@ impl Router {
             match self.consumer.poll(Duration::from_millis(50)) {
                 Some(Ok(m)) => {
                     let (p, o) = (m.partition(), m.offset());
+                    if sent.get(&p).is_some_and(|&next| next != o) || !sent.contains_key(&p) {
+                        // A (re)assignment: where reading starts says whether
+                        // messages are read again or were routed by another.
+                        tracing::info!(partition = p, offset = o, before = ?sent.get(&p), "router reads from");
+                    }
                     let filtered = self.route(p, o, m.payload());
                     if let Some(done) = blocks.observe(p, o, filtered) {
                         self.mark(done);
@@ -402,6 +407,7 @@ impl Router {
         if tpl.count() == 0 {
             return;
         }
+        tracing::debug!(offsets = ?tpl.elements().iter().map(|e| (e.partition(), e.offset())).collect::<Vec<_>>(), "router commits");
         match self.consumer.commit(&tpl, mode) {
             Ok(()) => {
                 self.stats.commits.fetch_add(1, Ordering::Relaxed);
