@@ -171,7 +171,7 @@ pub async fn run_with_clock(
             .spawn(move || ingest_loop(rx, &engine, clock.as_ref()))?
     };
     if let (Some(follower), Role::Edge) = (&follower, config.role) {
-        let (follower, engine, health, clock, cancel) = (
+        let (reader, engine, health, clock, cancel) = (
             follower.clone(),
             engine.clone(),
             health.clone(),
@@ -188,10 +188,8 @@ pub async fn run_with_clock(
                     health: &health,
                     fresh_for,
                 };
-                follower.run(Some(edge), clock.as_ref(), &cancel);
+                reader.run(Some(edge), clock.as_ref(), &cancel);
             })?;
-    }
-    if let (Some(follower), Role::Edge) = (&follower, config.role) {
         // Catch up before the first browser sees a total.
         let follower = follower.clone();
         let synced = tokio::task::spawn_blocking(move || follower.sync(PARTIALS_PATIENCE))

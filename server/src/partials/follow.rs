@@ -62,7 +62,6 @@ pub struct FollowStats {
     pub records: AtomicU64,
     pub rejected: AtomicU64,
     pub bytes: AtomicU64,
-    pub merges: AtomicU64,
     /// Newest `published_ms` of any record read.
     pub newest_published_ms: AtomicU64,
 }
@@ -184,7 +183,6 @@ impl Follower {
                 if let Some(edge) = &edge {
                     let merged = self.merged();
                     edge.engine.lock().replace_counts(merged);
-                    self.stats.merges.fetch_add(1, Ordering::Relaxed);
                 }
                 changed = false;
                 last_merge = Instant::now();

@@ -176,7 +176,6 @@ pub struct RouterStats {
     pub checkouts: AtomicU64,
     pub filtered: AtomicU64,
     pub rejected: AtomicU64,
-    pub commits: AtomicU64,
 }
 
 pub struct Router {
@@ -408,11 +407,8 @@ impl Router {
             return;
         }
         tracing::debug!(offsets = ?tpl.elements().iter().map(|e| (e.partition(), e.offset())).collect::<Vec<_>>(), "router commits");
-        match self.consumer.commit(&tpl, mode) {
-            Ok(()) => {
-                self.stats.commits.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(e) => tracing::warn!(error = %e, "router commit failed"),
+        if let Err(e) = self.consumer.commit(&tpl, mode) {
+            tracing::warn!(error = %e, "router commit failed");
         }
     }
 }
