@@ -164,16 +164,18 @@ async fn history_covers_the_backfilled_sale_and_the_stream_carries_the_board() {
         .await
         .expect("WebSocket connects");
     // The newest keyframe a client joins on may predate the end of the
-    // backfill (they come every 5 s); the next one carries the board.
+    // backfill (they come every 5 s): judge the first keyframe at least
+    // as new as the snapshot that showed the whole history.
+    let seen = snapshot["version"].as_u64().expect("version");
     let deadline = tokio::time::Instant::now() + PATIENCE;
     let snap = loop {
         let snap = next_snapshot(&mut ws).await;
-        if !snap.minutes.is_empty() {
+        if snap.keyframe && snap.version >= seen {
             break snap;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "no frame with the recent minutes"
+            "no keyframe as new as version {seen}"
         );
     };
     assert_eq!(snap.minutes.len(), 3);
