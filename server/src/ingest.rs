@@ -110,6 +110,9 @@ struct PartitionState {
     /// For a by-id partition: per origin partition, the newest block of
     /// filtered messages and how many of them were counted.
     blocks: BTreeMap<i32, (i64, u32)>,
+    /// The offset this assignment resumes counting at, until a message at
+    /// or past it is read (not persisted).
+    resume_at: Option<i64>,
 }
 
 impl PartitionState {
@@ -184,6 +187,11 @@ pub struct Replays {
     pub not_owned: u64,
     /// Routed again after a router failed or handed over (same origin).
     pub rerouted: u64,
+    /// Offsets between where an assigned partition was to resume and the
+    /// first message read after it: never read, so never counted. Zero
+    /// unless the broker skipped records (or transaction markers sit
+    /// there).
+    pub skipped_at_resume: u64,
 }
 
 #[derive(Debug)]
@@ -259,6 +267,19 @@ impl Engine {
         };
         match self.partitions.get_mut(&pos.partition) {
             Some(p) if p.owned && p.generation == pos.generation => {
+                if let Some(at) = p.resume_at.filter(|&at| pos.offset >= at) {
+                    p.resume_at = None;
+                    if pos.offset > at {
+                        let skipped = pos.offset - at;
+                        tracing::warn!(
+                            partition = pos.partition,
+                            resume_at = at,
+                            first_read = pos.offset,
+                            "offsets skipped where the partition resumed"
+                        );
+                        self.replays.skipped_at_resume += skipped.unsigned_abs();
+                    }
+                }
                 if pos.offset < p.next_offset {
                     self.replays.already_counted += 1;
                     self.learn(payload, now_ms);
@@ -426,6 +447,7 @@ impl Engine {
         self.replays.already_counted += other.replays.already_counted;
         self.replays.not_owned += other.replays.not_owned;
         self.replays.rerouted += other.replays.rerouted;
+        self.replays.skipped_at_resume += other.replays.skipped_at_resume;
         self.aggregate.merge(&other.aggregate);
         self.trends.merge(&other.trends);
         self.breakdowns.merge(&other.breakdowns);
@@ -489,6 +511,7 @@ impl Engine {
                 // What is read from `read_from` on teaches the filter.
                 state.learned = true;
                 let count_from = (state.next_offset >= 0).then_some(state.next_offset);
+                state.resume_at = count_from;
                 if count_from.is_none() {
                     // Neither this state nor another member has seen it: the
                     // first message read is the first counted.
@@ -866,7 +889,8 @@ mod tests {
             Replays {
                 already_counted: 5,
                 not_owned: 2,
-                rerouted: 0
+                rerouted: 0,
+                skipped_at_resume: 0,
             }
         );
         assert_eq!(e.positions(), vec![(0, 10)]);
@@ -885,6 +909,12 @@ mod tests {
             "another member counted 10..25"
         );
         assert_eq!(e.positions(), vec![(0, 25)]);
+        // A broker that starts the read past the resume offset: the
+        // offsets never read are counted, once.
+        e.ingest(Some(&g.checkout(NOW)), pos(0, 30, 3), NOW);
+        e.ingest(Some(&g.checkout(NOW)), pos(0, 31, 3), NOW);
+        assert_eq!(e.replays.skipped_at_resume, 5);
+        assert_eq!(e.counts.accepted, 12);
     }
 
     #[test]

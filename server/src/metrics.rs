@@ -124,6 +124,17 @@ impl MetricsSources {
             "livemap_replayed_messages_total{{why=\"rerouted\"}} {}",
             replays.rerouted
         );
+        family(
+            &mut out,
+            "livemap_resume_skipped_offsets_total",
+            "counter",
+            "Offsets never read where an assigned partition resumed (the broker skipped records).",
+        );
+        let _ = writeln!(
+            out,
+            "livemap_resume_skipped_offsets_total {}",
+            replays.skipped_at_resume
+        );
         gauge(
             &mut out,
             "livemap_orders",
@@ -222,6 +233,17 @@ impl MetricsSources {
                     n.load(Ordering::Relaxed)
                 );
             }
+            family(
+                &mut out,
+                "livemap_router_resume_skipped_offsets_total",
+                "counter",
+                "Checkout-topic offsets the router never read where an assigned partition resumed.",
+            );
+            let _ = writeln!(
+                out,
+                "livemap_router_resume_skipped_offsets_total {}",
+                r.skipped_at_resume.load(Ordering::Relaxed)
+            );
         }
         if let Some(ck) = &self.checkpointer {
             let s = &ck.stats;

@@ -7,7 +7,8 @@
 //! - On assignment, each partition resumes at the offset the state says,
 //!   not at what Kafka remembers; Kafka's committed offsets only ever trail
 //!   a durable checkpoint (auto-commit is off), so they are a safe fallback
-//!   and the hand-off point for other members.
+//!   and the hand-off point for other members. Reading starts a little
+//!   earlier ([`READ_BEHIND`]), so that no broker can skip the offset.
 //! - On revocation, the partitions stop counting, and a checkpoint is
 //!   written and committed before the partitions are released, so the next
 //!   owner starts exactly where this one stopped.
@@ -212,6 +213,8 @@ impl ConsumerContext for LivemapContext {
                 }
                 for r in &resume {
                     if let Some(from) = r.read_from {
+                        let from = read_behind(consumer, &self.topic, r.partition, from);
+                        tracing::debug!(partition = r.partition, fetch_from = from, "resume");
                         if let Err(e) =
                             tpl.set_partition_offset(&self.topic, r.partition, Offset::Offset(from))
                         {
@@ -322,6 +325,36 @@ impl LivemapContext {
                 (p, offset)
             })
             .collect()
+    }
+}
+
+/// How far before the offset it must resume from a consumer starts to
+/// read a partition it is assigned.
+///
+/// Kafka answers a fetch with the record batch that holds the fetch offset
+/// and the client drops the records before it; tansu 0.6 answers from the
+/// next batch on, so a resume inside a batch would never see the rest of
+/// it. Starting this far earlier finds a batch that starts at or before
+/// the offset (a batch holds at most a few thousand checkouts); what is
+/// read before the offset is only learned or dropped, never counted.
+pub const READ_BEHIND: i64 = 16_384;
+
+/// Where to fetch from so that offset `from` of `partition` is read:
+/// [`READ_BEHIND`] earlier, never before the partition's first offset
+/// (Kafka would answer out of range, and the reset policy could skip
+/// ahead). When the broker cannot say where the partition starts, `from`.
+pub(crate) fn read_behind<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    topic: &str,
+    partition: i32,
+    from: i64,
+) -> i64 {
+    match consumer.fetch_watermarks(topic, partition, Duration::from_secs(5)) {
+        Ok((low, _)) => from.saturating_sub(READ_BEHIND).max(low).min(from),
+        Err(e) => {
+            tracing::warn!(partition, error = %e, "partition start unknown; reading from the resume offset");
+            from
+        }
     }
 }
 

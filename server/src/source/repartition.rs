@@ -23,7 +23,8 @@
 //! what its marker adds ([`crate::ingest::Engine::ingest_routed`]). For
 //! that the committed offset of a partition is never inside a block with
 //! filtered messages: it is that block's start, so a block's counts always
-//! run from its start.
+//! run from its start. A new owner reads from exactly that offset, even
+//! inside a record batch ([`RouterContext`]).
 //!
 //! Next stage: the by-id topic, read by this crate's Kafka source in the
 //! aggregator's counting group.
@@ -34,14 +35,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use livemap_events::money::FxTable;
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use parking_lot::Mutex;
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::message::{Header, Headers, Message as _, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
-use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use tokio_util::sync::CancellationToken;
 
-use super::kafka::KafkaConfig;
+use super::kafka::{read_behind, KafkaConfig};
 use super::{FilteredBlock, Origin};
 use crate::decode::{Decoded, Decoder};
 
@@ -176,10 +179,113 @@ pub struct RouterStats {
     pub checkouts: AtomicU64,
     pub filtered: AtomicU64,
     pub rejected: AtomicU64,
+    /// Offsets never read where an assigned partition resumed.
+    pub skipped_at_resume: AtomicU64,
+}
+
+/// The router's consumer context. On assignment it starts each partition
+/// [`super::kafka::READ_BEHIND`] before the group's committed offset (a
+/// broker may skip the rest of a record batch fetched from its middle),
+/// and the run loop routes nothing below that offset: a block's counts
+/// then run from where the last router committed, as the counter needs.
+struct RouterContext {
+    topic: String,
+    /// Per newly assigned partition, the committed offset it resumes at,
+    /// until a message at or past it is read.
+    resume_at: Mutex<HashMap<i32, i64>>,
+    stats: Arc<RouterStats>,
+}
+
+impl ClientContext for RouterContext {}
+
+impl ConsumerContext for RouterContext {
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        let result = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                let committed = consumer
+                    .committed_offsets(tpl.clone(), Duration::from_secs(10))
+                    .unwrap_or_else(|e| {
+                        tracing::warn!(error = %e, "router cannot read committed offsets");
+                        TopicPartitionList::new()
+                    });
+                for e in committed.elements_for_topic(&self.topic) {
+                    if let Offset::Offset(at) = e.offset() {
+                        let from = read_behind(consumer, &self.topic, e.partition(), at);
+                        if tpl
+                            .set_partition_offset(&self.topic, e.partition(), Offset::Offset(from))
+                            .is_ok()
+                        {
+                            self.resume_at.lock().insert(e.partition(), at);
+                        }
+                    }
+                }
+                if cooperative {
+                    consumer.incremental_assign(tpl)
+                } else {
+                    consumer.assign(tpl)
+                }
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                let mut resume_at = self.resume_at.lock();
+                for e in tpl.elements_for_topic(&self.topic) {
+                    resume_at.remove(&e.partition());
+                }
+                if cooperative {
+                    consumer.incremental_unassign(tpl)
+                } else {
+                    consumer.unassign()
+                }
+            }
+            other => {
+                tracing::error!(error = ?other, "router rebalance error; dropping the assignment");
+                self.resume_at.lock().clear();
+                consumer.unassign()
+            }
+        };
+        if let Err(e) = result {
+            tracing::error!(error = %e, "router assignment change failed");
+        }
+    }
+}
+
+impl RouterContext {
+    /// Whether message `offset` of `partition` is to be routed: not if it
+    /// lies before where the partition resumes.
+    fn admits(&self, partition: i32, offset: i64) -> bool {
+        let mut resume_at = self.resume_at.lock();
+        let Some(&at) = resume_at.get(&partition) else {
+            return true;
+        };
+        if offset < at {
+            return false;
+        }
+        resume_at.remove(&partition);
+        if offset > at {
+            tracing::warn!(
+                partition,
+                resume_at = at,
+                first_read = offset,
+                "router: offsets skipped where the partition resumed"
+            );
+            self.stats
+                .skipped_at_resume
+                .fetch_add((offset - at).unsigned_abs(), Ordering::Relaxed);
+        }
+        true
+    }
 }
 
 pub struct Router {
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<RouterContext>,
     /// Polled on its own thread: delivery reports never wait on routing.
     producer: ThreadedProducer<DefaultProducerContext>,
     decoder: Decoder,
@@ -228,11 +334,17 @@ impl Router {
         by_id_partitions: i32,
         fx: FxTable,
     ) -> Result<Router, RouterError> {
-        let consumer: BaseConsumer = raw
+        let stats = Arc::new(RouterStats::default());
+        let context = RouterContext {
+            topic: raw.topic.clone(),
+            resume_at: Mutex::new(HashMap::new()),
+            stats: Arc::clone(&stats),
+        };
+        let consumer: BaseConsumer<RouterContext> = raw
             .client_config()
             // Its health is the counter's to report; no statistics here.
             .set("statistics.interval.ms", "0")
-            .create()
+            .create_with_context(context)
             .map_err(|source| RouterError::Create {
                 what: "consumer",
                 source,
@@ -269,7 +381,7 @@ impl Router {
             by_id_topic,
             by_id_partitions: by_id_partitions.max(1),
             raw_topic: raw.topic.clone(),
-            stats: Arc::new(RouterStats::default()),
+            stats,
         })
     }
 
@@ -282,6 +394,9 @@ impl Router {
             match self.consumer.poll(Duration::from_millis(50)) {
                 Some(Ok(m)) => {
                     let (p, o) = (m.partition(), m.offset());
+                    if !self.consumer.context().admits(p, o) {
+                        continue;
+                    }
                     if sent.get(&p).is_some_and(|&next| next != o) || !sent.contains_key(&p) {
                         // A (re)assignment: where reading starts says whether
                         // messages are read again or were routed by another.

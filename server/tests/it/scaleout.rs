@@ -2,12 +2,17 @@
 //! processes of the real binary, one of them killed with SIGKILL.
 
 use crate::kafka::{
-    expected, mixed_batch_with, observed, processed, produce_keyed, Process, Tansu, KAFKA_PATIENCE,
+    commit_for_group, exact_part, expected, mixed_batch_with, observed, processed, produce_keyed,
+    produce_one_batch, Process, Tansu, KAFKA_PATIENCE,
 };
 use crate::util::eventually_within;
 use livemap_events::demo::DemoMix;
 
 fn aggregator(port: u16, topic: &str, id: &str) -> Process {
+    aggregator_in(port, topic, id, "g-scaled")
+}
+
+fn aggregator_in(port: u16, topic: &str, id: &str, group: &str) -> Process {
     Process::spawn(
         port,
         topic,
@@ -17,7 +22,7 @@ fn aggregator(port: u16, topic: &str, id: &str) -> Process {
             "--aggregator-id",
             id,
             "--group-id",
-            "g-scaled",
+            group,
             "--publish-ms",
             "200",
             // A dead member is noticed after this, not Kafka's 45 s.
@@ -169,4 +174,49 @@ async fn two_aggregators_and_two_edges_end_exact_after_a_kill_9() {
         (e1.snapshot().await?["stale"] == true).then_some(())
     })
     .await;
+}
+
+/// The router, like the single process, resumes at the group's committed
+/// offset even inside a record batch (which tansu 0.6 would skip the rest
+/// of): what it routes, filtered counts included, starts exactly there.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_router_resuming_inside_a_record_batch_routes_from_the_committed_offset() {
+    let broker = Tansu::start(None);
+    broker.create_topic("inside-agg", 1);
+    let messages = mixed_batch_with(
+        6,
+        1_500,
+        DemoMix {
+            checkout: 0.5,
+            duplicate: 0.2,
+            malformed: 0.02,
+            ..DemoMix::default()
+        },
+    );
+    let (port, msgs) = (broker.port, messages.clone());
+    tokio::task::spawn_blocking(move || {
+        produce_one_batch(port, "inside-agg", &msgs);
+        commit_for_group(port, "inside-agg", "g-inside-agg", 1_000);
+    })
+    .await
+    .expect("produced and committed");
+    let tail = &messages[1_000..];
+    let want = exact_part(&expected(tail));
+    assert!(
+        want["duplicates"].as_u64() > Some(0) && want["filtered"].as_u64() > Some(0),
+        "{want}"
+    );
+    let a = aggregator_in(broker.port, "inside-agg", "agg-inside", "g-inside-agg");
+    let e = edge(broker.port, "inside-agg");
+    let s = eventually_within(KAFKA_PATIENCE, "the edge shows the tail", || async {
+        let s = e.snapshot().await?;
+        (processed(&s) >= tail.len() as u64).then_some(s)
+    })
+    .await;
+    assert_eq!(exact_part(&observed(&s)), want);
+    let metrics = a.metrics().await.unwrap_or_default();
+    assert!(
+        metrics.contains("livemap_router_resume_skipped_offsets_total 0\n"),
+        "{metrics}"
+    );
 }
