@@ -97,6 +97,11 @@ impl KafkaConfig {
             // 35k msgs/s instead of 330k against tansu on this machine.
             .set("fetch.wait.max.ms", "10")
             .set("max.partition.fetch.bytes", "16777216")
+            // Once the local queue holds queued.min.messages, librdkafka
+            // waits this long before fetching again (1 s by default): a
+            // fast reader drains the queue long before, then idles. The
+            // router ran at 0.2 M msgs/s in bursts with it, 0.6 M without.
+            .set("fetch.queue.backoff.ms", "10")
             .set("statistics.interval.ms", "1000")
             .set("reconnect.backoff.ms", "100")
             .set("reconnect.backoff.max.ms", "5000")

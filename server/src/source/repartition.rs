@@ -361,10 +361,11 @@ impl Router {
             .set("acks", "all")
             // Messages of one origin partition must reach a by-id
             // partition in order, retries included: the counter's skip
-            // rule relies on it. One request in flight keeps that order on
-            // any broker; the idempotent producer would allow five, but
-            // only where the broker enforces its sequence numbers.
-            .set("max.in.flight.requests.per.connection", "1")
+            // rule relies on it. The idempotent producer keeps that order
+            // with five requests in flight (the broker checks its sequence
+            // numbers; Kafka and tansu both do).
+            .set("enable.idempotence", "true")
+            .set("max.in.flight.requests.per.connection", "5")
             .set("linger.ms", "10")
             .set("queue.buffering.max.messages", "500000");
         let producer: ThreadedProducer<DefaultProducerContext> =
@@ -503,10 +504,12 @@ impl Router {
         if sent.is_empty() {
             return;
         }
+        let started = Instant::now();
         if let Err(e) = self.producer.flush(Duration::from_secs(10)) {
             tracing::warn!(error = %e, "router flush incomplete; not committing");
             return;
         }
+        tracing::debug!(took = ?started.elapsed(), "router flushed");
         let Ok(assigned) = self.consumer.assignment() else {
             return;
         };
