@@ -4,8 +4,9 @@
 # same cores. Build first:
 #   cargo build --release -p livemap-server -p livemap-loadtest
 #
-# Usage: bench/scaleout.sh AGGREGATORS [MESSAGES] [LAG_RATE]
-# (AGGREGATORS 0: one --role all process instead, the baseline.)
+# Usage: [PUBLISH_MS=1000] bench/scaleout.sh AGGREGATORS [MESSAGES] [LAG_RATE]
+# (AGGREGATORS 0: one --role all process instead, the baseline; PUBLISH_MS
+# is the aggregators' --publish-ms.)
 #
 # 1. Throughput: MESSAGES of the demo mix are produced to a 6-partition
 #    topic first; then the aggregators start and read the backlog. The rate
@@ -46,6 +47,7 @@ if [ "$K" = 0 ]; then
 fi
 for i in $(seq 1 "$K"); do
   target/release/livemap --role aggregator --aggregator-id "agg-$i" --kafka-brokers $BROKER \
+    --publish-ms "${PUBLISH_MS:-1000}" \
     --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 > "/tmp/scaleout-agg-$i.log" 2>&1 &
   pids+=($!)
   aggs+=($!)

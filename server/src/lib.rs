@@ -71,6 +71,8 @@ pub enum ServerError {
     Topic { topic: String, reason: String },
     #[error("the partial-state topic could not be read to its end: not starting, lest this aggregator's record be overwritten")]
     PartialsBehind,
+    #[error("aggregator id {0:?} is in use: another live process publishes under it (give each aggregator its own --aggregator-id)")]
+    AggregatorIdInUse(String),
 }
 
 /// The sockets the server answers on: the public one (page, streams, API)
@@ -180,6 +182,7 @@ pub async fn run_with_clock(
         );
         // Stale once no aggregator has published for a few publish periods.
         let fresh_for = (config.publish_every * 5).max(std::time::Duration::from_secs(5));
+        let arcs_per_second = config.engine.arcs_per_tick as f64 / config.tick.as_secs_f64();
         std::thread::Builder::new()
             .name("livemap-partials".into())
             .spawn(move || {
@@ -187,6 +190,7 @@ pub async fn run_with_clock(
                     engine: &engine,
                     health: &health,
                     fresh_for,
+                    arcs_per_second,
                 };
                 reader.run(Some(edge), clock.as_ref(), &cancel);
             })?;
@@ -319,6 +323,42 @@ pub async fn run_with_clock(
     joined
 }
 
+/// Makes sure no live process publishes under aggregator id `id`: two
+/// would overwrite each other's record, and the counts in the overwritten
+/// one would be lost. A recent record of the id (a crashed predecessor's,
+/// or a live twin's) is watched until it is overdue by three publish
+/// periods; a newer one arriving meanwhile means the twin is alive.
+async fn claim_id(
+    follower: &Arc<Follower>,
+    id: &str,
+    publish_every: std::time::Duration,
+    clock: &Arc<dyn Clock>,
+) -> Result<(), ServerError> {
+    let Some(newest) = follower.newest_of(id) else {
+        return Ok(());
+    };
+    let quiet = (publish_every * 3).max(std::time::Duration::from_secs(2));
+    // Measured on this machine's own clock from here on, so the other
+    // machine's clock cannot stretch or shorten the watch beyond `quiet`.
+    let age = u64::try_from(clock.now_ms() - newest.2).unwrap_or(0);
+    let watch = quiet.saturating_sub(std::time::Duration::from_millis(age));
+    if !watch.is_zero() {
+        tracing::info!(
+            id,
+            ?watch,
+            "a recent record under this id: watching for its publisher"
+        );
+    }
+    let deadline = tokio::time::Instant::now() + watch;
+    while tokio::time::Instant::now() < deadline {
+        if follower.newest_of(id) != Some(newest) {
+            return Err(ServerError::AggregatorIdInUse(id.to_owned()));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
 /// Connects to the partial-state topic. An aggregator's follower starts
 /// reading at once (its state is restored from it); an edge's is started
 /// once there is an engine to merge into.
@@ -439,6 +479,7 @@ async fn restore(
             if !synced {
                 return Err(ServerError::PartialsBehind);
             }
+            claim_id(follower, &config.aggregator_id, config.publish_every, clock).await?;
             let publisher = Publisher::new(partials, config.aggregator_id.clone())?;
             (
                 follower.state_of(&config.aggregator_id),

@@ -35,6 +35,41 @@ pub struct Edge<'a> {
     /// How old the newest record may be before the edge's totals are
     /// marked stale.
     pub fresh_for: Duration,
+    /// Arcs the edge shows per second (arcs per tick over the tick).
+    pub arcs_per_second: f64,
+}
+
+/// A live record's arcs, and what the edge needs to take its share.
+#[derive(Debug)]
+struct Arrived {
+    published_ms: i64,
+    arcs: Vec<livemap_wire::Arc>,
+    /// This aggregator's share of the orders of all live aggregators.
+    share: f64,
+    /// The period the record covers: since the aggregator's previous one.
+    period_ms: Option<i64>,
+}
+
+/// How many of a record's `arcs` an edge keeps so that arcs stay a uniform
+/// sample of all orders, at the rate the edge shows them: each aggregator
+/// samples as many arcs as one process would, so with several, the edge
+/// takes from each its `share` of the orders. Taking them all would queue
+/// arcs faster than they are shown, and they would show late.
+pub fn arc_quota(arcs: usize, share: f64, period_ms: i64, arcs_per_second: f64) -> usize {
+    let wanted =
+        (arcs_per_second * period_ms.max(0) as f64 / 1000.0 * share.clamp(0.0, 1.0)).ceil();
+    arcs.min(wanted as usize)
+}
+
+/// `quota` of `arcs`, spread evenly over them (they are in sample order,
+/// so every k-th is still a uniform sample).
+fn spread<T: Clone>(arcs: &[T], quota: usize) -> Vec<T> {
+    if quota >= arcs.len() {
+        return arcs.to_vec();
+    }
+    (0..quota)
+        .map(|i| arcs[i * arcs.len() / quota].clone())
+        .collect()
 }
 
 /// The newest record of one aggregator.
@@ -52,8 +87,40 @@ pub struct Partial {
 #[derive(Debug, Default)]
 struct Followed {
     latest: BTreeMap<String, Partial>,
+    /// Per aggregator, orders per millisecond between its last two records.
+    rates: BTreeMap<String, f64>,
     /// Per partition of the topic, the next offset to read.
     positions: HashMap<i32, i64>,
+}
+
+impl Followed {
+    /// `aggregator`'s share of the orders of the aggregators that published
+    /// within [`LIVE_ARCS_MS`] of `now_ms`; an equal share while rates are
+    /// unknown.
+    fn share_of(&self, aggregator: &str, now_ms: i64) -> f64 {
+        let live: Vec<&String> = self
+            .latest
+            .iter()
+            .filter(|(a, p)| *a != aggregator && now_ms - p.published_ms <= LIVE_ARCS_MS)
+            .map(|(a, _)| a)
+            .collect();
+        let equal = 1.0 / (live.len() + 1) as f64;
+        let Some(&mine) = self.rates.get(aggregator) else {
+            return equal;
+        };
+        let mut total = mine;
+        for a in live {
+            match self.rates.get(a) {
+                Some(r) => total += r,
+                None => return equal,
+            }
+        }
+        if total > 0.0 {
+            mine / total
+        } else {
+            equal
+        }
+    }
 }
 
 /// What `/metrics` reports about the partial-state topic.
@@ -164,10 +231,16 @@ impl Follower {
             let mut drained = false;
             match self.consumer.poll(Duration::from_millis(100)) {
                 Some(Ok(m)) => {
-                    let arcs = self.apply(m.partition(), m.offset(), m.payload());
+                    let arrived = self.apply(m.partition(), m.offset(), m.payload());
                     changed = true;
-                    if let (Some(edge), Some((published_ms, arcs))) = (&edge, arcs) {
-                        if clock.now_ms() - published_ms <= LIVE_ARCS_MS {
+                    if let (Some(edge), Some(a)) = (&edge, arrived) {
+                        if clock.now_ms() - a.published_ms <= LIVE_ARCS_MS {
+                            // A first record covers no known period: one
+                            // fresh-period's worth at most.
+                            let period = a.period_ms.unwrap_or(1_000);
+                            let quota =
+                                arc_quota(a.arcs.len(), a.share, period, edge.arcs_per_second);
+                            let arcs = spread(&a.arcs, quota);
                             edge.engine.lock().push_arcs(&arcs, ARC_BACKLOG_TICKS);
                         }
                     }
@@ -190,13 +263,8 @@ impl Follower {
         }
     }
 
-    /// Takes one record: returns its publish time and arcs if it was good.
-    fn apply(
-        &self,
-        partition: i32,
-        offset: i64,
-        payload: Option<&[u8]>,
-    ) -> Option<(i64, Vec<livemap_wire::Arc>)> {
+    /// Takes one record: returns its arcs and their share if it was good.
+    fn apply(&self, partition: i32, offset: i64, payload: Option<&[u8]>) -> Option<Arrived> {
         let decoded = payload
             .ok_or(crate::checkpoint::CheckpointError::Payload("empty record"))
             .and_then(PartialRecord::decode)
@@ -216,7 +284,27 @@ impl Follower {
                 self.stats
                     .newest_published_ms
                     .fetch_max(r.published_ms.max(0) as u64, Ordering::Relaxed);
-                let out = (r.published_ms, r.arcs);
+                let mut period_ms = None;
+                if let Some(prev) = followed.latest.get(&r.aggregator) {
+                    let dt = r.published_ms - prev.published_ms;
+                    if dt > 0 {
+                        let orders = engine
+                            .counts
+                            .accepted
+                            .saturating_sub(prev.engine.counts.accepted);
+                        followed
+                            .rates
+                            .insert(r.aggregator.clone(), orders as f64 / dt as f64);
+                        period_ms = Some(dt);
+                    }
+                }
+                let share = followed.share_of(&r.aggregator, r.published_ms);
+                let out = Arrived {
+                    published_ms: r.published_ms,
+                    arcs: r.arcs,
+                    share,
+                    period_ms,
+                };
                 followed.latest.insert(
                     r.aggregator.clone(),
                     Partial {
@@ -300,6 +388,16 @@ impl Follower {
             .map(|p| p.state.clone())
     }
 
+    /// The newest record of `aggregator`: its process instance, sequence
+    /// number and publication time.
+    pub fn newest_of(&self, aggregator: &str) -> Option<(u64, u64, i64)> {
+        self.followed
+            .lock()
+            .latest
+            .get(aggregator)
+            .map(|p| (p.instance, p.seq, p.published_ms))
+    }
+
     /// The newest record of every aggregator, merged.
     pub fn merged(&self) -> Engine {
         let mut merged = Engine::new(self.engine_config.clone());
@@ -317,5 +415,55 @@ impl Follower {
             .values()
             .map(|p| (p.aggregator.clone(), p.instance, p.seq, p.published_ms))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn partial(aggregator: &str, published_ms: i64) -> Partial {
+        Partial {
+            aggregator: aggregator.to_owned(),
+            instance: 1,
+            seq: 1,
+            published_ms,
+            engine: Engine::new(EngineConfig::default()),
+            state: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn one_aggregator_keeps_every_arc_of_a_period() {
+        // 40 arcs a tick of 100 ms: a 1 s record carries 400.
+        assert_eq!(arc_quota(400, 1.0, 1_000, 400.0), 400);
+        assert_eq!(arc_quota(400, 1.0, 999, 400.0), 400);
+        assert_eq!(arc_quota(120, 1.0, 1_000, 400.0), 120, "a quiet second");
+    }
+
+    #[test]
+    fn several_aggregators_give_arcs_by_their_share_of_orders() {
+        let mut f = Followed::default();
+        f.latest.insert("a".into(), partial("a", 10_000));
+        f.latest.insert("b".into(), partial("b", 10_000));
+        f.latest.insert("gone".into(), partial("gone", 1_000));
+        assert_eq!(f.share_of("a", 10_000), 0.5, "rates unknown: equal");
+        f.rates.insert("a".into(), 3.0);
+        f.rates.insert("b".into(), 1.0);
+        f.rates.insert("gone".into(), 100.0);
+        assert_eq!(f.share_of("a", 10_000), 0.75);
+        assert_eq!(f.share_of("b", 10_000), 0.25);
+        assert_eq!(arc_quota(400, 0.75, 1_000, 400.0), 300);
+        assert_eq!(arc_quota(400, 0.25, 1_000, 400.0), 100);
+        // A newcomer with no rate yet shares equally with the live two.
+        assert!((f.share_of("new", 10_000) - 1.0 / 3.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_quota_is_spread_over_the_sample() {
+        let arcs: Vec<u32> = (0..10).collect();
+        assert_eq!(spread(&arcs, 5), vec![0, 2, 4, 6, 8]);
+        assert_eq!(spread(&arcs, 20), arcs);
+        assert!(spread(&arcs, 0).is_empty());
     }
 }

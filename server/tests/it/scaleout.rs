@@ -220,3 +220,48 @@ async fn a_router_resuming_inside_a_record_batch_routes_from_the_committed_offse
         "{metrics}"
     );
 }
+
+/// An aggregator id is one process's: a second process under a live id
+/// refuses to start, and says why, instead of overwriting the first's
+/// records; the first publishes on.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_process_under_a_live_aggregator_id_refuses_to_start() {
+    let broker = Tansu::start(None);
+    broker.create_topic("twins", 2);
+    let first = aggregator_in(broker.port, "twins", "twin", "g-twins");
+    let published = || async {
+        let m = first.metrics().await?;
+        let line = m
+            .lines()
+            .find(|l| l.starts_with("livemap_partials_age_seconds{aggregator=\"twin\""))?;
+        let seq = line.split("seq=\"").nth(1)?.split('"').next()?;
+        seq.parse::<u64>().ok()
+    };
+    let before = eventually_within(KAFKA_PATIENCE, "the first publishes", published).await;
+    let second = tokio::process::Command::new(env!("CARGO_BIN_EXE_livemap"))
+        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+        .args(["--kafka-brokers", &format!("127.0.0.1:{}", broker.port)])
+        .args(["--topic", "twins", "--group-id", "g-twins"])
+        .args(["--role", "aggregator", "--aggregator-id", "twin"])
+        .args(["--publish-ms", "200"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("livemap starts");
+    let out = tokio::time::timeout(KAFKA_PATIENCE, second.wait_with_output())
+        .await
+        .expect("the second process exits")
+        .expect("its output");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("aggregator id \"twin\" is in use"),
+        "{stderr}"
+    );
+    // The first one's sequence moves on.
+    eventually_within(KAFKA_PATIENCE, "the first publishes on", || async {
+        published().await.filter(|&now| now > before)
+    })
+    .await;
+}
