@@ -244,6 +244,17 @@ impl MetricsSources {
                 "livemap_router_resume_skipped_offsets_total {}",
                 r.skipped_at_resume.load(Ordering::Relaxed)
             );
+            family(
+                &mut out,
+                "livemap_router_failed_deliveries_total",
+                "counter",
+                "Messages the by-id topic refused for good (lost from the counts).",
+            );
+            let _ = writeln!(
+                out,
+                "livemap_router_failed_deliveries_total {}",
+                r.failed_deliveries.load(Ordering::Relaxed)
+            );
         }
         if let Some(ck) = &self.checkpointer {
             let s = &ck.stats;

@@ -216,7 +216,8 @@ async fn a_router_resuming_inside_a_record_batch_routes_from_the_committed_offse
     assert_eq!(exact_part(&observed(&s)), want);
     let metrics = a.metrics().await.unwrap_or_default();
     assert!(
-        metrics.contains("livemap_router_resume_skipped_offsets_total 0\n"),
+        metrics.contains("livemap_router_resume_skipped_offsets_total 0\n")
+            && metrics.contains("livemap_router_failed_deliveries_total 0\n"),
         "{metrics}"
     );
 }
