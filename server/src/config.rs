@@ -303,15 +303,9 @@ impl Config {
             _ => None,
         };
         let publish_every = Duration::from_millis(u64::from(args.publish_ms));
-        // An aggregator hands its arcs over once per publish, not per tick:
-        // its sampler keeps a publish's worth.
-        let arcs_per_tick = match args.role {
-            Role::Aggregator => {
-                let ticks = (args.publish_ms / args.tick_ms.max(1)).max(1) as usize;
-                args.arcs_per_tick.saturating_mul(ticks)
-            }
-            Role::All | Role::Edge => args.arcs_per_tick,
-        };
+        // An aggregator publishes its arcs every tick, as one process
+        // shows them.
+        let arcs_per_tick = args.arcs_per_tick;
         let seed = args.demo_seed.unwrap_or_else(rand::random);
         Ok(Config {
             engine: EngineConfig {

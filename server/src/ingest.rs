@@ -419,10 +419,13 @@ impl Engine {
     }
 
     /// This tick's sampled arcs (coarsened); the next tick starts empty.
-    /// Arcs that arrived from elsewhere come first, a tick's worth at most.
+    /// Arcs that arrived from elsewhere come first, a tick's worth at most,
+    /// the newest: what is left waits a tick, or is dropped as the queue
+    /// overflows, so a screen shows arcs late only as long as it must.
     pub fn take_arcs(&mut self) -> Vec<livemap_wire::Arc> {
         let n = self.arcs_per_tick.min(self.arriving_arcs.len());
-        let mut arcs: Vec<livemap_wire::Arc> = self.arriving_arcs.drain(..n).collect();
+        let from = self.arriving_arcs.len() - n;
+        let mut arcs: Vec<livemap_wire::Arc> = self.arriving_arcs.drain(from..).collect();
         arcs.extend(self.sampler.take());
         arcs
     }

@@ -204,6 +204,34 @@ pub async fn run_with_clock(
         }
     }
 
+    // An aggregator's arcs go out every tick, in small records of their
+    // own, so that an edge shows an order as soon as one process would; the
+    // state follows once per publish.
+    if let Some(publisher) = checkpointer.as_ref().and_then(|c| c.publisher()) {
+        let (publisher, engine, clock, cancel) = (
+            publisher.clone(),
+            engine.clone(),
+            clock.clone(),
+            cancel.clone(),
+        );
+        let mut interval = tokio::time::interval(config.tick);
+        interval.set_missed_tick_behavior(MissedTickBehavior::Skip);
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = interval.tick() => {}
+                    _ = cancel.cancelled() => break,
+                }
+                let arcs = engine.lock().take_arcs();
+                if !arcs.is_empty() {
+                    if let Err(e) = publisher.publish_arcs(arcs, clock.now_ms()) {
+                        tracing::warn!(error = %e, "arcs not published");
+                    }
+                }
+            }
+        });
+    }
+
     // Engine → snapshot → encode → every client, once per tick. An
     // aggregator serves no browser.
     let ticks = Arc::new(TickStats::default());
@@ -483,7 +511,7 @@ async fn restore(
             let publisher = Publisher::new(partials, config.aggregator_id.clone())?;
             (
                 follower.state_of(&config.aggregator_id),
-                Store::Partials(publisher),
+                Store::Partials(Arc::new(publisher)),
             )
         }
         _ => {

@@ -354,7 +354,7 @@ impl MetricsSources {
             out,
             "livemap_partials_records_total",
             "counter",
-            "Partial-state records read, by outcome.",
+            "Partial-state records read, by outcome (arcs: records that carry only arcs).",
         );
         let _ = writeln!(
             out,
@@ -365,6 +365,11 @@ impl MetricsSources {
             out,
             "livemap_partials_records_total{{outcome=\"refused\"}} {}",
             s.rejected.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "livemap_partials_records_total{{outcome=\"arcs\"}} {}",
+            s.arcs_records.load(Ordering::Relaxed)
         );
         family(
             out,

@@ -23,8 +23,9 @@ pub enum Store {
     Dir(StateDir),
     /// The partial-state topic: the state without the filter (a member
     /// taking a partition over re-learns its ids from the partition), and
-    /// the arcs sampled since the last record.
-    Partials(Publisher),
+    /// any arcs sampled since that the aggregator's arc ticker has not
+    /// published yet.
+    Partials(Arc<Publisher>),
 }
 
 #[derive(Debug)]
@@ -62,6 +63,14 @@ impl Checkpointer {
             clock,
             writing: Mutex::new(()),
             stats: CheckpointStats::default(),
+        }
+    }
+
+    /// Where an aggregator publishes, for its arc ticker.
+    pub fn publisher(&self) -> Option<&Arc<Publisher>> {
+        match &self.store {
+            Store::Partials(p) => Some(p),
+            Store::Dir(_) => None,
         }
     }
 

@@ -24,8 +24,10 @@ use crate::source::SourceHealth;
 /// Arcs of a record published longer ago than this are not shown: an edge
 /// catching up on the topic shows no stale arcs.
 const LIVE_ARCS_MS: i64 = 5_000;
-/// How many ticks of arcs may wait on an edge.
-const ARC_BACKLOG_TICKS: usize = 10;
+/// How many ticks of arcs may wait on an edge. Arcs arrive every tick
+/// about as fast as they are shown, so a longer queue would only fill up
+/// with jitter and show every arc that much later.
+const ARC_BACKLOG_TICKS: usize = 3;
 
 /// What an edge's follower feeds: the engine the snapshot stage reads,
 /// and the health behind the snapshot's `stale` flag.
@@ -87,6 +89,8 @@ pub struct Partial {
 #[derive(Debug, Default)]
 struct Followed {
     latest: BTreeMap<String, Partial>,
+    /// Per aggregator, when its newest arcs-only record was published.
+    arcs_published: BTreeMap<String, i64>,
     /// Per aggregator, orders per millisecond between its last two records.
     rates: BTreeMap<String, f64>,
     /// Per partition of the topic, the next offset to read.
@@ -128,6 +132,8 @@ impl Followed {
 pub struct FollowStats {
     pub records: AtomicU64,
     pub rejected: AtomicU64,
+    /// Records that carry only arcs.
+    pub arcs_records: AtomicU64,
     pub bytes: AtomicU64,
     /// Newest `published_ms` of any record read.
     pub newest_published_ms: AtomicU64,
@@ -267,12 +273,31 @@ impl Follower {
     fn apply(&self, partition: i32, offset: i64, payload: Option<&[u8]>) -> Option<Arrived> {
         let decoded = payload
             .ok_or(crate::checkpoint::CheckpointError::Payload("empty record"))
-            .and_then(PartialRecord::decode)
-            .and_then(|r| {
-                let engine =
-                    Engine::restore(self.engine_config.clone(), &self.source_id, &r.state)?;
-                Ok((r, engine))
+            .and_then(PartialRecord::decode);
+        if let Some(r) = decoded.as_ref().ok().filter(|r| r.state.is_empty()) {
+            // Arcs only: they change no state.
+            self.stats.arcs_records.fetch_add(1, Ordering::Relaxed);
+            let mut followed = self.followed.lock();
+            followed.positions.insert(partition, offset + 1);
+            let period_ms = followed
+                .arcs_published
+                .insert(r.aggregator.clone(), r.published_ms)
+                .map(|before| r.published_ms - before)
+                .filter(|&dt| dt > 0);
+            let share = followed.share_of(&r.aggregator, r.published_ms);
+            drop(followed);
+            self.advanced.notify_all();
+            return Some(Arrived {
+                published_ms: r.published_ms,
+                arcs: r.arcs.clone(),
+                share,
+                period_ms,
             });
+        }
+        let decoded = decoded.and_then(|r| {
+            let engine = Engine::restore(self.engine_config.clone(), &self.source_id, &r.state)?;
+            Ok((r, engine))
+        });
         let mut followed = self.followed.lock();
         followed.positions.insert(partition, offset + 1);
         let result = match decoded {

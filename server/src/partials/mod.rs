@@ -101,7 +101,8 @@ pub struct PartialRecord {
     pub published_ms: i64,
     /// Arcs sampled since the previous record, oldest first.
     pub arcs: Vec<Arc>,
-    /// [`crate::ingest::Engine::export_view`].
+    /// [`crate::ingest::Engine::export_view`]; empty in a record that
+    /// carries only arcs (sent every tick between states).
     pub state: Vec<u8>,
 }
 

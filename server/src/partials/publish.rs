@@ -37,6 +37,9 @@ pub async fn ensure_topic(config: &PartialsConfig) -> Result<(), PartialsError> 
     })
 }
 
+/// The delivery opaque of an arcs-only record, which nothing waits for.
+const ARCS_ONLY: u64 = u64::MAX;
+
 /// The outcome of the newest record acknowledged, by sequence number: a
 /// record that was given up on and acknowledged late is not mistaken for
 /// the next one.
@@ -51,6 +54,13 @@ impl ProducerContext for Acks {
     type DeliveryOpaque = Box<u64>;
 
     fn delivery(&self, result: &DeliveryResult<'_>, seq: Box<u64>) {
+        if *seq == ARCS_ONLY {
+            // Arcs are not waited for: a lost batch is a gap on the globe.
+            if let Err((e, _)) = result {
+                tracing::debug!(error = %e, "arcs record not delivered");
+            }
+            return;
+        }
         *self.outcome.lock() = Some((
             *seq,
             match result {
@@ -108,6 +118,38 @@ impl Publisher {
             seq: AtomicU64::new(0),
             sending: Mutex::new(()),
         })
+    }
+
+    /// Sends `arcs` in a record of their own (an empty state says so),
+    /// keyed apart from the state so compaction keeps both, and does not
+    /// wait: the next tick's arcs matter more than this one's.
+    pub fn publish_arcs(
+        &self,
+        arcs: Vec<livemap_wire::Arc>,
+        published_ms: i64,
+    ) -> Result<(), PartialsError> {
+        let record = PartialRecord {
+            aggregator: self.aggregator.clone(),
+            instance: self.instance,
+            seq: 0,
+            published_ms,
+            arcs,
+            state: Vec::new(),
+        };
+        let bytes = record.encode();
+        let key = format!("{}/arcs", self.aggregator);
+        self.producer
+            .send(
+                BaseRecord::with_opaque_to(&self.topic, Box::new(ARCS_ONLY))
+                    .key(&key)
+                    .payload(&bytes),
+            )
+            .map_err(|(source, _)| PartialsError::Publish {
+                topic: self.topic.clone(),
+                source,
+            })?;
+        self.producer.poll(Duration::ZERO);
+        Ok(())
     }
 
     /// Publishes `record` (its aggregator, instance and sequence filled

@@ -152,6 +152,9 @@ async fn two_aggregators_and_two_edges_end_exact_after_a_kill_9() {
             (e.snapshot().await?["stale"] == false).then_some(())
         })
         .await;
+        // Arcs come from the aggregators too.
+        let arcs = s["arcs"].as_array().map_or(0, Vec::len);
+        assert!(arcs > 0, "{name} shows no arcs");
         let metrics = e.metrics().await.unwrap_or_default();
         for id in ["agg-1", "agg-2"] {
             assert!(
