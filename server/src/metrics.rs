@@ -246,6 +246,17 @@ impl MetricsSources {
             );
             family(
                 &mut out,
+                "livemap_router_read_again_total",
+                "counter",
+                "Checkout-topic messages delivered to the router again, skipped (routed already).",
+            );
+            let _ = writeln!(
+                out,
+                "livemap_router_read_again_total {}",
+                r.read_again.load(Ordering::Relaxed)
+            );
+            family(
+                &mut out,
                 "livemap_router_failed_deliveries_total",
                 "counter",
                 "Messages the by-id topic refused for good (lost from the counts).",

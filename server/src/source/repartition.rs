@@ -24,7 +24,10 @@
 //! that the committed offset of a partition is never inside a block with
 //! filtered messages: it is that block's start, so a block's counts always
 //! run from its start. A new owner reads from exactly that offset, even
-//! inside a record batch ([`RouterContext`]).
+//! inside a record batch ([`RouterContext`]). A router never routes or
+//! counts a message twice itself ([`FilteredBlocks::fresh`]): what it
+//! read before (delivered again by the client, or its partition handed
+//! back from an older commit) is routed already.
 //!
 //! Next stage: the by-id topic, read by this crate's Kafka source in the
 //! aggregator's counting group.
@@ -86,9 +89,26 @@ pub struct Marker {
 #[derive(Debug, Default)]
 pub struct FilteredBlocks {
     open: HashMap<i32, Block>,
+    /// Per partition, the highest offset read.
+    seen: HashMap<i32, i64>,
 }
 
 impl FilteredBlocks {
+    /// Whether message `offset` of `partition` is new to this router, not
+    /// one it read before: a client can deliver a stretch again within an
+    /// assignment, and a partition can come back to its router from an
+    /// older commit. What it read before is routed and counted already (its
+    /// producer never gives a message up), and counting it again would
+    /// break the block's count, which runs from the block's start.
+    pub fn fresh(&mut self, partition: i32, offset: i64) -> bool {
+        let seen = self.seen.entry(partition).or_insert(-1);
+        if offset <= *seen {
+            return false;
+        }
+        *seen = offset;
+        true
+    }
+
     /// Notes message `offset` of `partition` (filtered or not). Returns
     /// the marker that completes the previous block, to send first.
     pub fn observe(&mut self, partition: i32, offset: i64, filtered: bool) -> Option<Marker> {
@@ -99,12 +119,6 @@ impl FilteredBlocks {
             last: offset,
             unsent: false,
         });
-        if offset <= block.last && block.filtered > 0 {
-            // Read again (the partition came back after a rebalance, from
-            // the committed block start): the block counts afresh.
-            block.filtered = 0;
-            block.unsent = false;
-        }
         let mut done = None;
         if index != block.index {
             done = marker(partition, block);
@@ -181,6 +195,8 @@ pub struct RouterStats {
     pub rejected: AtomicU64,
     /// Offsets never read where an assigned partition resumed.
     pub skipped_at_resume: AtomicU64,
+    /// Messages read again (already routed by this router), skipped.
+    pub read_again: AtomicU64,
     /// Messages the broker refused for good (too large for the by-id
     /// topic, not authorised): lost from the counts, so reported.
     pub failed_deliveries: AtomicU64,
@@ -424,6 +440,10 @@ impl Router {
                     if !self.consumer.context().admits(p, o) {
                         continue;
                     }
+                    if !blocks.fresh(p, o) {
+                        self.stats.read_again.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
                     if sent.get(&p).is_some_and(|&next| next != o) || !sent.contains_key(&p) {
                         // A (re)assignment: where reading starts says whether
                         // messages are read again or were routed by another.
@@ -566,12 +586,14 @@ mod tests {
     use rand::{Rng, SeedableRng};
 
     /// One origin partition read by two routers in turns: each reads a
-    /// stretch from the group's committed offset, marks and commits at
-    /// random moments, and hands over. A commit flushes first, so what a
-    /// router sent before its last commit reaches the counter before the
-    /// next owner's markers; what it sent after (its last marks included)
-    /// may interleave with them in any order. The counter must count every
-    /// filtered message once.
+    /// stretch from the group's committed offset (skipping what it read
+    /// itself before, and sometimes handed a stretch again), marks and
+    /// commits at random moments, and hands over. A commit flushes first:
+    /// everything its router sent before it (in any earlier turn too)
+    /// reaches the counter before the markers of anyone who starts from
+    /// that commit; the rest of each router's markers come in its own
+    /// order, interleaved with the other's in any way. The counter must
+    /// count every filtered message once.
     #[test]
     fn filtered_counts_survive_hand_overs_in_any_interleaving() {
         for seed in 0..300 {
@@ -580,65 +602,66 @@ mod tests {
             let flags: Vec<bool> = (0..n).map(|_| rng.random_bool(0.9)).collect();
             let want = flags.iter().filter(|f| **f).count() as u64;
             let mut routers = [FilteredBlocks::default(), FilteredBlocks::default()];
-            // Per turn: markers sent up to its last commit, and after.
-            let mut turns: Vec<(Vec<Marker>, Vec<Marker>)> = Vec::new();
+            // Each router's markers in the order it sent them, each tagged
+            // with what must be out before it: (router, markers of it).
+            let mut queues: [Vec<((usize, usize), Marker)>; 2] = [Vec::new(), Vec::new()];
             let (mut owner, mut committed) = (0usize, 0i64);
+            // What the committed offset's flush guarantees is out.
+            let mut flushed = (0usize, 0usize);
             loop {
-                let (start, mut sent) = (committed, Vec::new());
-                let mut flushed = 0;
+                let (start, waits_for) = (committed, flushed);
                 let end = (start + rng.random_range(1..9_000)).min(n);
-                for o in start..end {
+                let mut next = start;
+                let send = |queues: &mut [Vec<_>; 2], m| queues[owner].push((waits_for, m));
+                while next < end {
+                    let o = next;
+                    next += 1;
+                    if rng.random_bool(0.0002) {
+                        // The client delivers a stretch again.
+                        next = rng.random_range(start..=o);
+                    }
+                    if !routers[owner].fresh(0, o) {
+                        continue;
+                    }
                     if let Some(m) = routers[owner].observe(0, o, flags[o as usize]) {
-                        sent.push(m);
+                        send(&mut queues, m);
                     }
                     if rng.random_bool(0.003) {
-                        sent.extend(routers[owner].due());
+                        routers[owner]
+                            .due()
+                            .into_iter()
+                            .for_each(|m| send(&mut queues, m));
                     }
                     if rng.random_bool(0.002) {
                         committed = routers[owner].commit_at(0, o + 1);
-                        flushed = sent.len();
+                        flushed = (owner, queues[owner].len());
                     }
                 }
-                sent.extend(routers[owner].due());
-                let after = sent.split_off(flushed);
-                turns.push((sent, after));
+                routers[owner]
+                    .due()
+                    .into_iter()
+                    .for_each(|m| send(&mut queues, m));
                 if end == n {
                     break;
                 }
                 owner = 1 - owner;
             }
-            // Each router's markers in its own order, tagged with their
-            // turn; a turn's markers wait until the previous turn's flushed
-            // ones are out.
-            let mut queues: [Vec<(usize, Marker)>; 2] = [Vec::new(), Vec::new()];
-            let mut flushed_left: Vec<usize> = Vec::new();
-            for (t, (before, after)) in turns.into_iter().enumerate() {
-                flushed_left.push(before.len());
-                queues[t % 2].extend(before.into_iter().chain(after).map(|m| (t, m)));
-            }
             let mut order: Vec<Marker> = Vec::new();
             let mut heads = [0usize, 0usize];
-            let mut emitted_of_turn = vec![0usize; flushed_left.len()];
             while heads[0] < queues[0].len() || heads[1] < queues[1].len() {
-                let ready = |r: usize, heads: &[usize; 2], emitted: &[usize]| {
+                let ready = |r: usize, heads: &[usize; 2]| {
                     queues[r]
                         .get(heads[r])
-                        .is_some_and(|&(t, _)| t == 0 || emitted[t - 1] >= flushed_left[t - 1])
+                        .is_some_and(|&((after, out), _)| heads[after] >= out)
                 };
-                let (r0, r1) = (
-                    ready(0, &heads, &emitted_of_turn),
-                    ready(1, &heads, &emitted_of_turn),
-                );
-                let r = match (r0, r1) {
+                let r = match (ready(0, &heads), ready(1, &heads)) {
                     (true, true) => usize::from(rng.random_bool(0.5)),
                     (true, false) => 0,
                     (false, true) => 1,
-                    (false, false) => unreachable!("a turn waits on one it follows"),
+                    (false, false) => unreachable!("a marker waits on one sent before it"),
                 };
-                let (t, m) = queues[r][heads[r]];
+                order.push(queues[r][heads[r]].1);
                 heads[r] += 1;
-                emitted_of_turn[t] += 1;
-                order.push(m);
             }
             let mut engine = Engine::new(EngineConfig::default());
             engine.assign(&[(0, None)], 1);
