@@ -124,16 +124,11 @@ impl MetricsSources {
             "livemap_replayed_messages_total{{why=\"rerouted\"}} {}",
             replays.rerouted
         );
-        family(
+        counter(
             &mut out,
             "livemap_resume_skipped_offsets_total",
-            "counter",
             "Offsets never read where an assigned partition resumed (the broker skipped records).",
-        );
-        let _ = writeln!(
-            out,
-            "livemap_resume_skipped_offsets_total {}",
-            replays.skipped_at_resume
+            replays.skipped_at_resume,
         );
         gauge(
             &mut out,
@@ -233,38 +228,23 @@ impl MetricsSources {
                     n.load(Ordering::Relaxed)
                 );
             }
-            family(
+            counter(
                 &mut out,
                 "livemap_router_resume_skipped_offsets_total",
-                "counter",
                 "Checkout-topic offsets the router never read where an assigned partition resumed.",
+                r.skipped_at_resume.load(Ordering::Relaxed),
             );
-            let _ = writeln!(
-                out,
-                "livemap_router_resume_skipped_offsets_total {}",
-                r.skipped_at_resume.load(Ordering::Relaxed)
-            );
-            family(
+            counter(
                 &mut out,
                 "livemap_router_read_again_total",
-                "counter",
                 "Checkout-topic messages delivered to the router again, skipped (routed already).",
+                r.read_again.load(Ordering::Relaxed),
             );
-            let _ = writeln!(
-                out,
-                "livemap_router_read_again_total {}",
-                r.read_again.load(Ordering::Relaxed)
-            );
-            family(
+            counter(
                 &mut out,
                 "livemap_router_failed_deliveries_total",
-                "counter",
                 "Messages the by-id topic refused for good (lost from the counts).",
-            );
-            let _ = writeln!(
-                out,
-                "livemap_router_failed_deliveries_total {}",
-                r.failed_deliveries.load(Ordering::Relaxed)
+                r.failed_deliveries.load(Ordering::Relaxed),
             );
         }
         if let Some(ck) = &self.checkpointer {
@@ -417,5 +397,10 @@ pub(crate) fn family(out: &mut String, name: &str, kind: &str, help: &str) {
 
 fn gauge(out: &mut String, name: &str, help: &str, value: f64) {
     family(out, name, "gauge", help);
+    let _ = writeln!(out, "{name} {value}");
+}
+
+fn counter(out: &mut String, name: &str, help: &str, value: u64) {
+    family(out, name, "counter", help);
     let _ = writeln!(out, "{name} {value}");
 }

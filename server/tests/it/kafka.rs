@@ -330,8 +330,39 @@ async fn kafka_totals_are_exact_for_a_mixed_batch() {
     .await;
 }
 
+/// Where [`one_batch_committed_inside`] commits the group's offset.
+pub(crate) const COMMITTED_INSIDE: usize = 1_000;
+
+/// A 1,520-message batch rich in checkouts and duplicates, produced to
+/// partition 0 of the broker's new 1-partition `topic` as one record
+/// batch, with `group`'s offset committed inside it, at
+/// [`COMMITTED_INSIDE`].
+pub(crate) async fn one_batch_committed_inside(
+    broker: &Tansu,
+    topic: &'static str,
+    group: &'static str,
+    seed: u64,
+) -> Vec<Option<Vec<u8>>> {
+    broker.create_topic(topic, 1);
+    let mix = DemoMix {
+        checkout: 0.5,
+        duplicate: 0.2,
+        malformed: 0.02,
+        ..DemoMix::default()
+    };
+    let messages = mixed_batch_with(seed, 1_500, mix);
+    let (port, msgs) = (broker.port, messages.clone());
+    tokio::task::spawn_blocking(move || {
+        produce_one_batch(port, topic, &msgs);
+        commit_for_group(port, topic, group, COMMITTED_INSIDE as i64);
+    })
+    .await
+    .expect("produced and committed");
+    messages
+}
+
 /// Produces `messages` to partition 0 of `topic` as one record batch.
-pub(crate) fn produce_one_batch(port: u16, topic: &str, messages: &[Option<Vec<u8>>]) {
+fn produce_one_batch(port: u16, topic: &str, messages: &[Option<Vec<u8>>]) {
     let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
         .set("bootstrap.servers", format!("127.0.0.1:{port}"))
         .set("linger.ms", "2000")
@@ -354,7 +385,7 @@ pub(crate) fn produce_one_batch(port: u16, topic: &str, messages: &[Option<Vec<u
 
 /// Commits `offset` of partition 0 of `topic` for `group`, as a member
 /// that stopped there would have.
-pub(crate) fn commit_for_group(port: u16, topic: &str, group: &str, offset: i64) {
+fn commit_for_group(port: u16, topic: &str, group: &str, offset: i64) {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", format!("127.0.0.1:{port}"))
         .set("group.id", group)
@@ -407,27 +438,10 @@ pub(crate) fn exact_part(observed: &serde_json::Value) -> serde_json::Value {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_committed_offset_inside_a_record_batch_is_where_counting_starts() {
     let broker = Tansu::start(None);
-    broker.create_topic("inside", 1);
-    let messages = mixed_batch_with(
-        5,
-        1_500,
-        DemoMix {
-            checkout: 0.5,
-            duplicate: 0.2,
-            malformed: 0.02,
-            ..DemoMix::default()
-        },
-    );
-    let (port, msgs) = (broker.port, messages.clone());
-    tokio::task::spawn_blocking(move || {
-        produce_one_batch(port, "inside", &msgs);
-        commit_for_group(port, "inside", "g-inside", 1_000);
-    })
-    .await
-    .expect("produced and committed");
+    let messages = one_batch_committed_inside(&broker, "inside", "g-inside", 5).await;
     let server = start_kafka_server(broker.port, "inside", "g-inside", temp_state("inside")).await;
-    let s = wait_processed(&server, messages.len() as u64 - 1_000).await;
-    let want = expected_from(&messages, 1_000);
+    let s = wait_processed(&server, (messages.len() - COMMITTED_INSIDE) as u64).await;
+    let want = expected_from(&messages, COMMITTED_INSIDE);
     assert!(want["duplicates"].as_u64() > Some(0), "{want}");
     assert_eq!(exact_part(&observed(&s)), want);
     let metrics = server.metrics().await.unwrap_or_default();

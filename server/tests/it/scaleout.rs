@@ -2,8 +2,8 @@
 //! processes of the real binary, one of them killed with SIGKILL.
 
 use crate::kafka::{
-    commit_for_group, exact_part, expected, mixed_batch_with, observed, processed, produce_keyed,
-    produce_one_batch, Process, Tansu, KAFKA_PATIENCE,
+    exact_part, expected, mixed_batch_with, observed, one_batch_committed_inside, processed,
+    produce_keyed, Process, Tansu, COMMITTED_INSIDE, KAFKA_PATIENCE,
 };
 use crate::util::eventually_within;
 use livemap_events::demo::DemoMix;
@@ -185,25 +185,8 @@ async fn two_aggregators_and_two_edges_end_exact_after_a_kill_9() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_router_resuming_inside_a_record_batch_routes_from_the_committed_offset() {
     let broker = Tansu::start(None);
-    broker.create_topic("inside-agg", 1);
-    let messages = mixed_batch_with(
-        6,
-        1_500,
-        DemoMix {
-            checkout: 0.5,
-            duplicate: 0.2,
-            malformed: 0.02,
-            ..DemoMix::default()
-        },
-    );
-    let (port, msgs) = (broker.port, messages.clone());
-    tokio::task::spawn_blocking(move || {
-        produce_one_batch(port, "inside-agg", &msgs);
-        commit_for_group(port, "inside-agg", "g-inside-agg", 1_000);
-    })
-    .await
-    .expect("produced and committed");
-    let tail = &messages[1_000..];
+    let messages = one_batch_committed_inside(&broker, "inside-agg", "g-inside-agg", 6).await;
+    let tail = &messages[COMMITTED_INSIDE..];
     let want = exact_part(&expected(tail));
     assert!(
         want["duplicates"].as_u64() > Some(0) && want["filtered"].as_u64() > Some(0),
