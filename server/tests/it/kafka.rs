@@ -397,19 +397,23 @@ fn commit_for_group(port: u16, topic: &str, group: &str, offset: i64) {
     consumer.commit(&tpl, CommitMode::Sync).expect("committed");
 }
 
+/// The counts that add up exactly over parts of a stream (unique shoppers
+/// is an estimate, and rejections a map).
+const EXACT_COUNTS: [&str; 6] = [
+    "orders",
+    "gmv_usd_cents",
+    "carbon_g",
+    "accepted",
+    "duplicates",
+    "filtered",
+];
+
 /// The counts of `messages[from..]` as a run over all of them counts them:
 /// its de-duplication knows the messages before.
 pub(crate) fn expected_from(messages: &[Option<Vec<u8>>], from: usize) -> serde_json::Value {
     let (whole, head) = (expected(messages), expected(&messages[..from]));
     let mut out = serde_json::Map::new();
-    for k in [
-        "orders",
-        "gmv_usd_cents",
-        "carbon_g",
-        "accepted",
-        "duplicates",
-        "filtered",
-    ] {
+    for k in EXACT_COUNTS {
         let d = whole[k].as_u64().unwrap_or(0) - head[k].as_u64().unwrap_or(0);
         out.insert(k.to_owned(), d.into());
     }
@@ -419,14 +423,7 @@ pub(crate) fn expected_from(messages: &[Option<Vec<u8>>], from: usize) -> serde_
 /// The counts [`expected_from`] compares.
 pub(crate) fn exact_part(observed: &serde_json::Value) -> serde_json::Value {
     let mut out = serde_json::Map::new();
-    for k in [
-        "orders",
-        "gmv_usd_cents",
-        "carbon_g",
-        "accepted",
-        "duplicates",
-        "filtered",
-    ] {
+    for k in EXACT_COUNTS {
         out.insert(k.to_owned(), observed[k].clone());
     }
     out.into()
