@@ -151,7 +151,8 @@ pub struct Args {
     pub partials_topic: Option<String>,
 
     /// Milliseconds between an aggregator's partial-state records: the
-    /// edges' totals trail the aggregators' by up to this much.
+    /// edges' totals trail the aggregators' by up to this much (arcs go
+    /// out every tick regardless).
     #[arg(long, env = "LIVEMAP_PUBLISH_MS", default_value_t = 1_000)]
     pub publish_ms: u32,
 
