@@ -304,16 +304,13 @@ impl Config {
             _ => None,
         };
         let publish_every = Duration::from_millis(u64::from(args.publish_ms));
-        // An aggregator publishes its arcs every tick, as one process
-        // shows them.
-        let arcs_per_tick = args.arcs_per_tick;
         let seed = args.demo_seed.unwrap_or_else(rand::random);
         Ok(Config {
             engine: EngineConfig {
                 fx,
                 dedup_horizon_ms: i64::from(args.dedup_horizon_minutes) * 60_000,
                 dedup_max_entries: args.dedup_max_entries,
-                arcs_per_tick,
+                arcs_per_tick: args.arcs_per_tick,
                 future_tolerance_ms: i64::from(args.future_tolerance_secs) * 1000,
                 allowed_lateness_ms: i64::from(args.allowed_lateness_minutes) * 60_000,
                 seed,

@@ -208,59 +208,38 @@ pub async fn run_with_clock(
     // own, so that an edge shows an order as soon as one process would; the
     // state follows once per publish.
     if let Some(publisher) = checkpointer.as_ref().and_then(|c| c.publisher()) {
-        let (publisher, engine, clock, cancel) = (
-            publisher.clone(),
-            engine.clone(),
-            clock.clone(),
+        let (publisher, engine, clock) = (publisher.clone(), engine.clone(), clock.clone());
+        every(
+            tokio::time::Instant::now(),
+            config.tick,
             cancel.clone(),
-        );
-        let mut interval = tokio::time::interval(config.tick);
-        interval.set_missed_tick_behavior(MissedTickBehavior::Skip);
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = interval.tick() => {}
-                    _ = cancel.cancelled() => break,
-                }
+            move || {
                 let arcs = engine.lock().take_arcs();
                 if !arcs.is_empty() {
                     if let Err(e) = publisher.publish_arcs(arcs, clock.now_ms()) {
                         tracing::warn!(error = %e, "arcs not published");
                     }
                 }
-            }
-        });
+            },
+        );
     }
 
     // Engine → snapshot → encode → every client, once per tick. An
     // aggregator serves no browser.
     let ticks = Arc::new(TickStats::default());
     let ticker = (config.role != Role::Aggregator).then(|| {
-        let (engine, clock, cancel, health, ticks) = (
-            engine.clone(),
-            clock.clone(),
-            cancel.clone(),
-            health.clone(),
-            ticks.clone(),
-        );
+        let (engine, clock, health, ticks) =
+            (engine.clone(), clock.clone(), health.clone(), ticks.clone());
         // The first frame is already published: the next is one tick away.
         let start = tokio::time::Instant::now() + config.tick;
-        let mut interval = tokio::time::interval_at(start, config.tick);
-        interval.set_missed_tick_behavior(MissedTickBehavior::Skip);
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = interval.tick() => {}
-                    _ = cancel.cancelled() => break,
-                }
-                let started = Instant::now();
-                let built = snapshotter.build(&mut engine.lock(), clock.now_ms(), health.stale());
-                let encoding = Instant::now();
-                let previous = frames_tx.borrow().clone();
-                let frame = Frame::encode(&built, Some(&previous));
-                ticks.record(started, encoding, &frame);
-                frames_tx.send_replace(Arc::new(frame));
-            }
+        every(start, config.tick, cancel.clone(), move || {
+            let started = Instant::now();
+            let built = snapshotter.build(&mut engine.lock(), clock.now_ms(), health.stale());
+            let encoding = Instant::now();
+            let previous = frames_tx.borrow().clone();
+            let frame = Frame::encode(&built, Some(&previous));
+            ticks.record(started, encoding, &frame);
+            frames_tx.send_replace(Arc::new(frame));
         })
     });
 
@@ -349,6 +328,27 @@ pub async fn run_with_clock(
     .map_err(|_| ServerError::Thread("join"))?;
     served?;
     joined
+}
+
+/// Runs `f` every `period` from `start` until `cancel`; a tick that comes
+/// late is skipped, not made up.
+fn every(
+    start: tokio::time::Instant,
+    period: std::time::Duration,
+    cancel: CancellationToken,
+    mut f: impl FnMut() + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    let mut interval = tokio::time::interval_at(start, period);
+    interval.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = interval.tick() => {}
+                _ = cancel.cancelled() => break,
+            }
+            f();
+        }
+    })
 }
 
 /// Makes sure no live process publishes under aggregator id `id`: two

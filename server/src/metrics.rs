@@ -362,16 +362,11 @@ impl MetricsSources {
             "livemap_partials_records_total{{outcome=\"arcs\"}} {}",
             s.arcs_records.load(Ordering::Relaxed)
         );
-        family(
+        counter(
             out,
             "livemap_partials_bytes_total",
-            "counter",
             "Bytes of partial-state records read.",
-        );
-        let _ = writeln!(
-            out,
-            "livemap_partials_bytes_total {}",
-            s.bytes.load(Ordering::Relaxed)
+            s.bytes.load(Ordering::Relaxed),
         );
         family(
             out,

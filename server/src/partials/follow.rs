@@ -271,29 +271,13 @@ impl Follower {
 
     /// Takes one record: returns its arcs and their share if it was good.
     fn apply(&self, partition: i32, offset: i64, payload: Option<&[u8]>) -> Option<Arrived> {
-        let decoded = payload
+        let decoded = match payload
             .ok_or(crate::checkpoint::CheckpointError::Payload("empty record"))
-            .and_then(PartialRecord::decode);
-        if let Some(r) = decoded.as_ref().ok().filter(|r| r.state.is_empty()) {
-            // Arcs only: they change no state.
-            self.stats.arcs_records.fetch_add(1, Ordering::Relaxed);
-            let mut followed = self.followed.lock();
-            followed.positions.insert(partition, offset + 1);
-            let period_ms = followed
-                .arcs_published
-                .insert(r.aggregator.clone(), r.published_ms)
-                .map(|before| r.published_ms - before)
-                .filter(|&dt| dt > 0);
-            let share = followed.share_of(&r.aggregator, r.published_ms);
-            drop(followed);
-            self.advanced.notify_all();
-            return Some(Arrived {
-                published_ms: r.published_ms,
-                arcs: r.arcs.clone(),
-                share,
-                period_ms,
-            });
-        }
+            .and_then(PartialRecord::decode)
+        {
+            Ok(r) if r.state.is_empty() => return Some(self.apply_arcs(partition, offset, r)),
+            other => other,
+        };
         let decoded = decoded.and_then(|r| {
             let engine = Engine::restore(self.engine_config.clone(), &self.source_id, &r.state)?;
             Ok((r, engine))
@@ -402,6 +386,27 @@ impl Follower {
             .values()
             .filter_map(|partial| partial.engine.handover(p))
             .max_by_key(|h| h.next_offset)
+    }
+
+    /// Takes a record that carries only arcs: it changes no state.
+    fn apply_arcs(&self, partition: i32, offset: i64, r: PartialRecord) -> Arrived {
+        self.stats.arcs_records.fetch_add(1, Ordering::Relaxed);
+        let mut followed = self.followed.lock();
+        followed.positions.insert(partition, offset + 1);
+        let period_ms = followed
+            .arcs_published
+            .insert(r.aggregator.clone(), r.published_ms)
+            .map(|before| r.published_ms - before)
+            .filter(|&dt| dt > 0);
+        let share = followed.share_of(&r.aggregator, r.published_ms);
+        drop(followed);
+        self.advanced.notify_all();
+        Arrived {
+            published_ms: r.published_ms,
+            arcs: r.arcs,
+            share,
+            period_ms,
+        }
     }
 
     /// The state `aggregator` last published, exported.

@@ -149,14 +149,20 @@ impl FilteredBlocks {
             .collect()
     }
 
-    /// Where `partition` may be committed when everything before `sent`
-    /// is routed: never inside a block that holds filtered messages, so a
-    /// block read again counts from its start.
-    pub fn commit_at(&self, partition: i32, sent: i64) -> i64 {
-        match self.open.get(&partition) {
-            Some(b) if b.filtered > 0 => sent.min(b.index * FILTERED_BLOCK),
-            _ => sent,
-        }
+    /// The offset after the last one of `partition` read (and routed).
+    pub fn next_offset(&self, partition: i32) -> Option<i64> {
+        self.seen.get(&partition).map(|seen| seen + 1)
+    }
+
+    /// Where `partition` may be committed once everything read is routed:
+    /// never inside a block that holds filtered messages, so a block read
+    /// again by another router counts from its start.
+    pub fn commit_at(&self, partition: i32) -> Option<i64> {
+        let next = self.next_offset(partition)?;
+        Some(match self.open.get(&partition) {
+            Some(b) if b.filtered > 0 => next.min(b.index * FILTERED_BLOCK),
+            _ => next,
+        })
     }
 }
 
@@ -430,7 +436,6 @@ impl Router {
 
     /// Routes until cancelled, then flushes and commits what was sent.
     pub fn run(self, cancel: CancellationToken) {
-        let mut sent: HashMap<i32, i64> = HashMap::new();
         let mut blocks = FilteredBlocks::default();
         let (mut last_commit, mut last_mark) = (Instant::now(), Instant::now());
         while !cancel.is_cancelled() {
@@ -440,20 +445,20 @@ impl Router {
                     if !self.consumer.context().admits(p, o) {
                         continue;
                     }
+                    let before = blocks.next_offset(p);
                     if !blocks.fresh(p, o) {
                         self.stats.read_again.fetch_add(1, Ordering::Relaxed);
                         continue;
                     }
-                    if sent.get(&p).is_some_and(|&next| next != o) || !sent.contains_key(&p) {
+                    if before != Some(o) {
                         // A (re)assignment: where reading starts says whether
-                        // messages are read again or were routed by another.
-                        tracing::info!(partition = p, offset = o, before = ?sent.get(&p), "router reads from");
+                        // messages were routed by another router meanwhile.
+                        tracing::info!(partition = p, offset = o, ?before, "router reads from");
                     }
                     let filtered = self.route(p, o, m.payload());
                     if let Some(done) = blocks.observe(p, o, filtered) {
                         self.mark(done);
                     }
-                    sent.insert(p, o + 1);
                 }
                 Some(Err(e)) => tracing::warn!(error = %e, "router poll error"),
                 None => {}
@@ -464,11 +469,11 @@ impl Router {
             }
             if last_commit.elapsed() >= COMMIT_EVERY {
                 last_commit = Instant::now();
-                self.commit(&sent, &blocks, CommitMode::Async);
+                self.commit(&blocks, CommitMode::Async);
             }
         }
         blocks.due().into_iter().for_each(|m| self.mark(m));
-        self.commit(&sent, &blocks, CommitMode::Sync);
+        self.commit(&blocks, CommitMode::Sync);
     }
 
     fn mark(&self, m: Marker) {
@@ -543,31 +548,25 @@ impl Router {
         }
     }
 
-    /// Waits until everything sent is acknowledged, then commits where each
-    /// origin partition got to (only partitions still ours): the start of
-    /// its open block if that holds filtered messages.
-    fn commit(&self, sent: &HashMap<i32, i64>, blocks: &FilteredBlocks, mode: CommitMode) {
-        if sent.is_empty() {
-            return;
-        }
-        let started = Instant::now();
-        if let Err(e) = self.producer.flush(Duration::from_secs(10)) {
-            tracing::warn!(error = %e, "router flush incomplete; not committing");
-            return;
-        }
-        tracing::debug!(took = ?started.elapsed(), "router flushed");
+    /// Commits where each origin partition still ours got to (the start
+    /// of its open block if that holds filtered messages), once everything
+    /// routed is acknowledged.
+    fn commit(&self, blocks: &FilteredBlocks, mode: CommitMode) {
         let Ok(assigned) = self.consumer.assignment() else {
             return;
         };
         let mut tpl = TopicPartitionList::new();
         for e in assigned.elements() {
-            if let Some(&sent) = sent.get(&e.partition()) {
-                let next = blocks.commit_at(e.partition(), sent);
+            if let Some(next) = blocks.commit_at(e.partition()) {
                 let _ =
                     tpl.add_partition_offset(&self.raw_topic, e.partition(), Offset::Offset(next));
             }
         }
         if tpl.count() == 0 {
+            return;
+        }
+        if let Err(e) = self.producer.flush(Duration::from_secs(10)) {
+            tracing::warn!(error = %e, "router flush incomplete; not committing");
             return;
         }
         tracing::debug!(offsets = ?tpl.elements().iter().map(|e| (e.partition(), e.offset())).collect::<Vec<_>>(), "router commits");
@@ -633,7 +632,7 @@ mod tests {
                             .for_each(|m| send(&mut queues, m));
                     }
                     if rng.random_bool(0.002) {
-                        committed = routers[owner].commit_at(0, o + 1);
+                        committed = routers[owner].commit_at(0).expect("read");
                         flushed = (owner, queues[owner].len());
                     }
                 }
