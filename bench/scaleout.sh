@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Scale-out on one machine (docs/BENCHMARKS.md, "Scale-out"): a tansu
-# broker, AGGREGATORS aggregators and one edge, all release builds on the
-# same cores. Build first:
+# Scale-out on one machine (docs/BENCHMARKS.md, "Scale-out"): an Apache
+# Kafka broker, AGGREGATORS aggregators and one edge, all release builds
+# on the same cores. Build first (and scripts/kafka.sh install):
 #   cargo build --release -p livemap-server -p livemap-loadtest
 #
 # Usage: [PUBLISH_MS=1000] bench/scaleout.sh AGGREGATORS [MESSAGES] [LAG_RATE]
@@ -24,18 +24,16 @@ LAG_RATE=${3:-20000}
 PARTITIONS=6
 BROKER=127.0.0.1:19092
 EDGE=127.0.0.1:18080
-tansu=$(command -v tansu || echo "$HOME/.cargo/bin/tansu")
+KAFKA_DIR=/tmp/scaleout-kafka
 
 pids=()
-trap 'kill "${pids[@]}" 2>/dev/null || true' EXIT
-while ss -ltn | grep -qE ":(19092|18080|19091) "; do sleep 0.5; done
-"$tansu" broker --listener-url tcp://$BROKER --advertised-listener-url tcp://$BROKER \
-  --storage-engine memory://tansu/ > /tmp/scaleout-tansu.log 2>&1 &
-pids+=($!)
-TANSU=$!
-until (echo > /dev/tcp/127.0.0.1/19092) 2>/dev/null; do sleep 0.2; done
-"$tansu" topic create --broker tcp://$BROKER --partitions $PARTITIONS checkouts > /dev/null
-target/release/livemap-loadtest produce --brokers $BROKER --rate 1000000 --count "$N" 2>/dev/null | tail -1
+trap 'kill "${pids[@]}" 2>/dev/null || true; scripts/kafka.sh stop $KAFKA_DIR' EXIT
+while ss -ltn | grep -qE ":(19092|19093|18080|19091) "; do sleep 0.5; done
+rm -rf $KAFKA_DIR
+scripts/kafka.sh start $KAFKA_DIR 19092 19093
+BROKER_PID=$(cat $KAFKA_DIR/kafka.pid)
+target/release/livemap-loadtest produce --brokers $BROKER --partitions $PARTITIONS --rate 1000000 \
+  --count "$N" 2>/dev/null | tail -1
 
 aggs=()
 if [ "$K" = 0 ]; then
@@ -100,10 +98,10 @@ EOF
 read -r _ RATE SHOWN < /tmp/scaleout-throughput.txt
 echo "ingest at the end: $(cat /tmp/scaleout-ingest.json)"
 AGG_CPU=$(cpu_secs "${aggs[@]}")
-TANSU_CPU=$(cpu_secs "$TANSU")
+BROKER_CPU=$(cpu_secs "$BROKER_PID")
 echo "aggregators: $K  messages shown by the edge: $SHOWN of $N"
 echo "throughput (10-90 %): $RATE messages/s"
-python3 -c "print(f'aggregator CPU: {float($AGG_CPU):.1f} s in all, {float($AGG_CPU) * 1e6 / $N:.2f} CPU-s per million messages (tansu: {float($TANSU_CPU):.1f} s)')"
+python3 -c "print(f'aggregator CPU: {float($AGG_CPU):.1f} s in all, {float($AGG_CPU) * 1e6 / $N:.2f} CPU-s per million messages (the broker: {float($BROKER_CPU):.1f} s)')"
 
 if [ "$K" != 0 ]; then
   # The same messages through one process (its own group): the edge's

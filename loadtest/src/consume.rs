@@ -35,6 +35,7 @@ pub fn run(args: ConsumeArgs) -> anyhow::Result<()> {
         // The same fetch settings the server uses.
         .set("fetch.wait.max.ms", "10")
         .set("max.partition.fetch.bytes", "16777216")
+        .set("fetch.queue.backoff.ms", "10")
         .create()
         .context("creating the consumer")?;
     consumer.subscribe(&[&args.topic]).context("subscribing")?;

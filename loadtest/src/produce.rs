@@ -10,6 +10,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::Context as _;
 use livemap_events::demo::{DemoMix, Generator};
 use memchr::memmem;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
@@ -44,6 +46,9 @@ pub struct ProduceArgs {
     /// A librdkafka producer setting, KEY=VALUE (repeatable).
     #[arg(long = "kafka-option")]
     options: Vec<String>,
+    /// Create the topic with this many partitions first, unless it exists.
+    #[arg(long)]
+    partitions: Option<i32>,
 }
 
 struct Counting {
@@ -94,6 +99,9 @@ pub fn run(args: ProduceArgs) -> anyhow::Result<()> {
             .split_once('=')
             .with_context(|| format!("--kafka-option {kv:?} is not KEY=VALUE"))?;
         config.set(k, v);
+    }
+    if let Some(partitions) = args.partitions {
+        create_topic(&config, &args.topic, partitions)?;
     }
     let producer: ThreadedProducer<Ctx> = config
         .create_with_context(Ctx(counting.clone()))
@@ -198,6 +206,27 @@ pub fn run(args: ProduceArgs) -> anyhow::Result<()> {
         counting.delivered.load(Ordering::Relaxed)
     );
     anyhow::ensure!(failed == 0, "{failed} messages were not delivered");
+    Ok(())
+}
+
+/// Creates `topic` with `partitions` partitions unless it exists.
+fn create_topic(config: &ClientConfig, topic: &str, partitions: i32) -> anyhow::Result<()> {
+    let admin: AdminClient<DefaultClientContext> =
+        config.create().context("creating the Kafka admin client")?;
+    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(-1));
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    // The admin client's futures run on its own thread: any executor waits.
+    let results = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(admin.create_topics([&new], &options))
+        .context("creating the topic")?;
+    for result in results {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((t, code)) => anyhow::bail!("creating topic {t}: {code}"),
+        }
+    }
     Ok(())
 }
 

@@ -26,12 +26,18 @@ async fn metrics(State(s): State<MetricsSources>) -> impl IntoResponse {
 }
 
 async fn readyz(State(s): State<MetricsSources>) -> impl IntoResponse {
+    if let Some(why) = s.router.as_ref().and_then(|r| r.blocked_reason()) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: routing stopped: {why}\n"),
+        );
+    }
     if s.health.ready() {
-        (StatusCode::OK, "ready\n")
+        (StatusCode::OK, "ready\n".to_owned())
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: restoring or catching up\n",
+            "not ready: restoring or catching up\n".to_owned(),
         )
     }
 }

@@ -100,6 +100,13 @@ pub struct Args {
     #[arg(long, env = "LIVEMAP_WRITE_TIMEOUT_SECS", default_value_t = 10)]
     pub write_timeout_secs: u32,
 
+    /// On SIGTERM the process exits within this many seconds, even when
+    /// the broker is away: what is not durable by then (a last checkpoint,
+    /// an offset commit) is read again after the restart, as after a
+    /// crash. Below an orchestrator's usual 30 s grace period.
+    #[arg(long, env = "LIVEMAP_SHUTDOWN_GRACE_SECS", default_value_t = 8)]
+    pub shutdown_grace_secs: u32,
+
     /// Kafka bootstrap servers (HOST:PORT[,HOST:PORT..]). Without it the
     /// server runs on the embedded demo source.
     #[arg(long, env = "LIVEMAP_KAFKA_BROKERS")]
@@ -300,6 +307,8 @@ impl Config {
                     .clone()
                     .unwrap_or_else(|| format!("{}.livemap-partials", args.topic)),
                 options: args.kafka_options.clone(),
+                quiet: (Duration::from_millis(u64::from(args.publish_ms)) * 3)
+                    .max(Duration::from_secs(2)),
             }),
             _ => None,
         };

@@ -113,12 +113,6 @@ pub async fn run_with_clock(
         None => None,
     };
     let (engine, health, checkpointer) = restore(&config, &clock, follower.as_ref()).await?;
-    let mut snapshotter = Snapshotter::new(clock.now_ms(), config.tick.as_millis() as u32);
-    let first = Frame::encode(
-        &snapshotter.build(&mut engine.lock(), clock.now_ms(), health.stale()),
-        None,
-    );
-    let (frames_tx, frames_rx) = watch::channel(Arc::new(first));
 
     // Source → engine: a bounded channel of batches. An edge has no source:
     // its follower merges the aggregators' states into the engine.
@@ -173,7 +167,7 @@ pub async fn run_with_clock(
             .spawn(move || ingest_loop(rx, &engine, clock.as_ref()))?
     };
     if let (Some(follower), Role::Edge) = (&follower, config.role) {
-        let (reader, engine, health, clock, cancel) = (
+        let (reader, merged_into, edge_health, edge_clock, edge_cancel) = (
             follower.clone(),
             engine.clone(),
             health.clone(),
@@ -187,22 +181,33 @@ pub async fn run_with_clock(
             .name("livemap-partials".into())
             .spawn(move || {
                 let edge = partials::follow::Edge {
-                    engine: &engine,
-                    health: &health,
+                    engine: &merged_into,
+                    health: &edge_health,
                     fresh_for,
                     arcs_per_second,
                 };
-                reader.run(Some(edge), clock.as_ref(), &cancel);
+                reader.run(Some(edge), edge_clock.as_ref(), &edge_cancel);
             })?;
         // Catch up before the first browser sees a total.
-        let follower = follower.clone();
-        let synced = tokio::task::spawn_blocking(move || follower.sync(PARTIALS_PATIENCE))
+        let syncing = follower.clone();
+        let synced = tokio::task::spawn_blocking(move || syncing.sync(PARTIALS_PATIENCE))
             .await
             .unwrap_or(false);
         if !synced {
             tracing::warn!("partial states not read to the end at start; serving what there is");
         }
+        // The first frame shows what was read, not an empty engine.
+        engine.lock().replace_counts(follower.merged());
     }
+
+    // Built only now, so that the first frame any client gets already
+    // shows the restored (or, on an edge, the merged) totals.
+    let mut snapshotter = Snapshotter::new(clock.now_ms(), config.tick.as_millis() as u32);
+    let first = Frame::encode(
+        &snapshotter.build(&mut engine.lock(), clock.now_ms(), health.stale()),
+        None,
+    );
+    let (frames_tx, frames_rx) = watch::channel(Arc::new(first));
 
     // An aggregator's arcs go out every tick, in small records of their
     // own, so that an edge shows an order as soon as one process would; the
@@ -298,6 +303,10 @@ pub async fn run_with_clock(
     })
     .await;
     cancel.cancel();
+    // A last record need not wait long for a broker that may be away.
+    if let Some(publisher) = checkpointer.as_ref().and_then(|c| c.publisher()) {
+        publisher.hurry();
+    }
     if let Some(ticker) = ticker {
         let _ = ticker.await;
     }
@@ -319,8 +328,13 @@ pub async fn run_with_clock(
         };
         source.and(ingest).and(router)?;
         // Everything read has been counted: record it, and where it ends.
+        // Without it nothing is lost (the last checkpoint is consistent,
+        // and what was read since is read again), so the shutdown is
+        // still clean: a broker that is away must not fail a deploy.
         if let Some(kafka) = kafka {
-            kafka.final_checkpoint()?;
+            if let Err(e) = kafka.final_checkpoint() {
+                tracing::warn!(error = %e, "no last checkpoint: the next start resumes from the one before");
+            }
         }
         Ok(())
     })
@@ -351,40 +365,45 @@ fn every(
     })
 }
 
-/// Makes sure no live process publishes under aggregator id `id`: two
-/// would overwrite each other's record, and the counts in the overwritten
-/// one would be lost. A recent record of the id (a crashed predecessor's,
-/// or a live twin's) is watched until it is overdue by three publish
-/// periods; a newer one arriving meanwhile means the twin is alive.
+/// Makes sure no other live process publishes under aggregator id `id`:
+/// two would overwrite each other's record, and the counts in the
+/// overwritten one would be lost. Before it counts anything, a starting
+/// aggregator claims the id: it says so on the partial-state topic every
+/// quarter second for [`PartialsConfig::quiet`] and listens. It refuses to
+/// start if it hears a process that is past its claim (publishing state
+/// or arcs), or another claimant with a lower instance number: of two
+/// processes started together under one id, exactly one goes on.
 async fn claim_id(
     follower: &Arc<Follower>,
+    publisher: &Publisher,
     id: &str,
-    publish_every: std::time::Duration,
+    quiet: std::time::Duration,
     clock: &Arc<dyn Clock>,
 ) -> Result<(), ServerError> {
-    let Some(newest) = follower.newest_of(id) else {
-        return Ok(());
-    };
-    let quiet = (publish_every * 3).max(std::time::Duration::from_secs(2));
-    // Measured on this machine's own clock from here on, so the other
-    // machine's clock cannot stretch or shorten the watch beyond `quiet`.
-    let age = u64::try_from(clock.now_ms() - newest.2).unwrap_or(0);
-    let watch = quiet.saturating_sub(std::time::Duration::from_millis(age));
-    if !watch.is_zero() {
-        tracing::info!(
-            id,
-            ?watch,
-            "a recent record under this id: watching for its publisher"
-        );
-    }
-    let deadline = tokio::time::Instant::now() + watch;
-    while tokio::time::Instant::now() < deadline {
-        if follower.newest_of(id) != Some(newest) {
-            return Err(ServerError::AggregatorIdInUse(id.to_owned()));
+    let me = publisher.instance();
+    let since = Instant::now();
+    tracing::info!(id, ?quiet, "claiming the aggregator id");
+    loop {
+        for (other, claiming) in follower.others_since(id, me, since) {
+            if !claiming || other < me {
+                tracing::error!(
+                    id,
+                    me,
+                    other,
+                    claiming,
+                    "another process publishes under this aggregator id"
+                );
+                return Err(ServerError::AggregatorIdInUse(id.to_owned()));
+            }
         }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        if since.elapsed() >= quiet {
+            return Ok(());
+        }
+        if let Err(e) = publisher.claim(clock.now_ms()) {
+            tracing::warn!(error = %e, "claim not sent");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
     }
-    Ok(())
 }
 
 /// Connects to the partial-state topic. An aggregator's follower starts
@@ -423,7 +442,7 @@ fn counted(config: &Config) -> Option<KafkaConfig> {
 
 /// How many partitions `topic` has, asked off the runtime's threads.
 async fn partition_count(kafka: &KafkaConfig, topic: &str) -> Result<i32, ServerError> {
-    let (client, name) = (kafka.client_config(), topic.to_owned());
+    let (client, name) = (kafka.producer_config(), topic.to_owned());
     tokio::task::spawn_blocking(move || topics::partition_count(&client, &name))
         .await
         .map_err(|_| ServerError::Thread("router"))?
@@ -442,7 +461,7 @@ async fn start_router(
 ) -> Result<(std::thread::JoinHandle<()>, Arc<RouterStats>), ServerError> {
     let by_id = kafka.by_id();
     let partitions = partition_count(kafka, &kafka.topic).await?;
-    topics::ensure(kafka.client_config(), &by_id.topic, partitions, &[])
+    topics::ensure(kafka.producer_config(), &by_id.topic, partitions, &[])
         .await
         .map_err(|reason| ServerError::Topic {
             topic: by_id.topic.clone(),
@@ -450,16 +469,24 @@ async fn start_router(
         })?;
     // The topic may have been made with another count: route by what it has.
     let by_id_partitions = partition_count(kafka, &by_id.topic).await?;
+    let max_batch = topics::max_message_bytes(kafka.producer_config(), &by_id.topic)
+        .await
+        .unwrap_or_else(|reason| {
+            tracing::warn!(%reason, topic = %by_id.topic, "cannot read the topic's max.message.bytes");
+            None
+        });
     let router = Router::connect(
         kafka,
         by_id.topic,
         by_id_partitions,
+        max_batch,
         config.engine.fx.clone(),
+        cancel.clone(),
     )?;
-    let (cancel, stats) = (cancel.clone(), router.stats.clone());
+    let stats = router.stats.clone();
     let thread = std::thread::Builder::new()
         .name("livemap-router".into())
-        .spawn(move || router.run(cancel))?;
+        .spawn(move || router.run())?;
     Ok((thread, stats))
 }
 
@@ -507,8 +534,15 @@ async fn restore(
             if !synced {
                 return Err(ServerError::PartialsBehind);
             }
-            claim_id(follower, &config.aggregator_id, config.publish_every, clock).await?;
             let publisher = Publisher::new(partials, config.aggregator_id.clone())?;
+            claim_id(
+                follower,
+                &publisher,
+                &config.aggregator_id,
+                partials.quiet,
+                clock,
+            )
+            .await?;
             (
                 follower.state_of(&config.aggregator_id),
                 Store::Partials(Arc::new(publisher)),
@@ -532,7 +566,7 @@ async fn restore(
         None => Engine::new(config.engine.clone()),
     };
     let engine = Arc::new(Mutex::new(engine));
-    let health = Arc::new(SourceHealth::new(config.lag_limit, true));
+    let health = Arc::new(SourceHealth::grouped(config.lag_limit));
     health.mark_restored();
     let checkpointer = Arc::new(Checkpointer::new(
         store,

@@ -13,6 +13,10 @@ const FILES_KEPT_BACK: usize = 256;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    // Listening for SIGTERM from the first moment: one that comes while
+    // the process is still starting (restoring, claiming its id) stops it
+    // cleanly as soon as it serves, instead of killing it.
+    let shutdown = shutdown_signal();
     // Logs go to stderr; stdout carries only the line that says where the
     // server listens, for scripts.
     tracing_subscriber::fmt()
@@ -62,17 +66,57 @@ async fn main() -> anyhow::Result<()> {
         public: listener,
         admin: Some(admin),
     };
-    livemap_server::run(listeners, config, shutdown_signal()).await?;
+    let grace = std::time::Duration::from_secs(u64::from(args.shutdown_grace_secs));
+    livemap_server::run(listeners, config, async move {
+        shutdown.await;
+        exit_after(grace);
+    })
+    .await?;
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// Ends the process `grace` after a shutdown began, if it has not ended by
+/// itself: a Kafka client can wait far longer for a broker that is away
+/// (to leave the group, to commit). Everything the product counts on is
+/// durable before it is acknowledged, so this exit loses no more than a
+/// crash would: what was read since the last checkpoint is read again.
+fn exit_after(grace: std::time::Duration) {
+    let spawned = std::thread::Builder::new()
+        .name("livemap-exit".into())
+        .spawn(move || {
+            std::thread::sleep(grace);
+            tracing::warn!(
+                ?grace,
+                "shutdown grace passed: exiting now; what is not yet durable is read again on restart"
+            );
+            std::process::exit(0);
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "no shutdown deadline: cannot start its thread");
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C. The handlers are installed when this is
+/// called, not when it is first awaited.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    #[cfg(unix)]
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+    async move {
+        shutdown_signal_of(
+            #[cfg(unix)]
+            term,
+        )
+        .await
+    }
+}
+
+async fn shutdown_signal_of(#[cfg(unix)] term: std::io::Result<tokio::signal::unix::Signal>) {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
     #[cfg(unix)]
     let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        match term {
             Ok(mut s) => {
                 s.recv().await;
             }

@@ -243,8 +243,21 @@ impl MetricsSources {
             counter(
                 &mut out,
                 "livemap_router_failed_deliveries_total",
-                "Messages the by-id topic refused for good (lost from the counts).",
+                "Messages the by-id topic refused, or given up with one it refused (sent again once routing resumes).",
                 r.failed_deliveries.load(Ordering::Relaxed),
+            );
+            counter(
+                &mut out,
+                "livemap_router_stops_total",
+                "Times routing stopped on a message it could not send.",
+                r.blocks.load(Ordering::Relaxed),
+            );
+            let blocked = r.blocked_reason();
+            gauge(
+                &mut out,
+                "livemap_router_blocked",
+                "1 while routing is stopped on a message it cannot send (nothing past it is committed; the reason is in the log and in /readyz).",
+                f64::from(u8::from(blocked.is_some())),
             );
         }
         if let Some(ck) = &self.checkpointer {
@@ -367,6 +380,12 @@ impl MetricsSources {
             "livemap_partials_bytes_total",
             "Bytes of partial-state records read.",
             s.bytes.load(Ordering::Relaxed),
+        );
+        counter(
+            out,
+            "livemap_partials_twin_records_total",
+            "Records not merged: a second process publishes under a live aggregator id (the log names it).",
+            s.conflicts.load(Ordering::Relaxed),
         );
         family(
             out,

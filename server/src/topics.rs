@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::types::RDKafkaErrorCode;
@@ -36,6 +36,21 @@ pub async fn ensure(
         }
     }
     Ok(())
+}
+
+/// The largest record batch `topic` takes (its `max.message.bytes`), or
+/// `None` when the brokers do not say.
+pub async fn max_message_bytes(config: ClientConfig, name: &str) -> Result<Option<usize>, String> {
+    let admin: AdminClient<DefaultClientContext> = config.create().map_err(|e| e.to_string())?;
+    let options = AdminOptions::new().request_timeout(Some(Duration::from_secs(10)));
+    let results = admin
+        .describe_configs([&ResourceSpecifier::Topic(name)], &options)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(results
+        .into_iter()
+        .filter_map(Result::ok)
+        .find_map(|r| r.get("max.message.bytes")?.value.as_deref()?.parse().ok()))
 }
 
 /// How many partitions `topic` has (blocking: a metadata request).

@@ -5,7 +5,7 @@
 //! one changes. An aggregator asks for its own record at start, and for
 //! the furthest any record got in a partition when it is assigned one.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,7 +16,7 @@ use rdkafka::message::Message as _;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
-use super::{PartialRecord, PartialsConfig, PartialsError, MAX_RECORD_BYTES};
+use super::{PartialRecord, PartialsConfig, PartialsError, CLAIM_SEQ, MAX_RECORD_BYTES};
 use crate::clock::Clock;
 use crate::ingest::{Engine, EngineConfig, Handover};
 use crate::source::SourceHealth;
@@ -84,7 +84,21 @@ pub struct Partial {
     pub engine: Engine,
     /// The exported state, for an aggregator restoring itself.
     pub state: Vec<u8>,
+    /// When this follower read it.
+    pub received: Instant,
 }
+
+/// A process heard publishing under an aggregator id.
+#[derive(Debug, Clone, Copy)]
+struct Heard {
+    received: Instant,
+    /// Only claims so far: the process is still watching whether the id
+    /// is taken, and has counted nothing.
+    claiming: bool,
+}
+
+/// How long a process heard under an id is remembered.
+const HEARD_FOR: Duration = Duration::from_secs(600);
 
 #[derive(Debug, Default)]
 struct Followed {
@@ -95,6 +109,43 @@ struct Followed {
     rates: BTreeMap<String, f64>,
     /// Per partition of the topic, the next offset to read.
     positions: HashMap<i32, i64>,
+    /// Per aggregator id, the processes (instances) heard under it lately.
+    heard: BTreeMap<String, BTreeMap<u64, Heard>>,
+    /// Pairs of processes found publishing under one id, reported once.
+    conflicts: BTreeSet<(String, u64)>,
+}
+
+impl Followed {
+    /// The process whose records under `aggregator` are merged, if it is
+    /// another than `instance` and still alive for a record published at
+    /// `published_ms`: heard from within `quiet`, by this follower's clock
+    /// and by the records' own.
+    fn live_other(
+        &self,
+        aggregator: &str,
+        instance: u64,
+        published_ms: i64,
+        quiet: Duration,
+    ) -> Option<u64> {
+        let current = self.latest.get(aggregator)?;
+        let quiet_ms = i64::try_from(quiet.as_millis()).unwrap_or(i64::MAX);
+        let alive = current.received.elapsed() < quiet
+            && published_ms.saturating_sub(current.published_ms) < quiet_ms;
+        (current.instance != instance && alive).then_some(current.instance)
+    }
+
+    fn hear(&mut self, r: &PartialRecord) {
+        let now = Instant::now();
+        let instances = self.heard.entry(r.aggregator.clone()).or_default();
+        instances.retain(|_, h| now.duration_since(h.received) < HEARD_FOR);
+        let claiming = r.seq == CLAIM_SEQ;
+        let heard = instances.entry(r.instance).or_insert(Heard {
+            received: now,
+            claiming,
+        });
+        heard.received = now;
+        heard.claiming &= claiming;
+    }
 }
 
 impl Followed {
@@ -137,10 +188,14 @@ pub struct FollowStats {
     pub bytes: AtomicU64,
     /// Newest `published_ms` of any record read.
     pub newest_published_ms: AtomicU64,
+    /// Records refused because another process publishes under their
+    /// aggregator id (two processes under one id).
+    pub conflicts: AtomicU64,
 }
 
 pub struct Follower {
     topic: String,
+    quiet: Duration,
     source_id: String,
     engine_config: EngineConfig,
     consumer: BaseConsumer,
@@ -213,6 +268,7 @@ impl Follower {
             })?;
         Ok(Arc::new(Follower {
             topic: config.topic.clone(),
+            quiet: config.quiet,
             source_id,
             engine_config,
             consumer,
@@ -284,6 +340,15 @@ impl Follower {
         });
         let mut followed = self.followed.lock();
         followed.positions.insert(partition, offset + 1);
+        if let Ok((r, _)) = &decoded {
+            followed.hear(r);
+            if self.twin(&mut followed, r) {
+                self.stats.conflicts.fetch_add(1, Ordering::Relaxed);
+                drop(followed);
+                self.advanced.notify_all();
+                return None;
+            }
+        }
         let result = match decoded {
             Ok((r, engine)) => {
                 self.stats.records.fetch_add(1, Ordering::Relaxed);
@@ -323,6 +388,7 @@ impl Follower {
                         published_ms: r.published_ms,
                         engine,
                         state: r.state,
+                        received: Instant::now(),
                     },
                 );
                 Some(out)
@@ -388,11 +454,67 @@ impl Follower {
             .max_by_key(|h| h.next_offset)
     }
 
+    /// Whether `r` comes from a second process under an id whose first
+    /// is alive: one heard from within [`PartialsConfig::quiet`], by this
+    /// follower's clock and by the records' own. A process that took an
+    /// id over waited that long after the last record under it (its
+    /// claim), so it is never taken for a twin. A twin's records are not
+    /// merged: two processes' counts under one id would replace each
+    /// other, and the totals jump.
+    fn twin(&self, followed: &mut Followed, r: &PartialRecord) -> bool {
+        let Some(first) =
+            followed.live_other(&r.aggregator, r.instance, r.published_ms, self.quiet)
+        else {
+            return false;
+        };
+        if followed
+            .conflicts
+            .insert((r.aggregator.clone(), r.instance))
+        {
+            tracing::error!(
+                aggregator = %r.aggregator,
+                first,
+                second = r.instance,
+                "two processes publish under one aggregator id: the second's records are not merged (give each aggregator its own --aggregator-id)"
+            );
+        }
+        true
+    }
+
+    /// Processes other than `me` heard under `aggregator` since `since`,
+    /// and whether each has only claimed the id so far.
+    pub fn others_since(&self, aggregator: &str, me: u64, since: Instant) -> Vec<(u64, bool)> {
+        self.followed
+            .lock()
+            .heard
+            .get(aggregator)
+            .map(|instances| {
+                instances
+                    .iter()
+                    .filter(|(i, h)| **i != me && h.received >= since)
+                    .map(|(i, h)| (*i, h.claiming))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Takes a record that carries only arcs: it changes no state.
     fn apply_arcs(&self, partition: i32, offset: i64, r: PartialRecord) -> Arrived {
         self.stats.arcs_records.fetch_add(1, Ordering::Relaxed);
         let mut followed = self.followed.lock();
         followed.positions.insert(partition, offset + 1);
+        followed.hear(&r);
+        if r.seq == CLAIM_SEQ {
+            // A claim only says a process is starting under the id.
+            drop(followed);
+            self.advanced.notify_all();
+            return Arrived {
+                published_ms: r.published_ms,
+                arcs: Vec::new(),
+                share: 0.0,
+                period_ms: None,
+            };
+        }
         let period_ms = followed
             .arcs_published
             .insert(r.aggregator.clone(), r.published_ms)
@@ -460,7 +582,29 @@ mod tests {
             published_ms,
             engine: Engine::new(EngineConfig::default()),
             state: Vec::new(),
+            received: Instant::now(),
         }
+    }
+
+    #[test]
+    fn a_second_process_under_a_live_id_is_a_twin_and_a_successor_is_not() {
+        let quiet = Duration::from_secs(3);
+        let mut f = Followed::default();
+        f.latest.insert("a".into(), partial("a", 10_000));
+        // The same process: never a twin.
+        assert_eq!(f.live_other("a", 1, 11_000, quiet), None);
+        // Another process while the first publishes: a twin.
+        assert_eq!(f.live_other("a", 2, 11_000, quiet), Some(1));
+        // Another process whose record comes a claim's wait after the
+        // first's last (read later, in a catch-up): its successor.
+        assert_eq!(f.live_other("a", 2, 13_000, quiet), None);
+        // The first went quiet by this follower's clock: a successor too.
+        if let Some(p) = f.latest.get_mut("a") {
+            p.received = Instant::now() - quiet;
+        }
+        assert_eq!(f.live_other("a", 2, 11_000, quiet), None);
+        // An id never seen: no one to conflict with.
+        assert_eq!(f.live_other("b", 2, 11_000, quiet), None);
     }
 
     #[test]

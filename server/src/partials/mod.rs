@@ -37,32 +37,19 @@ pub struct PartialsConfig {
     pub topic: String,
     /// librdkafka settings passed through as they are (security, SASL, ...).
     pub options: Vec<(String, String)>,
+    /// How long an aggregator id must be silent before another process
+    /// may publish under it: a start watches this long, and a follower
+    /// takes a new process's records under a live id for a twin's.
+    pub quiet: std::time::Duration,
 }
 
-/// Settings of `--kafka-option` that only a group consumer understands:
-/// not passed to the partials' producer and reader, which would warn.
-const GROUP_CONSUMER_ONLY: &[&str] = &[
-    "session.timeout.ms",
-    "heartbeat.interval.ms",
-    "max.poll.interval.ms",
-    "partition.assignment.strategy",
-    "group.",
-    "auto.offset.reset",
-    "enable.auto.",
-];
+/// The sequence number of a claim: an empty record that a starting
+/// aggregator publishes while it watches whether its id is taken.
+pub const CLAIM_SEQ: u64 = u64::MAX;
 
 impl PartialsConfig {
     fn client_config(&self) -> rdkafka::ClientConfig {
-        let mut c = rdkafka::ClientConfig::new();
-        c.set("bootstrap.servers", &self.brokers)
-            .set("reconnect.backoff.ms", "100")
-            .set("reconnect.backoff.max.ms", "5000");
-        for (k, v) in &self.options {
-            if !GROUP_CONSUMER_ONLY.iter().any(|g| k.starts_with(g)) {
-                c.set(k, v);
-            }
-        }
-        c
+        crate::source::kafka::plain_client_config(&self.brokers, &self.options)
     }
 }
 

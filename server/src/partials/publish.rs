@@ -2,7 +2,7 @@
 //! publish, acknowledged by the brokers (acks=all) before the caller
 //! commits the offsets the record reflects.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -10,11 +10,15 @@ use rdkafka::client::ClientContext;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 
-use super::{PartialRecord, PartialsConfig, PartialsError, MAX_RECORD_BYTES};
+use super::{PartialRecord, PartialsConfig, PartialsError, CLAIM_SEQ, MAX_RECORD_BYTES};
 
 /// How long a record may wait for its acknowledgement. Past it the
 /// publish fails and nothing is committed; the next publish tries again.
 const ACK_PATIENCE: Duration = Duration::from_secs(15);
+/// The same once shutting down: a last record that cannot be
+/// acknowledged soon is not worth the wait (the last one that was is the
+/// checkpoint).
+const ACK_PATIENCE_LEAVING: Duration = Duration::from_secs(2);
 
 /// Creates the partial-state topic if it does not exist: one partition
 /// (a record per aggregator per second is little), compacted, replicated
@@ -80,6 +84,8 @@ pub struct Publisher {
     /// One record in flight at a time, so records of one aggregator land
     /// in the order they were taken.
     sending: Mutex<()>,
+    /// Set once the process shuts down: shorter patience.
+    leaving: AtomicBool,
 }
 
 impl std::fmt::Debug for Publisher {
@@ -117,7 +123,53 @@ impl Publisher {
             instance: rand::random(),
             seq: AtomicU64::new(0),
             sending: Mutex::new(()),
+            leaving: AtomicBool::new(false),
         })
+    }
+
+    /// From now on a record waits [`ACK_PATIENCE_LEAVING`] at most.
+    pub fn hurry(&self) {
+        self.leaving.store(true, Ordering::Relaxed);
+    }
+
+    fn patience(&self) -> Duration {
+        if self.leaving.load(Ordering::Relaxed) {
+            ACK_PATIENCE_LEAVING
+        } else {
+            ACK_PATIENCE
+        }
+    }
+
+    /// This process's instance, as its records carry it.
+    pub fn instance(&self) -> u64 {
+        self.instance
+    }
+
+    /// Says that this process is starting under its aggregator id (an
+    /// empty record with [`CLAIM_SEQ`]); nothing waits for it.
+    pub fn claim(&self, published_ms: i64) -> Result<(), PartialsError> {
+        let record = PartialRecord {
+            aggregator: self.aggregator.clone(),
+            instance: self.instance,
+            seq: CLAIM_SEQ,
+            published_ms,
+            arcs: Vec::new(),
+            state: Vec::new(),
+        };
+        let bytes = record.encode();
+        let key = format!("{}/claim", self.aggregator);
+        self.producer
+            .send(
+                BaseRecord::with_opaque_to(&self.topic, Box::new(ARCS_ONLY))
+                    .key(&key)
+                    .payload(&bytes),
+            )
+            .map_err(|(source, _)| PartialsError::Publish {
+                topic: self.topic.clone(),
+                source,
+            })?;
+        self.producer.poll(Duration::ZERO);
+        Ok(())
     }
 
     /// Sends `arcs` in a record of their own (an empty state says so),
@@ -171,8 +223,9 @@ impl Publisher {
                 topic: self.topic.clone(),
                 source,
             })?;
-        let deadline = Instant::now() + ACK_PATIENCE;
-        while Instant::now() < deadline {
+        let started = Instant::now();
+        // Re-read each turn: a shutdown cuts short a wait under way.
+        while started.elapsed() < self.patience() {
             self.producer.poll(Duration::from_millis(10));
             let mine = ctx
                 .outcome

@@ -7,8 +7,10 @@
 //! - On assignment, each partition resumes at the offset the state says,
 //!   not at what Kafka remembers; Kafka's committed offsets only ever trail
 //!   a durable checkpoint (auto-commit is off), so they are a safe fallback
-//!   and the hand-off point for other members. Reading starts a little
-//!   earlier ([`READ_BEHIND`]), so that no broker can skip the offset.
+//!   and the hand-off point for other members. Kafka answers a fetch
+//!   from inside a record batch with that batch and the client drops the
+//!   records before the offset, so reading starts exactly there; a first
+//!   message past it (retention deleted the rest) is counted as skipped.
 //! - On revocation, the partitions stop counting, and a checkpoint is
 //!   written and committed before the partitions are released, so the next
 //!   owner starts exactly where this one stopped.
@@ -80,6 +82,12 @@ impl KafkaConfig {
         }
     }
 
+    /// A client that is not in the group (the router's producer, the
+    /// admin client), with the operator's options.
+    pub(crate) fn producer_config(&self) -> ClientConfig {
+        plain_client_config(&self.brokers, &self.options)
+    }
+
     pub(crate) fn client_config(&self) -> ClientConfig {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &self.brokers)
@@ -94,7 +102,8 @@ impl KafkaConfig {
                 },
             )
             // Without these a fetch waits for data and caps what it brings:
-            // 35k msgs/s instead of 330k against tansu on this machine.
+            // 35k msgs/s instead of 330k on this machine (measured with
+            // tansu, the broker the first tests ran against).
             .set("fetch.wait.max.ms", "10")
             .set("max.partition.fetch.bytes", "16777216")
             // Once the local queue holds queued.min.messages, librdkafka
@@ -115,6 +124,34 @@ impl KafkaConfig {
         }
         c
     }
+}
+
+/// Settings of `--kafka-option` that only a group consumer understands:
+/// not passed to other clients, which would warn.
+const GROUP_CONSUMER_ONLY: &[&str] = &[
+    "session.timeout.ms",
+    "heartbeat.interval.ms",
+    "max.poll.interval.ms",
+    "partition.assignment.strategy",
+    "group.",
+    "auto.offset.reset",
+    "enable.auto.",
+];
+
+/// The settings of a client that is not a group consumer (a producer,
+/// the partial-state reader, an admin client): the brokers and every
+/// operator's option (security, SASL, ...) but the group consumer's own.
+pub(crate) fn plain_client_config(brokers: &str, options: &[(String, String)]) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", brokers)
+        .set("reconnect.backoff.ms", "100")
+        .set("reconnect.backoff.max.ms", "5000");
+    for (k, v) in options {
+        if !GROUP_CONSUMER_ONLY.iter().any(|g| k.starts_with(g)) {
+            c.set(k, v);
+        }
+    }
+    c
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -146,18 +183,24 @@ impl ClientContext for LivemapContext {
             .brokers
             .values()
             .any(|b| b.state == "UP" && b.nodeid >= 0);
-        let lag: Vec<(i32, i64)> = stats
-            .topics
-            .get(&self.topic)
-            .map(|t| {
-                t.partitions
-                    .iter()
-                    .filter(|(p, part)| **p >= 0 && part.consumer_lag >= 0)
-                    .map(|(p, part)| (*p, part.consumer_lag))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let partitions = self
+            .topics_partitions(&stats)
+            .filter(|(p, _)| **p >= 0)
+            .collect::<Vec<_>>();
+        let lag = partitions
+            .iter()
+            .filter(|(_, part)| part.consumer_lag >= 0)
+            .map(|(p, part)| (**p, part.consumer_lag))
+            .collect();
+        // Fetching: the client knows where it reads, so its lag (or its
+        // being idle on an empty partition) is current.
+        let fetching = partitions
+            .iter()
+            .filter(|(_, part)| part.fetch_state == "active")
+            .map(|(p, _)| **p)
+            .collect();
         self.health.observe(up, lag);
+        self.health.observe_fetching(fetching);
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
@@ -218,7 +261,6 @@ impl ConsumerContext for LivemapContext {
                 }
                 for r in &resume {
                     if let Some(from) = r.read_from {
-                        let from = read_behind(consumer, &self.topic, r.partition, from);
                         tracing::debug!(partition = r.partition, fetch_from = from, "resume");
                         if let Err(e) =
                             tpl.set_partition_offset(&self.topic, r.partition, Offset::Offset(from))
@@ -228,7 +270,7 @@ impl ConsumerContext for LivemapContext {
                     }
                 }
                 tracing::info!(?resume, generation, "partitions assigned");
-                self.health.observe_assignment();
+                self.health.observe_assignment(&partitions);
                 let result = if cooperative {
                     consumer.incremental_assign(tpl)
                 } else {
@@ -240,6 +282,7 @@ impl ConsumerContext for LivemapContext {
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 self.engine.lock().revoke(&partitions);
+                self.health.observe_revocation(&partitions);
                 {
                     let mut gens = self.generations.lock();
                     for p in &partitions {
@@ -249,9 +292,13 @@ impl ConsumerContext for LivemapContext {
                 // Hand the partitions over exactly where this member stopped.
                 if let Some(ck) = &self.checkpointer {
                     match ck.checkpoint(&partitions) {
-                        Ok(positions) => {
+                        // Without a broker a commit only waits (a closing
+                        // consumer revokes too): the checkpoint is where
+                        // the next owner resumes.
+                        Ok(positions) if self.health.connected() => {
                             commit(consumer, &self.topic, &positions, CommitMode::Sync)
                         }
+                        Ok(_) => {}
                         Err(e) => tracing::error!(error = %e, "checkpoint on revoke failed"),
                     }
                 }
@@ -276,6 +323,18 @@ impl ConsumerContext for LivemapContext {
 }
 
 impl LivemapContext {
+    /// The statistics of each partition of the topic read.
+    fn topics_partitions<'s>(
+        &self,
+        stats: &'s Statistics,
+    ) -> impl Iterator<Item = (&'s i32, &'s rdkafka::statistics::Partition)> {
+        stats
+            .topics
+            .get(&self.topic)
+            .into_iter()
+            .flat_map(|t| t.partitions.iter())
+    }
+
     /// A fetched message, tagged with its partition's current assignment.
     fn message(&self, m: &BorrowedMessage<'_>) -> Message {
         let generation = self
@@ -330,36 +389,6 @@ impl LivemapContext {
                 (p, offset)
             })
             .collect()
-    }
-}
-
-/// How far before the offset it must resume from a consumer starts to
-/// read a partition it is assigned.
-///
-/// Kafka answers a fetch with the record batch that holds the fetch offset
-/// and the client drops the records before it; tansu 0.6 answers from the
-/// next batch on, so a resume inside a batch would never see the rest of
-/// it. Starting this far earlier finds a batch that starts at or before
-/// the offset (a batch holds at most a few thousand checkouts); what is
-/// read before the offset is only learned or dropped, never counted.
-pub const READ_BEHIND: i64 = 16_384;
-
-/// Where to fetch from so that offset `from` of `partition` is read:
-/// [`READ_BEHIND`] earlier, never before the partition's first offset
-/// (Kafka would answer out of range, and the reset policy could skip
-/// ahead). When the broker cannot say where the partition starts, `from`.
-pub(crate) fn read_behind<C: ConsumerContext>(
-    consumer: &BaseConsumer<C>,
-    topic: &str,
-    partition: i32,
-    from: i64,
-) -> i64 {
-    match consumer.fetch_watermarks(topic, partition, Duration::from_secs(5)) {
-        Ok((low, _)) => from.saturating_sub(READ_BEHIND).max(low).min(from),
-        Err(e) => {
-            tracing::warn!(partition, error = %e, "partition start unknown; reading from the resume offset");
-            from
-        }
     }
 }
 
@@ -491,6 +520,13 @@ impl KafkaSource {
         if !batch.is_empty() && tx.blocking_send(std::mem::take(&mut batch)).is_err() {
             return;
         }
+        if !ctx.health.connected() {
+            // Leaving needs the coordinator; the broker expires this
+            // member after its session timeout instead. The last
+            // checkpoint (or record) is where the next owner resumes.
+            tracing::warn!("no broker reachable: not leaving the group");
+            return;
+        }
         self.leave_group(&tx);
     }
 
@@ -545,9 +581,15 @@ pub struct KafkaHandle {
 
 impl KafkaHandle {
     pub fn final_checkpoint(&self) -> Result<(), CheckpointError> {
-        if let Some(ck) = &self.consumer.context().checkpointer {
+        let ctx = self.consumer.context();
+        if let Some(ck) = &ctx.checkpointer {
             let positions = ck.checkpoint(&[])?;
-            commit(&self.consumer, &self.topic, &positions, CommitMode::Sync);
+            // A commit needs the coordinator, and the consumer's close
+            // waits for it: with no broker, the checkpoint alone holds
+            // where to resume.
+            if ctx.health.connected() {
+                commit(&self.consumer, &self.topic, &positions, CommitMode::Sync);
+            }
         }
         Ok(())
     }

@@ -8,7 +8,7 @@ pub mod demo;
 pub mod kafka;
 pub mod repartition;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
 use bytes::Bytes;
@@ -75,6 +75,13 @@ pub struct SourceHealth {
     statistics_seen: AtomicI64,
     /// Partition assignments received (each rebalance that reached us).
     assignments: AtomicU64,
+    /// A group member: stale until it is assigned partitions and the
+    /// client has said how far behind it reads each of them.
+    grouped: bool,
+    /// The partitions this member reads, while `grouped`.
+    assigned: Mutex<Option<BTreeSet<i32>>>,
+    /// The partitions the client fetches, from its statistics.
+    fetching: Mutex<BTreeSet<i32>>,
 }
 
 impl SourceHealth {
@@ -97,6 +104,20 @@ impl SourceHealth {
             restored: AtomicBool::new(false),
             statistics_seen: AtomicI64::new(0),
             assignments: AtomicU64::new(0),
+            grouped: false,
+            assigned: Mutex::new(None),
+            fetching: Mutex::new(BTreeSet::new()),
+        }
+    }
+
+    /// Health of a consumer-group member: as [`SourceHealth::new`], and
+    /// stale until it is assigned partitions and knows its lag in each.
+    /// A restarted process shows its restored totals at once, marked
+    /// stale, rather than fresh totals that have not caught up.
+    pub fn grouped(lag_limit: i64) -> SourceHealth {
+        SourceHealth {
+            grouped: true,
+            ..SourceHealth::new(lag_limit, true)
         }
     }
 
@@ -108,6 +129,10 @@ impl SourceHealth {
         map.extend(lag);
     }
 
+    pub fn observe_fetching(&self, partitions: BTreeSet<i32>) {
+        *self.fetching.lock() = partitions;
+    }
+
     pub fn observe_down(&self) {
         self.connected.store(false, Ordering::Relaxed);
     }
@@ -116,8 +141,33 @@ impl SourceHealth {
         self.connected.store(true, Ordering::Relaxed);
     }
 
-    pub fn observe_assignment(&self) {
+    pub fn observe_assignment(&self, partitions: &[i32]) {
         self.assignments.fetch_add(1, Ordering::Relaxed);
+        self.assigned
+            .lock()
+            .get_or_insert_with(BTreeSet::new)
+            .extend(partitions);
+    }
+
+    pub fn observe_revocation(&self, partitions: &[i32]) {
+        if let Some(assigned) = self.assigned.lock().as_mut() {
+            for p in partitions {
+                assigned.remove(p);
+            }
+        }
+    }
+
+    /// Whether a group member still waits for its partitions, or for the
+    /// client to fetch one of them (until then its lag is unknown).
+    fn unsettled(&self) -> bool {
+        if !self.grouped {
+            return false;
+        }
+        let fetching = self.fetching.lock();
+        match &*self.assigned.lock() {
+            None => true,
+            Some(assigned) => assigned.iter().any(|p| !fetching.contains(p)),
+        }
     }
 
     pub fn assignments(&self) -> u64 {
@@ -140,9 +190,11 @@ impl SourceHealth {
         self.lag.lock().values().sum()
     }
 
-    /// True while the source is unreachable or lagging past the limit.
+    /// True while the source is unreachable or lagging past the limit,
+    /// or (a group member) not yet reading its partitions.
     pub fn stale(&self) -> bool {
-        self.partitioned && (!self.connected() || self.total_lag() > self.lag_limit)
+        self.partitioned
+            && (!self.connected() || self.total_lag() > self.lag_limit || self.unsettled())
     }
 
     /// Ready once the state is restored and reading is caught up.

@@ -47,9 +47,9 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use tokio_util::sync::CancellationToken;
 
-use super::kafka::{read_behind, KafkaConfig};
+use super::kafka::KafkaConfig;
 use super::{FilteredBlock, Origin};
-use crate::decode::{Decoded, Decoder};
+use crate::decode::{Decoded, Decoder, MAX_MESSAGE_BYTES};
 
 /// The header with a routed message's origin: partition (i32) and offset
 /// (i64), little-endian.
@@ -191,6 +191,8 @@ pub enum RouterError {
         topic: String,
         source: rdkafka::error::KafkaError,
     },
+    #[error("reading the router's committed offsets again: {source}")]
+    Rewind { source: rdkafka::error::KafkaError },
 }
 
 /// What `/metrics` reports about the router.
@@ -203,9 +205,24 @@ pub struct RouterStats {
     pub skipped_at_resume: AtomicU64,
     /// Messages read again (already routed by this router), skipped.
     pub read_again: AtomicU64,
-    /// Messages the broker refused for good (too large for the by-id
-    /// topic, not authorised): lost from the counts, so reported.
+    /// Messages the by-id topic refused (too large for it, not
+    /// authorised, ...), and messages given up with them: each stops
+    /// routing until it can be sent again ([`RouterStats::blocked`]).
     pub failed_deliveries: AtomicU64,
+    /// Why routing is stopped, while it is: nothing past the message that
+    /// could not be sent is committed, and `/readyz` fails.
+    pub blocked: Mutex<Option<String>>,
+    /// How many times routing stopped.
+    pub blocks: AtomicU64,
+    /// The last refusal the producer reported.
+    last_failure: Mutex<Option<String>>,
+}
+
+impl RouterStats {
+    /// Why routing is stopped, if it is.
+    pub fn blocked_reason(&self) -> Option<String> {
+        self.blocked.lock().clone()
+    }
 }
 
 /// The router's producer context: counts what could not be delivered.
@@ -213,7 +230,27 @@ struct Deliveries {
     stats: Arc<RouterStats>,
 }
 
-impl ClientContext for Deliveries {}
+impl ClientContext for Deliveries {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        // librdkafka calls the gapless guarantee experimental each time a
+        // producer is made; it is what the router relies on, on purpose.
+        if fac == "CONFWARN" && message.contains("gapless") {
+            return;
+        }
+        match level {
+            rdkafka::config::RDKafkaLogLevel::Debug => {
+                tracing::debug!(target: "librdkafka", "{fac} {message}")
+            }
+            rdkafka::config::RDKafkaLogLevel::Info | rdkafka::config::RDKafkaLogLevel::Notice => {
+                tracing::info!(target: "librdkafka", "{fac} {message}")
+            }
+            rdkafka::config::RDKafkaLogLevel::Warning => {
+                tracing::warn!(target: "librdkafka", "{fac} {message}")
+            }
+            _ => tracing::error!(target: "librdkafka", "{fac} {message}"),
+        }
+    }
+}
 
 impl ProducerContext for Deliveries {
     type DeliveryOpaque = ();
@@ -221,16 +258,24 @@ impl ProducerContext for Deliveries {
     fn delivery(&self, result: &DeliveryResult<'_>, (): ()) {
         if let Err((e, m)) = result {
             self.stats.failed_deliveries.fetch_add(1, Ordering::Relaxed);
-            tracing::error!(error = %e, partition = m.partition(), "router: a message was not delivered to the by-id topic");
+            // The first refusal says why; those given up with it follow.
+            let mut last = self.stats.last_failure.lock();
+            if last.is_none() {
+                tracing::error!(error = %e, partition = m.partition(), "router: a message was not delivered to the by-id topic");
+                *last = Some(format!(
+                    "the by-id topic refused a message for partition {}: {e}",
+                    m.partition()
+                ));
+            }
         }
     }
 }
 
 /// The router's consumer context. On assignment it starts each partition
-/// [`super::kafka::READ_BEHIND`] before the group's committed offset (a
-/// broker may skip the rest of a record batch fetched from its middle),
-/// and the run loop routes nothing below that offset: a block's counts
-/// then run from where the last router committed, as the counter needs.
+/// at exactly the group's committed offset, and the run loop routes
+/// nothing below it: a block's counts then run from where the last router
+/// committed, as the counter needs. A first message past the offset means
+/// offsets were never read (retention deleted them): counted as skipped.
 struct RouterContext {
     topic: String,
     /// Per newly assigned partition, the committed offset it resumes at,
@@ -262,9 +307,8 @@ impl ConsumerContext for RouterContext {
                     });
                 for e in committed.elements_for_topic(&self.topic) {
                     if let Offset::Offset(at) = e.offset() {
-                        let from = read_behind(consumer, &self.topic, e.partition(), at);
                         if tpl
-                            .set_partition_offset(&self.topic, e.partition(), Offset::Offset(from))
+                            .set_partition_offset(&self.topic, e.partition(), Offset::Offset(at))
                             .is_ok()
                         {
                             self.resume_at.lock().insert(e.partition(), at);
@@ -331,12 +375,36 @@ pub struct Router {
     consumer: BaseConsumer<RouterContext>,
     /// Polled on its own thread: delivery reports never wait on routing.
     producer: ThreadedProducer<Deliveries>,
+    /// To make the producer again after it stopped on a refusal.
+    producer_config: rdkafka::ClientConfig,
     decoder: Decoder,
     by_id_topic: String,
     by_id_partitions: i32,
     raw_topic: String,
     pub stats: Arc<RouterStats>,
+    /// Refusals seen so far: one more means routing stops.
+    failures_seen: u64,
+    /// While routing is stopped: when to try again, and the pause after.
+    retry: Option<(Instant, Duration)>,
+    cancel: CancellationToken,
 }
+
+/// Why a message could not be handed to the producer.
+#[derive(Debug, thiserror::Error)]
+enum SendError {
+    #[error("the router's producer refused a message: {0}")]
+    Refused(rdkafka::error::KafkaError),
+    #[error("shutting down with the producer's queue full")]
+    Cancelled,
+}
+
+/// What a record batch holds besides its records, with room to spare.
+const BATCH_FRAMING: usize = 512;
+
+/// The first pause before routing is tried again after a refusal, and
+/// the longest (the pause doubles each time in between).
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(10);
 
 /// A routed message's origin, from its headers (`None` on a message that
 /// was not routed, or whose header is malformed).
@@ -370,12 +438,15 @@ pub fn origin(headers: Option<&rdkafka::message::BorrowedHeaders>) -> Option<Ori
 
 impl Router {
     /// The router of `raw` (the checkout topic and its group), writing to
-    /// `by_id_topic` of `by_id_partitions` partitions.
+    /// `by_id_topic` of `by_id_partitions` partitions, which takes record
+    /// batches of up to `max_batch` bytes.
     pub fn connect(
         raw: &KafkaConfig,
         by_id_topic: String,
         by_id_partitions: i32,
+        max_batch: Option<usize>,
         fx: FxTable,
+        cancel: CancellationToken,
     ) -> Result<Router, RouterError> {
         let stats = Arc::new(RouterStats::default());
         let context = RouterContext {
@@ -398,47 +469,55 @@ impl Router {
                 topic: raw.topic.clone(),
                 source,
             })?;
-        let mut producer_config = rdkafka::ClientConfig::new();
+        let mut producer_config = raw.producer_config();
         producer_config
-            .set("bootstrap.servers", &raw.brokers)
-            .set("acks", "all")
             // Messages of one origin partition must reach a by-id
-            // partition in order, retries included: the counter's skip
-            // rule relies on it. One request in flight keeps that order on
-            // any broker. (The idempotent producer with five in flight was
-            // no faster here, the router being CPU-bound.)
-            .set("max.in.flight.requests.per.connection", "1")
-            // Never give a message up: one that failed while later ones got
-            // through would leave a gap the counter's skip rule cannot see
-            // (they are committed past). A broker outage fills the queue
-            // and stalls routing instead.
+            // partition in order, retries included, and none may be
+            // missing before one that arrived: the counter's skip rule
+            // relies on both. The idempotent producer keeps the order
+            // with several requests in flight; with the gapless guarantee
+            // a message the broker refuses for good stops the producer,
+            // so nothing after it on its partition is written, and the
+            // router sends again from its last commit.
+            .set("enable.idempotence", "true")
+            .set("enable.gapless.guarantee", "true")
+            .set("acks", "all")
+            // Never give a message up on time: a broker outage fills the
+            // queue and stalls routing instead.
             .set("message.timeout.ms", "0")
             .set("linger.ms", "10")
             .set("queue.buffering.max.messages", "500000");
-        let producer: ThreadedProducer<Deliveries> = producer_config
-            .create_with_context(Deliveries {
-                stats: Arc::clone(&stats),
-            })
-            .map_err(|source| RouterError::Create {
-                what: "producer",
-                source,
-            })?;
+        if let Some(max) = max_batch {
+            // Batches the topic takes: only a single message larger than
+            // its limit is refused, never a batch of small ones.
+            let batch = max.saturating_sub(BATCH_FRAMING).clamp(1_024, 1_000_000);
+            producer_config.set("batch.size", batch.to_string());
+        }
+        let producer = new_producer(&producer_config, &stats)?;
         Ok(Router {
             consumer,
             producer,
+            producer_config,
             decoder: Decoder::new(fx),
             by_id_topic,
             by_id_partitions: by_id_partitions.max(1),
             raw_topic: raw.topic.clone(),
             stats,
+            failures_seen: 0,
+            retry: None,
+            cancel,
         })
     }
 
     /// Routes until cancelled, then flushes and commits what was sent.
-    pub fn run(self, cancel: CancellationToken) {
+    pub fn run(mut self) {
         let mut blocks = FilteredBlocks::default();
         let (mut last_commit, mut last_mark) = (Instant::now(), Instant::now());
-        while !cancel.is_cancelled() {
+        while !self.cancel.is_cancelled() {
+            if self.retry.is_some() {
+                self.stopped(&mut blocks);
+                continue;
+            }
             match self.consumer.poll(Duration::from_millis(50)) {
                 Some(Ok(m)) => {
                     let (p, o) = (m.partition(), m.offset());
@@ -455,28 +534,139 @@ impl Router {
                         // messages were routed by another router meanwhile.
                         tracing::info!(partition = p, offset = o, ?before, "router reads from");
                     }
-                    let filtered = self.route(p, o, m.payload());
-                    if let Some(done) = blocks.observe(p, o, filtered) {
-                        self.mark(done);
+                    let routed = self.route(p, o, m.payload()).and_then(|filtered| {
+                        match blocks.observe(p, o, filtered) {
+                            Some(done) => self.mark(done),
+                            None => Ok(()),
+                        }
+                    });
+                    if let Err(e) = routed {
+                        self.stop(e.to_string(), p, o);
+                        continue;
                     }
                 }
                 Some(Err(e)) => tracing::warn!(error = %e, "router poll error"),
                 None => {}
             }
+            if self.refused() {
+                self.stop_on_refusal();
+                continue;
+            }
             if last_mark.elapsed() >= MARK_EVERY {
                 last_mark = Instant::now();
-                blocks.due().into_iter().for_each(|m| self.mark(m));
+                if let Err(e) = blocks.due().into_iter().try_for_each(|m| self.mark(m)) {
+                    self.stop(e.to_string(), -1, -1);
+                    continue;
+                }
             }
             if last_commit.elapsed() >= COMMIT_EVERY {
                 last_commit = Instant::now();
                 self.commit(&blocks, CommitMode::Async);
             }
         }
-        blocks.due().into_iter().for_each(|m| self.mark(m));
-        self.commit(&blocks, CommitMode::Sync);
+        if self.retry.is_none()
+            && blocks
+                .due()
+                .into_iter()
+                .try_for_each(|m| self.mark(m))
+                .is_ok()
+        {
+            self.commit(&blocks, CommitMode::Sync);
+        }
     }
 
-    fn mark(&self, m: Marker) {
+    /// Whether the producer reported a refusal not yet acted on.
+    fn refused(&self) -> bool {
+        self.stats.failed_deliveries.load(Ordering::Relaxed) != self.failures_seen
+    }
+
+    fn stop_on_refusal(&mut self) {
+        let reason = self
+            .producer
+            .client()
+            .fatal_error()
+            .map(|(_, why)| why)
+            .or_else(|| self.stats.last_failure.lock().clone())
+            .unwrap_or_else(|| "the by-id topic refused a message".to_owned());
+        self.stop(reason, -1, -1);
+    }
+
+    /// Stops routing: nothing more is read, sent or committed until
+    /// [`Router::resume`] starts again from the group's committed offsets.
+    fn stop(&mut self, reason: String, partition: i32, offset: i64) {
+        tracing::error!(
+            %reason,
+            partition,
+            offset,
+            "routing stopped: nothing past this message is committed; retrying"
+        );
+        *self.stats.blocked.lock() = Some(reason);
+        self.stats.blocks.fetch_add(1, Ordering::Relaxed);
+        self.retry = Some((Instant::now() + RETRY_FIRST, RETRY_FIRST));
+    }
+
+    /// While routing is stopped: stays in the group (what is fetched is
+    /// dropped; it is read again from the last commit) and tries to
+    /// resume when it is time.
+    fn stopped(&mut self, blocks: &mut FilteredBlocks) {
+        let _ = self.consumer.poll(Duration::from_millis(100));
+        let Some((at, pause)) = self.retry else {
+            return;
+        };
+        if Instant::now() < at {
+            return;
+        }
+        match self.resume(blocks) {
+            Ok(()) => {
+                tracing::info!("routing resumes from the last commit");
+                self.retry = None;
+                *self.stats.blocked.lock() = None;
+            }
+            Err(e) => {
+                let pause = (pause * 2).min(RETRY_MAX);
+                tracing::warn!(error = %e, retry_in = ?pause, "routing cannot resume yet");
+                self.retry = Some((Instant::now() + pause, pause));
+            }
+        }
+    }
+
+    /// A fresh producer, and every assigned partition read again from
+    /// the group's committed offset: the counter skips what it counted,
+    /// and the message that was refused is sent again.
+    fn resume(&mut self, blocks: &mut FilteredBlocks) -> Result<(), RouterError> {
+        // Dropping the old producer gives up what it still held.
+        self.producer = new_producer(&self.producer_config, &self.stats)?;
+        self.failures_seen = self.stats.failed_deliveries.load(Ordering::Relaxed);
+        *self.stats.last_failure.lock() = None;
+        let assigned = self
+            .consumer
+            .assignment()
+            .map_err(|source| RouterError::Rewind { source })?;
+        let committed = self
+            .consumer
+            .committed_offsets(assigned, Duration::from_secs(10))
+            .map_err(|source| RouterError::Rewind { source })?;
+        *blocks = FilteredBlocks::default();
+        let mut resume_at = self.consumer.context().resume_at.lock();
+        resume_at.clear();
+        for e in committed.elements_for_topic(&self.raw_topic) {
+            // A partition never committed starts where the group's reset
+            // policy says, as it did when it was first read.
+            let at = match e.offset() {
+                Offset::Offset(at) => {
+                    resume_at.insert(e.partition(), at);
+                    Offset::Offset(at)
+                }
+                _ => Offset::Beginning,
+            };
+            self.consumer
+                .seek(&self.raw_topic, e.partition(), at, Duration::from_secs(10))
+                .map_err(|source| RouterError::Rewind { source })?;
+        }
+        Ok(())
+    }
+
+    fn mark(&self, m: Marker) -> Result<(), SendError> {
         let mut v = [0u8; 24];
         v[..4].copy_from_slice(&m.partition.to_le_bytes());
         v[4..12].copy_from_slice(&m.block.to_le_bytes());
@@ -489,12 +679,17 @@ impl Router {
         let record: BaseRecord<'_, str, [u8]> = BaseRecord::to(&self.by_id_topic)
             .headers(headers)
             .partition(m.partition.rem_euclid(self.by_id_partitions));
-        self.send(record, m.partition, m.last);
+        self.send(record)
     }
 
     /// Routes one message; returns whether it was filtered (then it is
     /// only counted in its block).
-    fn route(&self, partition: i32, offset: i64, payload: Option<&[u8]>) -> bool {
+    fn route(
+        &self,
+        partition: i32,
+        offset: i64,
+        payload: Option<&[u8]>,
+    ) -> Result<bool, SendError> {
         let key = match self.decoder.decode(payload) {
             Decoded::Checkout(c) => {
                 self.stats.checkouts.fetch_add(1, Ordering::Relaxed);
@@ -502,7 +697,7 @@ impl Router {
             }
             Decoded::Filtered(_) => {
                 self.stats.filtered.fetch_add(1, Ordering::Relaxed);
-                return true;
+                return Ok(true);
             }
             Decoded::Rejected(_) => {
                 self.stats.rejected.fetch_add(1, Ordering::Relaxed);
@@ -525,33 +720,42 @@ impl Router {
             None => record.partition(partition.rem_euclid(self.by_id_partitions)),
         };
         if let Some(v) = payload {
-            record = record.payload(v);
+            // A rejected message is sent for its reason only: one the
+            // decoder finds too large goes cut to just over the limit, so
+            // that it fits the by-id topic and is rejected there as here.
+            let cut = if key.is_none() {
+                &v[..v.len().min(MAX_MESSAGE_BYTES + 1)]
+            } else {
+                v
+            };
+            record = record.payload(cut);
         }
-        self.send(record, partition, offset);
-        false
+        self.send(record)?;
+        Ok(false)
     }
 
-    fn send(&self, mut record: BaseRecord<'_, str, [u8]>, partition: i32, offset: i64) {
+    fn send(&self, mut record: BaseRecord<'_, str, [u8]>) -> Result<(), SendError> {
         loop {
             match self.producer.send(record) {
-                Ok(()) => return,
+                Ok(()) => return Ok(()),
                 Err((e, r)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {
+                    // The broker is away or slow: wait for room, but not
+                    // past a shutdown.
+                    if self.cancel.is_cancelled() {
+                        return Err(SendError::Cancelled);
+                    }
                     record = r;
                     std::thread::sleep(Duration::from_millis(1));
                 }
-                Err((e, _)) => {
-                    // Not committed past, so it is sent again after a restart.
-                    tracing::error!(error = %e, partition, offset, "router cannot send");
-                    return;
-                }
+                Err((e, _)) => return Err(SendError::Refused(e)),
             }
         }
     }
 
     /// Commits where each origin partition still ours got to (the start
     /// of its open block if that holds filtered messages), once everything
-    /// routed is acknowledged.
-    fn commit(&self, blocks: &FilteredBlocks, mode: CommitMode) {
+    /// routed is acknowledged, and nothing was refused.
+    fn commit(&mut self, blocks: &FilteredBlocks, mode: CommitMode) {
         let Ok(assigned) = self.consumer.assignment() else {
             return;
         };
@@ -565,8 +769,14 @@ impl Router {
         if tpl.count() == 0 {
             return;
         }
-        if let Err(e) = self.producer.flush(Duration::from_secs(10)) {
+        if let Err(e) = self.producer.flush(self.flush_patience()) {
             tracing::warn!(error = %e, "router flush incomplete; not committing");
+            return;
+        }
+        // Every delivery report is in once the flush is through: a
+        // refusal among them means nothing here may be committed.
+        if self.refused() {
+            self.stop_on_refusal();
             return;
         }
         tracing::debug!(offsets = ?tpl.elements().iter().map(|e| (e.partition(), e.offset())).collect::<Vec<_>>(), "router commits");
@@ -574,6 +784,31 @@ impl Router {
             tracing::warn!(error = %e, "router commit failed");
         }
     }
+
+    /// How long a flush may wait: a while when routing, briefly when
+    /// shutting down (what is not acknowledged is not committed, and is
+    /// routed again by the next owner).
+    fn flush_patience(&self) -> Duration {
+        if self.cancel.is_cancelled() {
+            Duration::from_secs(2)
+        } else {
+            Duration::from_secs(10)
+        }
+    }
+}
+
+fn new_producer(
+    config: &rdkafka::ClientConfig,
+    stats: &Arc<RouterStats>,
+) -> Result<ThreadedProducer<Deliveries>, RouterError> {
+    config
+        .create_with_context(Deliveries {
+            stats: Arc::clone(stats),
+        })
+        .map_err(|source| RouterError::Create {
+            what: "producer",
+            source,
+        })
 }
 
 #[cfg(test)]

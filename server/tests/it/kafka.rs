@@ -1,11 +1,10 @@
-//! Kafka ingest against a real Kafka-protocol broker (tansu, installed by
-//! `scripts/setup.sh`): exact totals for a mixed batch, a `kill -9` and
+//! Kafka ingest against Apache Kafka (see `broker.rs`): exact totals for a mixed batch, a `kill -9` and
 //! restart, a broker cut and restored, and a second member joining and
 //! leaving the group.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, TcpListener as StdListener};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,108 +21,10 @@ use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedPr
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::broker::Broker;
 use crate::util::{eventually_within, TestServer};
 
 pub(crate) const KAFKA_PATIENCE: Duration = Duration::from_secs(90);
-
-/// A tansu broker on a free loopback port, killed on drop.
-pub(crate) struct Tansu {
-    child: Child,
-    pub(crate) port: u16,
-}
-
-fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-fn tansu_bin() -> PathBuf {
-    let home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_default();
-    let candidates = std::env::var_os("PATH")
-        .map(|p| {
-            std::env::split_paths(&p)
-                .map(|d| d.join("tansu"))
-                .collect::<Vec<_>>()
-        })
-        .unwrap_or_default();
-    candidates
-        .into_iter()
-        .chain([home.join(".cargo/bin/tansu")])
-        .find(|p| p.is_file())
-        .expect("tansu is not installed: run scripts/setup.sh (Kafka tests never skip)")
-}
-
-impl Tansu {
-    /// Starts a broker that advertises `advertised` (another port, for a
-    /// proxy in front of it) or its own port.
-    pub(crate) fn start(advertised: Option<u16>) -> Tansu {
-        let port = free_port();
-        let adv = advertised.unwrap_or(port);
-        // The broker's log, for a failing test: its path is printed with it.
-        let log = std::env::temp_dir().join(format!("livemap-tansu-{port}.log"));
-        eprintln!("tansu on port {port} logs to {}", log.display());
-        let (stdout, stderr) = match std::fs::File::create(&log) {
-            Ok(f) => match f.try_clone() {
-                Ok(g) => (Stdio::from(f), Stdio::from(g)),
-                Err(_) => (Stdio::from(f), Stdio::null()),
-            },
-            Err(_) => (Stdio::null(), Stdio::null()),
-        };
-        let child = Command::new(tansu_bin())
-            .args([
-                "broker",
-                "--listener-url",
-                &format!("tcp://127.0.0.1:{port}"),
-                "--advertised-listener-url",
-                &format!("tcp://127.0.0.1:{adv}"),
-                "--storage-engine",
-                "memory://tansu/",
-            ])
-            .env(
-                "RUST_LOG",
-                std::env::var("LIVEMAP_TEST_TANSU_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .stdout(stdout)
-            .stderr(stderr)
-            .spawn()
-            .expect("tansu starts");
-        let t = Tansu { child, port };
-        let deadline = std::time::Instant::now() + KAFKA_PATIENCE;
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(std::time::Instant::now() < deadline, "tansu never listened");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        t
-    }
-
-    pub(crate) fn create_topic(&self, name: &str, partitions: u32) {
-        let status = Command::new(tansu_bin())
-            .args([
-                "topic",
-                "create",
-                "--broker",
-                &format!("tcp://127.0.0.1:{}", self.port),
-                "--partitions",
-                &partitions.to_string(),
-                name,
-            ])
-            .stdout(Stdio::null())
-            .status()
-            .expect("tansu topic create runs");
-        assert!(status.success(), "creating topic {name}");
-    }
-}
-
-impl Drop for Tansu {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// A mixed batch: the demo mix with more malformed messages, plus
 /// tombstones and empty values. Keys are shop ids, so a redelivered event
@@ -287,8 +188,8 @@ async fn wait_processed(server: &TestServer, n: u64) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kafka_totals_are_exact_for_a_mixed_batch() {
-    let broker = Tansu::start(None);
-    broker.create_topic("mixed", 4);
+    let broker = Broker::shared();
+    broker.create_topic("mixed", 4).await;
     let messages = mixed_batch(1, 20_000);
     let want = expected(&messages);
     assert!(
@@ -302,7 +203,10 @@ async fn kafka_totals_are_exact_for_a_mixed_batch() {
     let server = start_kafka_server(broker.port, "mixed", "g-mixed", temp_state("mixed")).await;
     let s = wait_processed(&server, messages.len() as u64).await;
     assert_eq!(observed(&s), want);
-    assert_eq!(s["stale"], serde_json::json!(false));
+    eventually_within(KAFKA_PATIENCE, "fresh once caught up", || async {
+        (server.snapshot().await["stale"] == serde_json::json!(false)).then_some(())
+    })
+    .await;
 
     // The operator sees the same numbers, the lag and the checkpoints.
     let metrics = eventually_within(
@@ -338,12 +242,12 @@ pub(crate) const COMMITTED_INSIDE: usize = 1_000;
 /// batch, with `group`'s offset committed inside it, at
 /// [`COMMITTED_INSIDE`].
 pub(crate) async fn one_batch_committed_inside(
-    broker: &Tansu,
+    broker: &Broker,
     topic: &'static str,
     group: &'static str,
     seed: u64,
 ) -> Vec<Option<Vec<u8>>> {
-    broker.create_topic(topic, 1);
+    broker.create_topic(topic, 1).await;
     let mix = DemoMix {
         checkout: 0.5,
         duplicate: 0.2,
@@ -408,19 +312,7 @@ const EXACT_COUNTS: [&str; 6] = [
     "filtered",
 ];
 
-/// The counts of `messages[from..]` as a run over all of them counts them:
-/// its de-duplication knows the messages before.
-pub(crate) fn expected_from(messages: &[Option<Vec<u8>>], from: usize) -> serde_json::Value {
-    let (whole, head) = (expected(messages), expected(&messages[..from]));
-    let mut out = serde_json::Map::new();
-    for k in EXACT_COUNTS {
-        let d = whole[k].as_u64().unwrap_or(0) - head[k].as_u64().unwrap_or(0);
-        out.insert(k.to_owned(), d.into());
-    }
-    out.into()
-}
-
-/// The counts [`expected_from`] compares.
+/// The counts that add up exactly, of a snapshot's [`observed`] numbers.
 pub(crate) fn exact_part(observed: &serde_json::Value) -> serde_json::Value {
     let mut out = serde_json::Map::new();
     for k in EXACT_COUNTS {
@@ -430,15 +322,17 @@ pub(crate) fn exact_part(observed: &serde_json::Value) -> serde_json::Value {
 }
 
 /// Kafka answers a fetch with the record batch that holds the fetch
-/// offset; tansu 0.6 answers from the next batch on. Either way a group
-/// whose committed offset lies inside a batch counts from exactly there.
+/// offset, and the client drops the records before it: a group whose
+/// committed offset lies inside a batch counts from exactly there. (A
+/// process with no state of its own resuming from a bare group offset
+/// reads nothing before it, so its filter knows only what it reads.)
 #[tokio::test(flavor = "multi_thread")]
 async fn a_committed_offset_inside_a_record_batch_is_where_counting_starts() {
-    let broker = Tansu::start(None);
-    let messages = one_batch_committed_inside(&broker, "inside", "g-inside", 5).await;
+    let broker = Broker::shared();
+    let messages = one_batch_committed_inside(broker, "inside", "g-inside", 5).await;
     let server = start_kafka_server(broker.port, "inside", "g-inside", temp_state("inside")).await;
     let s = wait_processed(&server, (messages.len() - COMMITTED_INSIDE) as u64).await;
-    let want = expected_from(&messages, COMMITTED_INSIDE);
+    let want = exact_part(&expected(&messages[COMMITTED_INSIDE..]));
     assert!(want["duplicates"].as_u64() > Some(0), "{want}");
     assert_eq!(exact_part(&observed(&s)), want);
     let metrics = server.metrics().await.unwrap_or_default();
@@ -460,7 +354,12 @@ impl Process {
         Process::start_in_group(port, topic, "g-kill", state)
     }
 
-    fn start_in_group(port: u16, topic: &str, group: &str, state: &std::path::Path) -> Process {
+    pub(crate) fn start_in_group(
+        port: u16,
+        topic: &str,
+        group: &str,
+        state: &std::path::Path,
+    ) -> Process {
         let state = state.to_string_lossy();
         Process::spawn(
             port,
@@ -472,6 +371,11 @@ impl Process {
                 "1",
                 "--state-dir",
                 &state,
+                // A dead member's partitions move after this, not 30 s.
+                "--kafka-option",
+                "session.timeout.ms=6000",
+                "--kafka-option",
+                "heartbeat.interval.ms=500",
             ],
         )
     }
@@ -534,6 +438,29 @@ impl Process {
         self.child.kill().expect("SIGKILL");
         let _ = self.child.wait();
     }
+
+    /// SIGTERM, as a deploy stops a process; waits for it to exit (at
+    /// most `patience`, then SIGKILL) and says how long it took and
+    /// whether it exited cleanly.
+    pub(crate) async fn terminate(mut self, patience: Duration) -> (Duration, bool) {
+        let started = std::time::Instant::now();
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "SIGTERM sent");
+        loop {
+            if let Some(exit) = self.child.try_wait().expect("wait") {
+                return (started.elapsed(), exit.success());
+            }
+            if started.elapsed() > patience {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                return (started.elapsed(), false);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 }
 
 impl Drop for Process {
@@ -545,8 +472,8 @@ impl Drop for Process {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_mid_stream_then_restart_counts_every_order_once() {
-    let broker = Tansu::start(None);
-    broker.create_topic("killed", 4);
+    let broker = Broker::shared();
+    broker.create_topic("killed", 4).await;
     let messages = mixed_batch(2, 60_000);
     let want = expected(&messages);
     let state = temp_state("kill");
@@ -573,13 +500,17 @@ async fn kill_9_mid_stream_then_restart_counts_every_order_once() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     p.kill_9();
     producing.await.expect("produced the rest");
-    // tansu never expires the killed member from its group (it stays
-    // "Stable" with one member), so a restart under the same group id may
-    // wait forever for partitions that a real Kafka would hand over after
-    // the session timeout. The restarted process joins under a new group
-    // id instead: it has no committed offsets there, so it resumes exactly
-    // where its checkpoint says, which is what this test is about.
-    let p = Process::start_in_group(broker.port, "killed", "g-kill-restarted", &state);
+    // The restart joins the same group: the broker hands it the
+    // partitions once the dead member's session times out. Meanwhile it
+    // shows what it restored, never zero, and says it is behind.
+    let p = Process::start(broker.port, "killed", &state);
+    let first = p.snapshot().await.expect("a first snapshot");
+    assert!(
+        processed(&first) > 0 && first["totals"]["orders"].as_u64() > Some(0),
+        "the restored totals from the first snapshot: {}",
+        first["ingest"]
+    );
+    assert_eq!(first["stale"], true, "stale until caught up");
     let s = eventually_within(
         KAFKA_PATIENCE,
         "every message processed after restart",
@@ -646,10 +577,15 @@ impl Proxy {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn broker_cut_marks_stale_then_catches_up_without_loss() {
-    let proxy_port = free_port();
-    let broker = Tansu::start(Some(proxy_port));
-    let proxy = Proxy::start(proxy_port, SocketAddr::from(([127, 0, 0, 1], broker.port))).await;
-    broker.create_topic("cut", 4);
+    // The broker's PROXIED listener advertises the proxy's port, so every
+    // connection the client makes goes through the proxy.
+    let broker = Broker::shared();
+    let (proxied, proxy_port) = (
+        broker.proxied_port.expect("a proxied listener"),
+        broker.proxy_port.expect("a proxy port"),
+    );
+    let proxy = Proxy::start(proxy_port, SocketAddr::from(([127, 0, 0, 1], proxied))).await;
+    broker.create_topic("cut", 4).await;
     let messages = mixed_batch(3, 30_000);
     let want = expected(&messages);
     let (a, b) = messages.split_at(15_000);
@@ -717,8 +653,8 @@ fn sum(a: &serde_json::Value, b: &serde_json::Value) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_second_member_joining_and_leaving_loses_and_double_counts_nothing() {
-    let broker = Tansu::start(None);
-    broker.create_topic("shared", 4);
+    let broker = Broker::shared();
+    broker.create_topic("shared", 4).await;
     // No redeliveries here: each member de-duplicates what it reads, so a
     // duplicate whose two copies straddle a hand-off is counted by both
     // members (merging the members' filters is the scale-out work). What
