@@ -541,7 +541,7 @@ impl Router {
                         }
                     });
                     if let Err(e) = routed {
-                        self.stop(e.to_string(), p, o);
+                        self.stop(self.why(&e), p, o);
                         continue;
                     }
                 }
@@ -555,7 +555,7 @@ impl Router {
             if last_mark.elapsed() >= MARK_EVERY {
                 last_mark = Instant::now();
                 if let Err(e) = blocks.due().into_iter().try_for_each(|m| self.mark(m)) {
-                    self.stop(e.to_string(), -1, -1);
+                    self.stop(self.why(&e), -1, -1);
                     continue;
                 }
             }
@@ -582,13 +582,25 @@ impl Router {
 
     fn stop_on_refusal(&mut self) {
         let reason = self
-            .producer
+            .refusal()
+            .unwrap_or_else(|| "the by-id topic refused a message".to_owned());
+        self.stop(reason, -1, -1);
+    }
+
+    /// The broker's reason for a refusal: the producer's fatal error (the
+    /// gapless guarantee stops it on one), or the first failed delivery.
+    fn refusal(&self) -> Option<String> {
+        self.producer
             .client()
             .fatal_error()
             .map(|(_, why)| why)
             .or_else(|| self.stats.last_failure.lock().clone())
-            .unwrap_or_else(|| "the by-id topic refused a message".to_owned());
-        self.stop(reason, -1, -1);
+    }
+
+    /// Why a send failed: a stopped producer answers every send with a
+    /// bare "fatal", so the reason it stopped is asked for.
+    fn why(&self, e: &SendError) -> String {
+        self.refusal().unwrap_or_else(|| e.to_string())
     }
 
     /// Stops routing: nothing more is read, sent or committed until
