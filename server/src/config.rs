@@ -168,6 +168,12 @@ pub struct Args {
     #[arg(long, env = "LIVEMAP_LAG_LIMIT", default_value_t = 100_000)]
     pub lag_limit: i64,
 
+    /// Snapshots are marked stale (and /readyz fails) while the newest
+    /// message read in a partition with a backlog is older than this many
+    /// seconds, by the broker's timestamps.
+    #[arg(long, env = "LIVEMAP_LAG_LIMIT_SECS", default_value_t = 30)]
+    pub lag_limit_secs: u32,
+
     /// Admin listener: /metrics, /healthz, /readyz.
     #[arg(long, env = "LIVEMAP_ADMIN_LISTEN", default_value = "127.0.0.1:9091")]
     pub admin_listen: SocketAddr,
@@ -251,6 +257,8 @@ pub struct Config {
     pub state_dir: PathBuf,
     pub checkpoint_every: Duration,
     pub lag_limit: i64,
+    /// See `--lag-limit-secs`.
+    pub lag_limit_secs: Duration,
     pub role: Role,
     /// Where partial states travel (aggregator and edge roles).
     pub partials: Option<PartialsConfig>,
@@ -347,6 +355,7 @@ impl Config {
             state_dir: args.state_dir.clone(),
             checkpoint_every: Duration::from_secs(u64::from(args.checkpoint_secs.max(1))),
             lag_limit: args.lag_limit,
+            lag_limit_secs: Duration::from_secs(u64::from(args.lag_limit_secs.max(1))),
             role: args.role,
             partials,
             aggregator_id,

@@ -218,6 +218,11 @@ pub struct Engine {
 }
 
 impl Engine {
+    /// The newest event time counted, if any order was.
+    pub fn newest_event_ms(&self) -> Option<i64> {
+        (self.watermark_ms > i64::MIN).then_some(self.watermark_ms)
+    }
+
     pub fn new(config: EngineConfig) -> Self {
         Engine {
             decoder: Decoder::new(config.fx),

@@ -135,6 +135,7 @@ pub async fn run_with_clock(
                 checkpointer.clone(),
                 follower.clone().filter(|_| config.role == Role::Aggregator),
                 health.clone(),
+                clock.clone(),
             )?;
             let handle = src.handle();
             let every = match config.role {
@@ -566,7 +567,10 @@ async fn restore(
         None => Engine::new(config.engine.clone()),
     };
     let engine = Arc::new(Mutex::new(engine));
-    let health = Arc::new(SourceHealth::grouped(config.lag_limit));
+    let health = Arc::new(SourceHealth::grouped(
+        config.lag_limit,
+        config.lag_limit_secs.as_secs_f64(),
+    ));
     health.mark_restored();
     let checkpointer = Arc::new(Checkpointer::new(
         store,

@@ -206,6 +206,27 @@ impl MetricsSources {
                 "livemap_consumer_lag_messages{{partition=\"{p}\"}} {lag}"
             );
         }
+        family(
+            &mut out,
+            "livemap_consumer_lag_seconds",
+            "gauge",
+            "Age of the newest message read, by the broker's timestamp, where the partition has a backlog (0 without one); past --lag-limit-secs the totals are stale and /readyz fails.",
+        );
+        for (p, secs) in self.health.lag_seconds() {
+            let _ = writeln!(
+                out,
+                "livemap_consumer_lag_seconds{{partition=\"{p}\"}} {secs:.3}"
+            );
+        }
+        let newest_event = self.engine.lock().newest_event_ms();
+        if let Some(newest) = newest_event {
+            gauge(
+                &mut out,
+                "livemap_event_time_lag_seconds",
+                "How long ago (by this clock) the newest order counted happened, by its event time: the lag when orders flow, the quiet when they do not.",
+                ((self.clock.now_ms() - newest).max(0)) as f64 / 1000.0,
+            );
+        }
 
         if let Some(f) = &self.follower {
             self.render_partials(&mut out, f);

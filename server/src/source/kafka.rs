@@ -37,6 +37,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{Batch, Message, Position, SourceHealth};
 use crate::checkpoint::CheckpointError;
+use crate::clock::Clock;
 use crate::ingest::{Engine, Handover};
 use crate::partials::follow::Follower;
 use crate::persist::Checkpointer;
@@ -174,6 +175,9 @@ struct LivemapContext {
     routed: bool,
     /// Assignment generation of each partition, as messages are tagged.
     generations: Mutex<HashMap<i32, u64>>,
+    /// Per partition, the broker timestamp of the newest message read.
+    read_at: Mutex<HashMap<i32, i64>>,
+    clock: Arc<dyn Clock>,
     next_generation: AtomicU64,
 }
 
@@ -199,7 +203,25 @@ impl ClientContext for LivemapContext {
             .filter(|(_, part)| part.fetch_state == "active")
             .map(|(p, _)| **p)
             .collect();
+        // A backlog's age: how long ago the newest message read was
+        // written. The producer's clock sets CreateTime, so a time ahead
+        // of ours counts as no lag, and no more than a day is believed.
+        let now = self.clock.now_ms();
+        let read_at = self.read_at.lock();
+        let seconds = partitions
+            .iter()
+            .filter(|(_, part)| part.consumer_lag >= 0)
+            .map(|(p, part)| {
+                let age_ms = match read_at.get(p) {
+                    Some(&at) if part.consumer_lag > 0 => (now - at).clamp(0, DAY_MS),
+                    _ => 0,
+                };
+                (**p, age_ms as f64 / 1000.0)
+            })
+            .collect();
+        drop(read_at);
         self.health.observe(up, lag);
+        self.health.observe_lag_seconds(seconds);
         self.health.observe_fetching(fetching);
     }
 
@@ -392,6 +414,8 @@ impl LivemapContext {
     }
 }
 
+const DAY_MS: i64 = 86_400_000;
+
 /// How long an assignment waits to read the partial-state topic's end.
 const PARTIALS_PATIENCE: Duration = Duration::from_secs(15);
 
@@ -444,6 +468,7 @@ impl KafkaSource {
         checkpointer: Option<Arc<Checkpointer>>,
         follower: Option<Arc<Follower>>,
         health: Arc<SourceHealth>,
+        clock: Arc<dyn Clock>,
     ) -> Result<KafkaSource, KafkaSourceError> {
         let context = LivemapContext {
             engine,
@@ -454,6 +479,8 @@ impl KafkaSource {
             topic: config.topic.clone(),
             generations: Mutex::new(HashMap::new()),
             next_generation: AtomicU64::new(0),
+            read_at: Mutex::new(HashMap::new()),
+            clock,
         };
         let consumer: BaseConsumer<LivemapContext> = config
             .client_config()
@@ -482,6 +509,9 @@ impl KafkaSource {
         const MAX_BATCH: usize = 4_096;
         const MAX_LINGER: Duration = Duration::from_millis(20);
         let mut batch: Batch = Vec::with_capacity(MAX_BATCH);
+        // The broker timestamps of the batch's newest messages, passed on
+        // with it (one lock per batch, not per message).
+        let mut read_at: HashMap<i32, i64> = HashMap::new();
         let mut batch_started = Instant::now();
         let mut last_checkpoint = Instant::now();
         let ctx = self.consumer.context();
@@ -497,6 +527,10 @@ impl KafkaSource {
                         batch_started = Instant::now();
                     }
                     batch.push(ctx.message(&m));
+                    if let Some(at) = m.timestamp().to_millis() {
+                        let newest = read_at.entry(m.partition()).or_insert(at);
+                        *newest = (*newest).max(at);
+                    }
                     ctx.health.observe_message();
                 }
                 Some(Err(e)) => {
@@ -507,6 +541,7 @@ impl KafkaSource {
             }
             let full = batch.len() >= MAX_BATCH;
             if !batch.is_empty() && (full || batch_started.elapsed() >= MAX_LINGER) {
+                ctx.read_at.lock().extend(read_at.drain());
                 if tx.blocking_send(std::mem::take(&mut batch)).is_err() {
                     break;
                 }

@@ -82,6 +82,10 @@ pub struct SourceHealth {
     assigned: Mutex<Option<BTreeSet<i32>>>,
     /// The partitions the client fetches, from its statistics.
     fetching: Mutex<BTreeSet<i32>>,
+    /// Per partition, how old the newest message read was when the client
+    /// last reported a backlog there (0 without one), in seconds.
+    lag_seconds: Mutex<BTreeMap<i32, f64>>,
+    lag_limit_seconds: f64,
 }
 
 impl SourceHealth {
@@ -107,6 +111,8 @@ impl SourceHealth {
             grouped: false,
             assigned: Mutex::new(None),
             fetching: Mutex::new(BTreeSet::new()),
+            lag_seconds: Mutex::new(BTreeMap::new()),
+            lag_limit_seconds: f64::INFINITY,
         }
     }
 
@@ -114,9 +120,10 @@ impl SourceHealth {
     /// stale until it is assigned partitions and knows its lag in each.
     /// A restarted process shows its restored totals at once, marked
     /// stale, rather than fresh totals that have not caught up.
-    pub fn grouped(lag_limit: i64) -> SourceHealth {
+    pub fn grouped(lag_limit: i64, lag_limit_seconds: f64) -> SourceHealth {
         SourceHealth {
             grouped: true,
+            lag_limit_seconds,
             ..SourceHealth::new(lag_limit, true)
         }
     }
@@ -127,6 +134,22 @@ impl SourceHealth {
         let mut map = self.lag.lock();
         map.clear();
         map.extend(lag);
+    }
+
+    pub fn observe_lag_seconds(&self, lag: BTreeMap<i32, f64>) {
+        *self.lag_seconds.lock() = lag;
+    }
+
+    pub fn lag_seconds(&self) -> BTreeMap<i32, f64> {
+        self.lag_seconds.lock().clone()
+    }
+
+    fn max_lag_seconds(&self) -> f64 {
+        self.lag_seconds
+            .lock()
+            .values()
+            .copied()
+            .fold(0.0, f64::max)
     }
 
     pub fn observe_fetching(&self, partitions: BTreeSet<i32>) {
@@ -190,11 +213,15 @@ impl SourceHealth {
         self.lag.lock().values().sum()
     }
 
-    /// True while the source is unreachable or lagging past the limit,
-    /// or (a group member) not yet reading its partitions.
+    /// True while the source is unreachable or lagging past a limit (in
+    /// messages, or in seconds by the broker's timestamps), or (a group
+    /// member) not yet reading its partitions.
     pub fn stale(&self) -> bool {
         self.partitioned
-            && (!self.connected() || self.total_lag() > self.lag_limit || self.unsettled())
+            && (!self.connected()
+                || self.total_lag() > self.lag_limit
+                || self.max_lag_seconds() > self.lag_limit_seconds
+                || self.unsettled())
     }
 
     /// Ready once the state is restored and reading is caught up.
@@ -202,5 +229,41 @@ impl SourceHealth {
         self.restored.load(Ordering::Relaxed)
             && (!self.partitioned
                 || (self.statistics_seen.load(Ordering::Relaxed) > 0 && !self.stale()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settled(lag_limit_seconds: f64) -> SourceHealth {
+        let h = SourceHealth::grouped(1_000, lag_limit_seconds);
+        h.mark_restored();
+        h.observe_assignment(&[0, 1]);
+        h.observe_fetching([0, 1].into());
+        h.observe(true, vec![(0, 5), (1, 0)]);
+        h
+    }
+
+    #[test]
+    fn a_member_is_stale_until_it_reads_its_partitions() {
+        let h = SourceHealth::grouped(1_000, 30.0);
+        h.mark_restored();
+        h.observe(true, Vec::new());
+        assert!(h.stale(), "no partitions yet");
+        h.observe_assignment(&[0, 1]);
+        h.observe_fetching([0].into());
+        assert!(h.stale(), "partition 1 not fetched yet");
+        h.observe_fetching([0, 1].into());
+        assert!(!h.stale() && h.ready());
+    }
+
+    #[test]
+    fn a_backlog_older_than_the_limit_is_stale_however_few_messages() {
+        let h = settled(30.0);
+        h.observe_lag_seconds([(0, 12.0), (1, 0.0)].into());
+        assert!(!h.stale());
+        h.observe_lag_seconds([(0, 31.0), (1, 0.0)].into());
+        assert!(h.stale() && !h.ready(), "5 messages behind, but 31 s old");
     }
 }
