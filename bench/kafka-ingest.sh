@@ -19,21 +19,23 @@ KAFKA_DIR=/tmp/bench-kafka
 SERVER=127.0.0.1:18080
 
 pids=()
-trap 'kill "${pids[@]}" 2>/dev/null || true; scripts/kafka.sh stop $KAFKA_DIR' EXIT
+# Every process ends (cleanly, while the broker is still up) before the
+# broker does, so that none is left to join the next run's broker.
+trap 'kill "${pids[@]}" 2>/dev/null || true; wait "${pids[@]}" 2>/dev/null || true; scripts/kafka.sh stop $KAFKA_DIR' EXIT
 while ss -ltn | grep -qE ":(19092|19093|18080|19091) "; do sleep 0.5; done
 rm -rf $KAFKA_DIR
 scripts/kafka.sh start $KAFKA_DIR 19092 19093
 
 echo "== produce"
 target/release/livemap-loadtest produce --brokers $BROKER --partitions 4 --rate 10000000 \
-  --count "$N" 2>/dev/null | tail -1
+  --count "$N" --duration 3600 2>/dev/null | tail -1
 
 echo "== bare consumer"
 target/release/livemap-loadtest consume --brokers $BROKER --count "$N" 2>/dev/null | tail -1
 
 echo "== livemap"
 target/release/livemap --kafka-brokers $BROKER --group-id bench-livemap --listen $SERVER \
-  --admin-listen 127.0.0.1:19091 --state-dir "$(mktemp -d)" > /tmp/bench-livemap.log 2>&1 &
+  --admin-listen 127.0.0.1:19091 --state-dir "$(mktemp -d)" ${LIVEMAP_FLAGS:-} > /tmp/bench-livemap.log 2>&1 &
 pids+=($!)
 python3 - "$N" "$SERVER" <<'EOF'
 import json, sys, time, urllib.request

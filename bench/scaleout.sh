@@ -27,13 +27,15 @@ EDGE=127.0.0.1:18080
 KAFKA_DIR=/tmp/scaleout-kafka
 
 pids=()
-trap 'kill "${pids[@]}" 2>/dev/null || true; scripts/kafka.sh stop $KAFKA_DIR' EXIT
+# Every process ends (cleanly, while the broker is still up) before the
+# broker does, so that none is left to join the next run's broker.
+trap 'kill "${pids[@]}" 2>/dev/null || true; wait "${pids[@]}" 2>/dev/null || true; scripts/kafka.sh stop $KAFKA_DIR' EXIT
 while ss -ltn | grep -qE ":(19092|19093|18080|19091) "; do sleep 0.5; done
 rm -rf $KAFKA_DIR
 scripts/kafka.sh start $KAFKA_DIR 19092 19093
 BROKER_PID=$(cat $KAFKA_DIR/kafka.pid)
 target/release/livemap-loadtest produce --brokers $BROKER --partitions $PARTITIONS --rate 1000000 \
-  --count "$N" 2>/dev/null | tail -1
+  --count "$N" --duration 3600 2>/dev/null | tail -1
 
 aggs=()
 if [ "$K" = 0 ]; then
@@ -129,7 +131,7 @@ while time.time() < end and ingest(edge) != ingest(ref):
 e, r = ingest(edge), ingest(ref)
 print("edge equals one process on the same messages:", "yes" if e == r else f"NO\n  edge: {e}\n  one process: {r}")
 EOF
-  kill $REF
+  kill $REF; wait $REF 2>/dev/null || true
 fi
 target/release/livemap-loadtest produce --brokers $BROKER --rate "$LAG_RATE" --duration 30 --seed 2 > /dev/null 2>&1 &
 pids+=($!)

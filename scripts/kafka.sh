@@ -121,7 +121,8 @@ start() {
   local dir=${1:?usage: kafka.sh start DIR BROKER_PORT CONTROLLER_PORT [KEY=VALUE ...]}
   mkdir -p "$dir"
   local log="$dir/broker.log" from
-  from=$(($(cat "$log" 2>/dev/null | wc -c) + 1))
+  from=1
+  [ -f "$log" ] && from=$(($(wc -c < "$log") + 1))
   LIVEMAP_KAFKA_TIE_STDIN=0 "$0" run "$@" >> "$log" 2>&1 < /dev/null &
   echo $! > "$dir/script.pid"
   local waited=0

@@ -365,8 +365,18 @@ impl LivemapContext {
             .get(&m.partition())
             .copied()
             .unwrap_or(0);
+        self.message_of(m, generation, m.payload().map(Bytes::copy_from_slice))
+    }
+
+    /// A fetched message with its payload already copied out.
+    fn message_of(
+        &self,
+        m: &BorrowedMessage<'_>,
+        generation: u64,
+        payload: Option<Bytes>,
+    ) -> Message {
         Message {
-            payload: m.payload().map(Bytes::copy_from_slice),
+            payload,
             position: Some(Position {
                 partition: m.partition(),
                 offset: m.offset(),
@@ -455,6 +465,26 @@ fn commit<C: ConsumerContext>(
     }
 }
 
+/// Copies payloads into blocks shared by many messages: one allocation
+/// per block instead of one per message. A block lives until the last
+/// message in it is dropped, which is one batch later.
+#[derive(Default)]
+struct PayloadArena {
+    block: bytes::BytesMut,
+}
+
+impl PayloadArena {
+    const BLOCK: usize = 1 << 20;
+
+    fn copy(&mut self, payload: &[u8]) -> Bytes {
+        if self.block.capacity() - self.block.len() < payload.len() {
+            self.block = bytes::BytesMut::with_capacity(Self::BLOCK.max(payload.len()));
+        }
+        self.block.extend_from_slice(payload);
+        self.block.split().freeze()
+    }
+}
+
 /// A running Kafka source: the poll thread, and the periodic checkpoints.
 pub struct KafkaSource {
     consumer: Arc<BaseConsumer<LivemapContext>>,
@@ -512,6 +542,11 @@ impl KafkaSource {
         // The broker timestamps of the batch's newest messages, passed on
         // with it (one lock per batch, not per message).
         let mut read_at: HashMap<i32, i64> = HashMap::new();
+        // Payloads are copied into shared blocks, not one allocation each.
+        let mut arena = PayloadArena::default();
+        // The assignment generations, copied whenever a rebalance (which
+        // runs inside `poll`, on this thread) changed them.
+        let mut generations = (u64::MAX, HashMap::new());
         let mut batch_started = Instant::now();
         let mut last_checkpoint = Instant::now();
         let ctx = self.consumer.context();
@@ -526,12 +561,17 @@ impl KafkaSource {
                     if batch.is_empty() {
                         batch_started = Instant::now();
                     }
-                    batch.push(ctx.message(&m));
+                    let version = ctx.next_generation.load(Ordering::SeqCst);
+                    if generations.0 != version {
+                        generations = (version, ctx.generations.lock().clone());
+                    }
+                    let generation = generations.1.get(&m.partition()).copied().unwrap_or(0);
+                    let payload = m.payload().map(|p| arena.copy(p));
+                    batch.push(ctx.message_of(&m, generation, payload));
                     if let Some(at) = m.timestamp().to_millis() {
                         let newest = read_at.entry(m.partition()).or_insert(at);
                         *newest = (*newest).max(at);
                     }
-                    ctx.health.observe_message();
                 }
                 Some(Err(e)) => {
                     tracing::warn!(error = %e, "kafka poll error");
@@ -542,6 +582,7 @@ impl KafkaSource {
             let full = batch.len() >= MAX_BATCH;
             if !batch.is_empty() && (full || batch_started.elapsed() >= MAX_LINGER) {
                 ctx.read_at.lock().extend(read_at.drain());
+                ctx.health.observe_message();
                 if tx.blocking_send(std::mem::take(&mut batch)).is_err() {
                     break;
                 }
