@@ -46,8 +46,10 @@ scripts/kafka.sh start "$DATA/kafka" "$BROKER_PORT" $((BROKER_PORT + 1))
 # The topic first (a consumer does not create it), then a day of traffic.
 target/release/livemap-loadtest produce --brokers "$BROKER" --topic checkouts \
   --partitions "$partitions" --count 0 > /dev/null
+# A new seed each run: the same seed would replay the same event ids,
+# which the map rightly counts as duplicates.
 target/release/livemap-loadtest produce --brokers "$BROKER" --topic checkouts \
-  --rate "$rate" --duration 86400 > "$DATA/produce.log" 2>&1 &
+  --rate "$rate" --duration 86400 --seed "$(date +%s)" > "$DATA/produce.log" 2>&1 &
 pids+=($!)
 echo "[run-kafka] producing $rate messages/s to checkouts (log: $DATA/produce.log)" >&2
 target/release/livemap --kafka-brokers "$BROKER" --topic checkouts --group-id livemap \

@@ -103,8 +103,7 @@ impl KafkaConfig {
                 },
             )
             // Without these a fetch waits for data and caps what it brings:
-            // 35k msgs/s instead of 330k on this machine (measured with
-            // tansu, the broker the first tests ran against).
+            // 35k msgs/s instead of 330k on this machine.
             .set("fetch.wait.max.ms", "10")
             .set("max.partition.fetch.bytes", "16777216")
             // Once the local queue holds queued.min.messages, librdkafka
