@@ -694,3 +694,81 @@ async fn a_rolling_restart_of_every_aggregator_then_every_edge() {
     let (backwards, _) = watcher.finish().await;
     assert!(backwards.is_empty(), "totals went backwards: {backwards:?}");
 }
+
+/// 7g, the edge's side: records of a second process under a live
+/// aggregator id (here forged: an empty state, as a twin that just
+/// started would publish) are not merged. The edge's totals do not move,
+/// let alone fall to zero, and it says so on `/metrics`.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_edge_does_not_merge_a_second_process_under_a_live_id() {
+    use livemap_server::ingest::{Engine, EngineConfig};
+    use livemap_server::partials::PartialRecord;
+
+    let broker = Broker::shared();
+    let topic = "twin-edge";
+    broker.create_topic(topic, 2).await;
+    let messages = mixed_batch_with(37, 6_000, DemoMix::default());
+    let want = expected(&messages);
+    let port = broker.port;
+    let msgs = messages.clone();
+    tokio::task::spawn_blocking(move || produce(port, "twin-edge", &msgs))
+        .await
+        .expect("produced");
+    let _a = aggregator_in(port, topic, "agg-te", "g-twin-edge");
+    let e = edge(port, topic);
+    eventually_within(KAFKA_PATIENCE, "the edge shows every message", || async {
+        (processed(&e.snapshot().await?) >= messages.len() as u64).then_some(())
+    })
+    .await;
+    let watcher = Monotonic::watch(vec![e.base.clone()]);
+
+    // A twin's records under "agg-te", while the real one publishes on.
+    let empty = Engine::new(EngineConfig::default()).export_view("kafka:twin-edge.livemap-by-id");
+    let records: Vec<Option<Vec<u8>>> = (0..10)
+        .map(|seq| {
+            Some(
+                PartialRecord {
+                    aggregator: "agg-te".into(),
+                    instance: 7,
+                    seq,
+                    published_ms: SystemClock.now_ms(),
+                    arcs: Vec::new(),
+                    state: empty.clone(),
+                }
+                .encode(),
+            )
+        })
+        .collect();
+    // Records are large (the sketches), as the real publisher's are.
+    let producer: BaseProducer = broker
+        .client_config()
+        .set("message.max.bytes", "16000000")
+        .set("compression.type", "gzip")
+        .create()
+        .expect("producer");
+    for record in records.into_iter().flatten() {
+        producer
+            .send(
+                BaseRecord::<str, [u8]>::to("twin-edge.livemap-partials")
+                    .key("agg-te")
+                    .payload(&record),
+            )
+            .map_err(|(e, _)| e)
+            .expect("queued");
+        producer.flush(Duration::from_secs(30)).expect("delivered");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let metrics = eventually_within(KAFKA_PATIENCE, "the edge counts the twin", || async {
+        let m = e.metrics().await?;
+        (!m.contains("livemap_partials_twin_records_total 0\n")).then_some(m)
+    })
+    .await;
+    assert!(
+        metrics.contains("livemap_partials_twin_records_total 10\n"),
+        "{metrics}"
+    );
+    let s = e.snapshot().await.expect("a snapshot");
+    assert_eq!(observed(&s), want, "the edge's totals stand");
+    let (backwards, _) = watcher.finish().await;
+    assert!(backwards.is_empty(), "totals went backwards: {backwards:?}");
+}

@@ -19,6 +19,7 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use rdkafka::types::RDKafkaErrorCode;
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::broker::Broker;
@@ -88,10 +89,11 @@ pub(crate) fn produce_keyed(
         loop {
             match producer.send(record) {
                 Ok(()) => break,
-                Err((_, r)) => {
+                Err((e, r)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::QueueFull) => {
                     record = r;
                     std::thread::sleep(Duration::from_millis(5));
                 }
+                Err((e, _)) => panic!("producing to {topic}: {e}"),
             }
         }
     }
