@@ -148,28 +148,7 @@ impl Publisher {
     /// Says that this process is starting under its aggregator id (an
     /// empty record with [`CLAIM_SEQ`]); nothing waits for it.
     pub fn claim(&self, published_ms: i64) -> Result<(), PartialsError> {
-        let record = PartialRecord {
-            aggregator: self.aggregator.clone(),
-            instance: self.instance,
-            seq: CLAIM_SEQ,
-            published_ms,
-            arcs: Vec::new(),
-            state: Vec::new(),
-        };
-        let bytes = record.encode();
-        let key = format!("{}/claim", self.aggregator);
-        self.producer
-            .send(
-                BaseRecord::with_opaque_to(&self.topic, Box::new(ARCS_ONLY))
-                    .key(&key)
-                    .payload(&bytes),
-            )
-            .map_err(|(source, _)| PartialsError::Publish {
-                topic: self.topic.clone(),
-                source,
-            })?;
-        self.producer.poll(Duration::ZERO);
-        Ok(())
+        self.send_stateless(CLAIM_SEQ, Vec::new(), published_ms, "claim")
     }
 
     /// Sends `arcs` in a record of their own (an empty state says so),
@@ -180,16 +159,28 @@ impl Publisher {
         arcs: Vec<livemap_wire::Arc>,
         published_ms: i64,
     ) -> Result<(), PartialsError> {
+        self.send_stateless(0, arcs, published_ms, "arcs")
+    }
+
+    /// Sends a record without state under `<aggregator>/<kind>`; nothing
+    /// waits for its acknowledgement.
+    fn send_stateless(
+        &self,
+        seq: u64,
+        arcs: Vec<livemap_wire::Arc>,
+        published_ms: i64,
+        kind: &str,
+    ) -> Result<(), PartialsError> {
         let record = PartialRecord {
             aggregator: self.aggregator.clone(),
             instance: self.instance,
-            seq: 0,
+            seq,
             published_ms,
             arcs,
             state: Vec::new(),
         };
         let bytes = record.encode();
-        let key = format!("{}/arcs", self.aggregator);
+        let key = format!("{}/{kind}", self.aggregator);
         self.producer
             .send(
                 BaseRecord::with_opaque_to(&self.topic, Box::new(ARCS_ONLY))

@@ -17,7 +17,8 @@ use std::sync::Mutex;
 
 use crate::broker::{Broker, SASL_PASSWORD, SASL_USER};
 use crate::kafka::{
-    expected, mixed_batch_with, observed, processed, produce, temp_state, Process, KAFKA_PATIENCE,
+    expected, mixed_batch, mixed_batch_with, observed, processed, produce_now, shows_all,
+    temp_state, Process, KAFKA_PATIENCE,
 };
 use crate::scaleout::{aggregator_in, aggregator_with, edge, edge_with, spread};
 use crate::util::eventually_within;
@@ -137,13 +138,9 @@ async fn a_message_the_router_cannot_send_stops_routing_until_it_can() {
         "the large message is a checkout that counts"
     );
     let port = broker.port;
-    tokio::task::spawn_blocking(move || produce(port, "refused", &head))
-        .await
-        .expect("produced");
+    produce_now(port, "refused", &head).await;
     let (partition, offset) = produce_one(broker, topic, &large);
-    tokio::task::spawn_blocking(move || produce(port, "refused", &tail))
-        .await
-        .expect("produced");
+    produce_now(port, "refused", &tail).await;
 
     let a = aggregator_in(port, topic, "agg-refused", group);
     let e = edge(port, topic);
@@ -176,11 +173,7 @@ async fn a_message_the_router_cannot_send_stops_routing_until_it_can() {
         "1048588",
     )
     .await;
-    let s = eventually_within(KAFKA_PATIENCE, "the edge shows every message", || async {
-        let s = e.snapshot().await?;
-        (processed(&s) >= all.len() as u64).then_some(s)
-    })
-    .await;
+    let s = shows_all(&e, all.len()).await;
     assert_eq!(observed(&s), want, "the edge against one process");
     eventually_within(KAFKA_PATIENCE, "ready again", || async {
         let (status, _) = readyz(&a.admin).await?;
@@ -203,20 +196,10 @@ async fn the_scale_out_runs_on_a_sasl_listener() {
     let broker = Broker::shared();
     let topic = "sasl";
     broker.create_topic(topic, 2).await;
-    let messages = mixed_batch_with(
-        33,
-        8_000,
-        DemoMix {
-            malformed: 0.02,
-            ..DemoMix::default()
-        },
-    );
+    let messages = mixed_batch(33, 8_000);
     let want = expected(&messages);
     let port = broker.port;
-    let msgs = messages.clone();
-    tokio::task::spawn_blocking(move || produce(port, "sasl", &msgs))
-        .await
-        .expect("produced");
+    produce_now(port, "sasl", &messages).await;
     let sasl = broker.sasl_port.expect("a SASL listener");
     let username = format!("sasl.username={SASL_USER}");
     let password = format!("sasl.password={SASL_PASSWORD}");
@@ -232,11 +215,7 @@ async fn the_scale_out_runs_on_a_sasl_listener() {
     ];
     let _a = aggregator_with(sasl, topic, "agg-sasl", "g-sasl", &credentials);
     let e = edge_with(sasl, topic, &credentials);
-    let s = eventually_within(KAFKA_PATIENCE, "the edge shows every message", || async {
-        let s = e.snapshot().await?;
-        (processed(&s) >= messages.len() as u64).then_some(s)
-    })
-    .await;
+    let s = shows_all(&e, messages.len()).await;
     assert_eq!(observed(&s), want, "the edge against one process");
     assert_eq!(s["stale"], false);
 }
@@ -250,21 +229,12 @@ async fn the_broker_killed_mid_stream_then_sigterm_to_every_role() {
     let mut broker = Broker::start("killed-broker");
     let topic = "outage";
     broker.create_topic(topic, 4).await;
-    let messages = mixed_batch_with(
-        34,
-        20_000,
-        DemoMix {
-            malformed: 0.02,
-            ..DemoMix::default()
-        },
-    );
+    let messages = mixed_batch(34, 20_000);
     let want = expected(&messages);
     let (first, rest) = messages.split_at(10_000);
     let port = broker.port;
     let chunk = first.to_vec();
-    tokio::task::spawn_blocking(move || produce(port, "outage", &chunk))
-        .await
-        .expect("produced");
+    produce_now(port, "outage", &chunk).await;
     let state = temp_state("outage");
     let start_all =
         |state: &std::path::Path| Process::start_in_group(port, topic, "g-outage-all", state);
@@ -301,9 +271,7 @@ async fn the_broker_killed_mid_stream_then_sigterm_to_every_role() {
 
     broker.restart();
     let chunk = rest.to_vec();
-    tokio::task::spawn_blocking(move || produce(port, "outage", &chunk))
-        .await
-        .expect("produced");
+    produce_now(port, "outage", &chunk).await;
     let p = start_all(&state);
     let _a = aggregator_in(port, topic, "agg-outage", "g-outage");
     let e = edge(port, topic);
@@ -360,20 +328,10 @@ async fn two_aggregators_started_together_under_one_id_one_stops() {
     let broker = Broker::shared();
     let topic = "twins-together";
     broker.create_topic(topic, 4).await;
-    let messages = mixed_batch_with(
-        35,
-        10_000,
-        DemoMix {
-            malformed: 0.02,
-            ..DemoMix::default()
-        },
-    );
+    let messages = mixed_batch(35, 10_000);
     let want = expected(&messages);
     let port = broker.port;
-    let msgs = messages.clone();
-    tokio::task::spawn_blocking(move || produce(port, "twins-together", &msgs))
-        .await
-        .expect("produced");
+    produce_now(port, "twins-together", &messages).await;
     let mut twins = vec![
         spawn_aggregator(port, topic, "twin-g", "g-twins-together"),
         spawn_aggregator(port, topic, "twin-g", "g-twins-together"),
@@ -396,11 +354,7 @@ async fn two_aggregators_started_together_under_one_id_one_stops() {
         "{stderr}"
     );
     let e = edge(port, topic);
-    let s = eventually_within(KAFKA_PATIENCE, "the edge shows every message", || async {
-        let s = e.snapshot().await?;
-        (processed(&s) >= messages.len() as u64).then_some(s)
-    })
-    .await;
+    let s = shows_all(&e, messages.len()).await;
     assert_eq!(observed(&s), want, "the edge against one process");
     let survivor = &mut twins[0].0;
     assert!(
@@ -497,14 +451,7 @@ async fn survivors_take_a_dead_aggregators_partitions_and_stay_exact() {
         let topic = format!("failover-{run}");
         let group = format!("g-failover-{run}");
         broker.create_topic(&topic, 6).await;
-        let messages = mixed_batch_with(
-            100 + run as u64,
-            18_000,
-            DemoMix {
-                malformed: 0.02,
-                ..DemoMix::default()
-            },
-        );
+        let messages = mixed_batch(100 + run as u64, 18_000);
         let want = expected(&messages);
         let (first, rest) = messages.split_at(if after_backlog { 12_000 } else { 6_000 });
         let t = topic.clone();
@@ -561,11 +508,7 @@ async fn survivors_take_a_dead_aggregators_partitions_and_stay_exact() {
             }
         }
         for (i, e) in edges.iter().enumerate() {
-            let s = eventually_within(KAFKA_PATIENCE, "an edge shows every message", || async {
-                let s = e.snapshot().await?;
-                (processed(&s) >= messages.len() as u64).then_some(s)
-            })
-            .await;
+            let s = shows_all(e, messages.len()).await;
             assert_eq!(
                 observed(&s),
                 want,
@@ -603,14 +546,7 @@ async fn a_rolling_restart_of_every_aggregator_then_every_edge() {
     let port = broker.port;
     let (topic, group) = ("rolling", "g-rolling");
     broker.create_topic(topic, 4).await;
-    let messages = mixed_batch_with(
-        36,
-        25_000,
-        DemoMix {
-            malformed: 0.02,
-            ..DemoMix::default()
-        },
-    );
+    let messages = mixed_batch(36, 25_000);
     let want = expected(&messages);
     // Five parts: one before, one during each of the four restarts.
     let chunks: Vec<Vec<Option<Vec<u8>>>> = messages
@@ -684,11 +620,7 @@ async fn a_rolling_restart_of_every_aggregator_then_every_edge() {
         producing.await.expect("produced");
     }
     for (i, e) in edges.iter().enumerate() {
-        let s = eventually_within(KAFKA_PATIENCE, "an edge shows every message", || async {
-            let s = e.snapshot().await?;
-            (processed(&s) >= messages.len() as u64).then_some(s)
-        })
-        .await;
+        let s = shows_all(e, messages.len()).await;
         assert_eq!(observed(&s), want, "edge {i} against one process");
     }
     let (backwards, _) = watcher.finish().await;
@@ -710,10 +642,7 @@ async fn an_edge_does_not_merge_a_second_process_under_a_live_id() {
     let messages = mixed_batch_with(37, 6_000, DemoMix::default());
     let want = expected(&messages);
     let port = broker.port;
-    let msgs = messages.clone();
-    tokio::task::spawn_blocking(move || produce(port, "twin-edge", &msgs))
-        .await
-        .expect("produced");
+    produce_now(port, "twin-edge", &messages).await;
     let _a = aggregator_in(port, topic, "agg-te", "g-twin-edge");
     let e = edge(port, topic);
     eventually_within(KAFKA_PATIENCE, "the edge shows every message", || async {

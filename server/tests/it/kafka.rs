@@ -30,7 +30,7 @@ pub(crate) const KAFKA_PATIENCE: Duration = Duration::from_secs(90);
 /// A mixed batch: the demo mix with more malformed messages, plus
 /// tombstones and empty values. Keys are shop ids, so a redelivered event
 /// lands on its original's partition, as upstream's keying guarantees.
-fn mixed_batch(seed: u64, n: usize) -> Vec<Option<Vec<u8>>> {
+pub(crate) fn mixed_batch(seed: u64, n: usize) -> Vec<Option<Vec<u8>>> {
     let mix = DemoMix {
         malformed: 0.02,
         ..DemoMix::default()
@@ -64,6 +64,23 @@ pub(crate) fn produce(port: u16, topic: &str, messages: &[Option<Vec<u8>>]) {
             .unwrap_or(0)
             .to_string()
     })
+}
+
+/// [`produce`] off the runtime's threads.
+pub(crate) async fn produce_now(port: u16, topic: &str, messages: &[Option<Vec<u8>>]) {
+    let (topic, messages) = (topic.to_owned(), messages.to_vec());
+    tokio::task::spawn_blocking(move || produce(port, &topic, &messages))
+        .await
+        .expect("produced");
+}
+
+/// The snapshot of `p` once it shows `n` messages processed.
+pub(crate) async fn shows_all(p: &Process, n: usize) -> serde_json::Value {
+    eventually_within(KAFKA_PATIENCE, "every message shown", || async {
+        let s = p.snapshot().await?;
+        (processed(&s) >= n as u64).then_some(s)
+    })
+    .await
 }
 
 /// [`produce`] with keys of the caller's choosing.
