@@ -37,29 +37,5 @@ echo "== livemap"
 target/release/livemap --kafka-brokers $BROKER --group-id bench-livemap --listen $SERVER \
   --admin-listen 127.0.0.1:19091 --state-dir "$(mktemp -d)" ${LIVEMAP_FLAGS:-} > /tmp/bench-livemap.log 2>&1 &
 pids+=($!)
-python3 - "$N" "$SERVER" <<'EOF'
-import json, sys, time, urllib.request
-n, server = int(sys.argv[1]), sys.argv[2]
-def processed():
-    try:
-        s = json.load(urllib.request.urlopen(f"http://{server}/api/snapshot", timeout=5))
-    except Exception:
-        return 0
-    i = s["ingest"]
-    return i["accepted"] + i["duplicates"] + i["filtered"] + sum(i["rejected"].values())
-t10 = t90 = None
-deadline = time.time() + 600
-p = 0
-while time.time() < deadline:
-    p, now = processed(), time.time()
-    if t10 is None and p >= 0.1 * n:
-        t10 = (now, p)
-    if t90 is None and p >= 0.9 * n:
-        t90 = (now, p)
-    if p >= n:
-        break
-    time.sleep(0.02)
-if t10 is None or t90 is None or t90[0] <= t10[0]:
-    sys.exit(f"livemap showed only {p} of {n} messages")
-print(f"livemap end to end: {(t90[1] - t10[1]) / (t90[0] - t10[0]):.0f} msgs/s (10-90 %), {p} processed")
-EOF
+read -r RATE SHOWN < <(python3 bench/rate.py "$N" "$SERVER" 2>/dev/null)
+echo "livemap end to end: $RATE msgs/s (10-90 %), $SHOWN processed"

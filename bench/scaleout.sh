@@ -68,36 +68,8 @@ cpu_secs() { # summed user+system CPU seconds of the given pids
   echo "$total"
 }
 
-python3 - "$N" "$K" "$EDGE" <<'EOF' > /tmp/scaleout-throughput.txt 2> /tmp/scaleout-ingest.json
-import json, sys, time, urllib.request
-n, k, edge = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-def processed():
-    try:
-        s = json.load(urllib.request.urlopen(f"http://{edge}/api/snapshot", timeout=5))
-    except Exception:
-        return 0
-    i = s["ingest"]
-    return i["accepted"] + i["duplicates"] + i["filtered"] + sum(i["rejected"].values())
-t10 = t90 = None
-deadline = time.time() + 300
-while time.time() < deadline:
-    p, now = processed(), time.time()
-    if t10 is None and p >= 0.1 * n:
-        t10 = (now, p)
-    if p >= 0.9 * n and t90 is None:
-        t90 = (now, p)
-    if p >= n:
-        break
-    time.sleep(0.05)
-if t10 is None or t90 is None:
-    sys.exit(f"the edge showed only {p} of {n} messages")
-# 0 when one publish carried them all (too few messages to time).
-rate = (t90[1] - t10[1]) / (t90[0] - t10[0]) if t90[0] > t10[0] else 0
-print(f"{k} {rate:.0f} {p}")
-s = json.load(urllib.request.urlopen(f"http://{edge}/api/snapshot", timeout=5))
-print(json.dumps(s["ingest"]), file=sys.stderr)
-EOF
-read -r _ RATE SHOWN < /tmp/scaleout-throughput.txt
+python3 bench/rate.py "$N" "$EDGE" > /tmp/scaleout-throughput.txt 2> /tmp/scaleout-ingest.json
+read -r RATE SHOWN < /tmp/scaleout-throughput.txt
 echo "ingest at the end: $(cat /tmp/scaleout-ingest.json)"
 AGG_CPU=$(cpu_secs "${aggs[@]}")
 BROKER_CPU=$(cpu_secs "$BROKER_PID")

@@ -540,16 +540,6 @@ impl Follower {
             .map(|p| p.state.clone())
     }
 
-    /// The newest record of `aggregator`: its process instance, sequence
-    /// number and publication time.
-    pub fn newest_of(&self, aggregator: &str) -> Option<(u64, u64, i64)> {
-        self.followed
-            .lock()
-            .latest
-            .get(aggregator)
-            .map(|p| (p.instance, p.seq, p.published_ms))
-    }
-
     /// The newest record of every aggregator, merged.
     pub fn merged(&self) -> Engine {
         let mut merged = Engine::new(self.engine_config.clone());

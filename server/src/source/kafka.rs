@@ -17,7 +17,7 @@
 //!
 //! Polling runs on its own thread; rebalance callbacks run inside `poll`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -190,11 +190,6 @@ impl ClientContext for LivemapContext {
             .topics_partitions(&stats)
             .filter(|(p, _)| **p >= 0)
             .collect::<Vec<_>>();
-        let lag = partitions
-            .iter()
-            .filter(|(_, part)| part.consumer_lag >= 0)
-            .map(|(p, part)| (**p, part.consumer_lag))
-            .collect();
         // Fetching: the client knows where it reads, so its lag (or its
         // being idle on an empty partition) is current.
         let fetching = partitions
@@ -207,7 +202,7 @@ impl ClientContext for LivemapContext {
         // of ours counts as no lag, and no more than a day is believed.
         let now = self.clock.now_ms();
         let read_at = self.read_at.lock();
-        let seconds = partitions
+        let (lag, seconds): (Vec<(i32, i64)>, BTreeMap<i32, f64>) = partitions
             .iter()
             .filter(|(_, part)| part.consumer_lag >= 0)
             .map(|(p, part)| {
@@ -215,9 +210,9 @@ impl ClientContext for LivemapContext {
                     Some(&at) if part.consumer_lag > 0 => (now - at).clamp(0, DAY_MS),
                     _ => 0,
                 };
-                (**p, age_ms as f64 / 1000.0)
+                ((**p, part.consumer_lag), (**p, age_ms as f64 / 1000.0))
             })
-            .collect();
+            .unzip();
         drop(read_at);
         self.health.observe(up, lag);
         self.health.observe_lag_seconds(seconds);

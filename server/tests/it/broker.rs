@@ -12,10 +12,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::types::RDKafkaErrorCode;
 
 /// How long a broker may take to start (a JVM on a loaded 2-core machine).
 const START_PATIENCE: Duration = Duration::from_secs(120);
@@ -212,29 +209,18 @@ impl Broker {
         c
     }
 
-    /// Creates `name` with `partitions` partitions and `settings`.
+    /// Creates `name` with `partitions` partitions and `settings`, as the
+    /// product creates its own topics.
     pub(crate) async fn create_topic_with(
         &self,
         name: &str,
         partitions: i32,
         settings: &[(&str, &str)],
     ) {
-        let admin: AdminClient<DefaultClientContext> =
-            self.client_config().create().expect("admin client");
-        let mut topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
-        for (k, v) in settings {
-            topic = topic.set(k, v);
-        }
-        let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
-        let results = admin
-            .create_topics(&[topic], &options)
-            .await
-            .expect("create_topics answers");
-        for r in results {
-            match r {
-                Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-                Err((t, code)) => panic!("creating topic {t}: {code}"),
-            }
+        if let Err(reason) =
+            livemap_server::topics::ensure(self.client_config(), name, partitions, settings).await
+        {
+            panic!("creating topic {name}: {reason}");
         }
     }
 
