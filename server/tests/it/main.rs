@@ -11,3 +11,4 @@ mod kafka;
 mod privacy;
 mod scaleout;
 mod transports;
+mod upgrade;

@@ -1,0 +1,208 @@
+//! Upgrades mid-sale: a release reads what the previous release wrote.
+//!
+//! `tests/fixtures/v<N>/` holds a checkpoint file and a partial-state
+//! record written by the release whose checkpoint format was N (gzipped:
+//! the sketches are mostly zeros), with the totals they hold
+//! (`expected.json`). The files are committed and never
+//! rewritten: when a format changes, the new release writes a new folder
+//! (`LIVEMAP_WRITE_FIXTURES=1 cargo test -p livemap-server --test it
+//! upgrade::write_fixtures -- --ignored`) and the old ones stay, so every
+//! release proves it restores the one before it.
+
+use std::path::PathBuf;
+
+use livemap_events::demo::{DemoMix, Generator};
+use livemap_server::checkpoint::StateDir;
+use livemap_server::ingest::{Engine, EngineConfig};
+use livemap_server::partials::PartialRecord;
+use livemap_server::source::Position;
+
+/// The source id the fixtures were written under.
+const SOURCE: &str = "kafka:checkouts";
+/// A minute boundary on Black Friday 2026.
+const T0: i64 = 1_795_788_000_000;
+const PARTITIONS: i32 = 3;
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+/// What a fixture's state holds, as `expected.json` records it.
+fn summary(e: &Engine) -> serde_json::Value {
+    serde_json::json!({
+        "accepted": e.counts.accepted,
+        "duplicates": e.counts.duplicates,
+        "filtered": e.counts.filtered,
+        "rejected": e.counts.rejected.iter().sum::<u64>(),
+        "late": e.counts.late,
+        "orders": e.aggregate.orders,
+        "gmv_usd_cents": e.aggregate.gmv_usd_cents,
+        "carbon_grams": e.aggregate.carbon_grams,
+        "unique_shoppers": e.aggregate.shoppers.estimate(),
+        "minutes": e.aggregate.minutes.minutes().len(),
+        "trend_buckets": e.trends.buckets().len(),
+        "countries": e.breakdowns.by_country().count(),
+        "positions": e.positions(),
+    })
+}
+
+/// Checks a restored engine against the totals the fixture was written with.
+fn assert_holds(restored: &Engine, expected: &serde_json::Value, what: &str) {
+    let got = summary(restored);
+    for (key, want) in expected.as_object().expect("expected.json is an object") {
+        if key == "format" {
+            continue;
+        }
+        assert_eq!(&got[key], want, "{what}: {key}");
+    }
+}
+
+/// Every fixture folder: the previous releases' formats.
+fn versions() -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(fixtures())
+        .expect("tests/fixtures exists")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("expected.json").exists())
+        .collect();
+    dirs.sort();
+    assert!(!dirs.is_empty(), "no fixture folders in tests/fixtures");
+    dirs
+}
+
+#[test]
+fn every_previous_checkpoint_format_is_restored_with_its_totals() {
+    for dir in versions() {
+        let expected: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(dir.join("expected.json")).expect("expected.json"),
+        )
+        .expect("expected.json parses");
+        let unpacked = std::env::temp_dir().join(format!(
+            "livemap-fixture-{}-{}",
+            dir.file_name().and_then(|n| n.to_str()).unwrap_or("v"),
+            std::process::id()
+        ));
+        let state = StateDir::new(&unpacked).expect("temp dir");
+        std::fs::write(state.path(), gunzip(&dir.join("checkpoint.bin.gz"))).expect("unpacked");
+        let payload = state
+            .load()
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .expect("the fixture has a checkpoint");
+        let restored = Engine::restore(EngineConfig::default(), SOURCE, &payload)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        assert!(
+            restored.aggregate.orders > 1_000,
+            "a fixture worth the name"
+        );
+        assert_holds(
+            &restored,
+            &expected,
+            &format!("{} checkpoint", dir.display()),
+        );
+        // The de-duplication filter came back too: replaying the stream's
+        // first messages counts nothing.
+        assert!(restored.dedup_entries() > 1_000);
+
+        let _ = std::fs::remove_dir_all(&unpacked);
+        let record = gunzip(&dir.join("partial.bin.gz"));
+        let record = PartialRecord::decode(&record)
+            .unwrap_or_else(|e| panic!("{} partial record: {e}", dir.display()));
+        assert_eq!(record.aggregator, "agg-fixture");
+        assert!(!record.arcs.is_empty());
+        let view = Engine::restore(EngineConfig::default(), SOURCE, &record.state)
+            .unwrap_or_else(|e| panic!("{} partial state: {e}", dir.display()));
+        assert_holds(
+            &view,
+            &expected,
+            &format!("{} partial record", dir.display()),
+        );
+    }
+}
+
+fn gunzip(path: &std::path::Path) -> Vec<u8> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(file)
+        .read_to_end(&mut out)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    out
+}
+
+fn gzip(path: &std::path::Path, bytes: &[u8]) {
+    use std::io::Write;
+    let file = std::fs::File::create(path).expect("fixture file");
+    let mut z = flate2::write::GzEncoder::new(file, flate2::Compression::best());
+    z.write_all(bytes).expect("written");
+    z.finish().expect("finished");
+}
+
+/// Feeds the fixture's stream: demo traffic over 20 minutes of event time
+/// on three partitions, with duplicates and malformed messages.
+fn fixture_engine() -> Engine {
+    let mut g = Generator::new(
+        2026,
+        DemoMix {
+            malformed: 0.01,
+            ..DemoMix::default()
+        },
+    );
+    let mut e = Engine::new(EngineConfig::default());
+    let all: Vec<_> = (0..PARTITIONS).map(|p| (p, None)).collect();
+    e.assign(&all, 1);
+    let mut buf = Vec::new();
+    for i in 0..60_000i64 {
+        let at = T0 + i * 20;
+        g.next_message(at, &mut buf);
+        let p = (i % i64::from(PARTITIONS)) as i32;
+        let position = Position {
+            partition: p,
+            offset: i / i64::from(PARTITIONS),
+            generation: 1,
+        };
+        e.ingest(Some(&buf), Some(position), at + 500);
+    }
+    e
+}
+
+/// Writes the fixtures of the current formats into
+/// `tests/fixtures/v<checkpoint format>/`. Run by hand when a format
+/// changes; never overwrites a folder that exists.
+#[test]
+#[ignore = "writes fixtures; run by hand when a format changes"]
+fn write_fixtures() {
+    if std::env::var_os("LIVEMAP_WRITE_FIXTURES").is_none() {
+        return;
+    }
+    let dir = fixtures().join(format!("v{}", livemap_server::checkpoint::FORMAT_VERSION));
+    assert!(
+        !dir.exists(),
+        "{} exists: fixtures are never rewritten",
+        dir.display()
+    );
+    let mut e = fixture_engine();
+    let scratch = std::env::temp_dir().join(format!("livemap-fixture-w-{}", std::process::id()));
+    let state = StateDir::new(&scratch).expect("scratch dir");
+    state.store(&e.export(SOURCE)).expect("checkpoint written");
+    std::fs::create_dir_all(&dir).expect("fixture dir");
+    gzip(
+        &dir.join("checkpoint.bin.gz"),
+        &std::fs::read(state.path()).expect("checkpoint read"),
+    );
+    let _ = std::fs::remove_dir_all(&scratch);
+    let record = PartialRecord {
+        aggregator: "agg-fixture".into(),
+        instance: 7,
+        seq: 3,
+        published_ms: T0 + 1_200_500,
+        arcs: e.take_arcs(),
+        state: e.export_view(SOURCE),
+    };
+    gzip(&dir.join("partial.bin.gz"), &record.encode());
+    let mut expected = summary(&e);
+    expected["format"] = serde_json::json!(livemap_server::checkpoint::FORMAT_VERSION);
+    std::fs::write(
+        dir.join("expected.json"),
+        serde_json::to_string_pretty(&expected).expect("json") + "\n",
+    )
+    .expect("expected.json");
+}
