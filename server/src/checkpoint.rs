@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use xxhash_rust::xxh3::xxh3_64;
 
 const MAGIC: &[u8; 4] = b"LMCK";
-const FORMAT_VERSION: u32 = 4;
+pub const FORMAT_VERSION: u32 = 4;
 const FILE_NAME: &str = "checkpoint.bin";
 
 #[derive(Debug, thiserror::Error)]
