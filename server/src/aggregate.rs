@@ -187,13 +187,6 @@ impl MinuteSeries {
             .min()?;
         Some((oldest, (oldest..=newest).map(|m| self.get(m)).collect()))
     }
-
-    /// The last full minute: the one before the newest minute with orders.
-    /// The newest minute is still filling, so its count would flicker.
-    pub fn last_full_minute(&self) -> Option<(i64, MinuteBucket)> {
-        let m = self.newest_minute()? - 1;
-        Some((m, self.get(m)))
-    }
 }
 
 /// Orders and sales in one slice of the sale (a country, a channel).
@@ -393,17 +386,7 @@ mod tests {
                 carbon_grams: 0
             }
         );
-        assert_eq!(
-            s.last_full_minute(),
-            Some((
-                m0,
-                MinuteBucket {
-                    orders: 2,
-                    usd_cents: 400,
-                    carbon_grams: 0
-                }
-            ))
-        );
+        assert_eq!(s.newest_minute(), Some(m0 + 1));
     }
 
     #[test]

@@ -1,11 +1,17 @@
 //! Checkpoints: the engine's whole state and the source positions it
 //! reflects, written together in one file, atomically.
 //!
-//! A checkpoint is written to a temporary file, flushed to disk, and
-//! renamed over the previous one, so a `kill -9` at any moment leaves
-//! either the old checkpoint or the new one, never a torn file. The file
-//! carries a format version and a checksum; a file that fails either is
-//! refused rather than half-trusted.
+//! A checkpoint is written to a temporary file and flushed to disk; the
+//! current one becomes the previous (`checkpoint.prev.bin`) and the new
+//! one is renamed in, so a `kill -9` at any moment leaves a whole
+//! checkpoint, never a torn one. The file carries a format version and a
+//! checksum; a file that fails either is refused rather than
+//! half-trusted, and the previous one is restored instead
+//! ([`crate::persist::restore_from_dir`]).
+//!
+//! A release reads its own format and the one before it
+//! ([`READABLE_FORMATS`]), so an upgrade mid-sale continues from the
+//! predecessor's checkpoint; the fixtures in `tests/fixtures/` prove it.
 //!
 //! Layout: magic `LMCK`, u32 format version, u64 payload length, payload,
 //! u64 xxh3 of the payload. The payload is written by `Engine::export`
@@ -18,8 +24,13 @@ use std::path::PathBuf;
 use xxhash_rust::xxh3::xxh3_64;
 
 const MAGIC: &[u8; 4] = b"LMCK";
-pub const FORMAT_VERSION: u32 = 4;
+/// The format this release writes. 5: partition watermarks and the
+/// truncation count (see `Engine::restore_format` for 4).
+pub const FORMAT_VERSION: u32 = 5;
+/// The formats this release reads: its own and its predecessor's.
+pub const READABLE_FORMATS: [u32; 2] = [4, 5];
 const FILE_NAME: &str = "checkpoint.bin";
+const PREVIOUS_FILE_NAME: &str = "checkpoint.prev.bin";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
@@ -30,7 +41,7 @@ pub enum CheckpointError {
     },
     #[error("checkpoint {0} is not a livemap checkpoint")]
     NotACheckpoint(PathBuf),
-    #[error("checkpoint {path} has format {found}, this build reads {FORMAT_VERSION}")]
+    #[error("checkpoint {path} has format {found}, this build reads {READABLE_FORMATS:?}")]
     Format { path: PathBuf, found: u32 },
     #[error("checkpoint {0} is corrupt (checksum or length mismatch)")]
     Corrupt(PathBuf),
@@ -38,6 +49,8 @@ pub enum CheckpointError {
     Payload(&'static str),
     #[error(transparent)]
     Publish(#[from] crate::partials::PartialsError),
+    #[error("no checkpoint in {dir} can be restored ({reasons}): not starting, since starting empty would show totals from zero. Restore a good checkpoint.bin there, or start with --discard-unreadable-checkpoint to count from zero")]
+    Unusable { dir: PathBuf, reasons: String },
 }
 
 /// Where checkpoints live.
@@ -56,13 +69,29 @@ impl StateDir {
         Ok(StateDir { dir })
     }
 
+    /// The newest checkpoint.
     pub fn path(&self) -> PathBuf {
         self.dir.join(FILE_NAME)
     }
 
-    /// Reads the checkpoint payload, or `None` if there is none yet.
+    /// The directory the checkpoints are in.
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
+    /// The checkpoint before the newest, kept to fall back on.
+    pub fn previous_path(&self) -> PathBuf {
+        self.dir.join(PREVIOUS_FILE_NAME)
+    }
+
+    /// Reads the newest checkpoint's payload, or `None` if there is none.
     pub fn load(&self) -> Result<Option<Vec<u8>>, CheckpointError> {
-        let path = self.path();
+        Ok(Self::read(&self.path())?.map(|s| s.payload))
+    }
+
+    /// Reads one checkpoint file, or `None` if it does not exist.
+    pub fn read(path: &std::path::Path) -> Result<Option<Saved>, CheckpointError> {
+        let path = path.to_path_buf();
         let bytes = match fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -75,7 +104,7 @@ impl StateDir {
         let found = r
             .u32()
             .map_err(|_| CheckpointError::Corrupt(path.clone()))?;
-        if found != FORMAT_VERSION {
+        if !READABLE_FORMATS.contains(&found) {
             return Err(CheckpointError::Format { path, found });
         }
         let len = r
@@ -90,7 +119,11 @@ impl StateDir {
         if sum != xxh3_64(payload) || !r.is_empty() {
             return Err(CheckpointError::Corrupt(path));
         }
-        Ok(Some(payload.to_vec()))
+        Ok(Some(Saved {
+            path,
+            format: found,
+            payload: payload.to_vec(),
+        }))
     }
 
     /// Replaces the checkpoint with `payload`, atomically and durably.
@@ -111,6 +144,20 @@ impl StateDir {
         f.write_all(&xxh3_64(payload).to_le_bytes()).map_err(io)?;
         f.sync_all().map_err(io)?;
         drop(f);
+        // The newest becomes the previous, then the new one the newest:
+        // between the two renames only the previous exists, and a start
+        // restores that.
+        let previous = self.previous_path();
+        match fs::rename(&path, &previous) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(CheckpointError::Io {
+                    path: previous,
+                    source,
+                })
+            }
+        }
         fs::rename(&tmp, &path).map_err(|source| CheckpointError::Io {
             path: path.clone(),
             source,
@@ -124,6 +171,15 @@ impl StateDir {
                 source,
             })
     }
+}
+
+/// A checkpoint as read from its file.
+#[derive(Debug, Clone)]
+pub struct Saved {
+    pub path: PathBuf,
+    /// The format it was written in (one of [`READABLE_FORMATS`]).
+    pub format: u32,
+    pub payload: Vec<u8>,
 }
 
 /// Appends little-endian fields to a buffer.
@@ -247,6 +303,11 @@ mod tests {
             dir.load().expect("load").as_deref(),
             Some(&b"hello again"[..])
         );
+        let previous = StateDir::read(&dir.previous_path())
+            .expect("readable")
+            .expect("kept");
+        assert_eq!(previous.payload, b"hello");
+        assert_eq!(previous.format, FORMAT_VERSION);
     }
 
     #[test]

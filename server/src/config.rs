@@ -72,6 +72,11 @@ pub struct Args {
     #[arg(long, env = "LIVEMAP_ALLOWED_LATENESS_MINUTES", default_value_t = 5)]
     pub allowed_lateness_minutes: u32,
 
+    /// One order's total above this many US dollars is not plausible: it
+    /// is rejected (`implausible_total`) and counted, never added.
+    #[arg(long, env = "LIVEMAP_MAX_ORDER_USD", default_value_t = 1_000_000)]
+    pub max_order_usd: u64,
+
     /// Longest a long-poll request waits for a new snapshot, in seconds.
     #[arg(long, env = "LIVEMAP_POLL_TIMEOUT_SECS", default_value_t = 25)]
     pub poll_timeout_secs: u32,
@@ -133,6 +138,13 @@ pub struct Args {
     /// Directory for checkpoints of the state and the offsets it reflects.
     #[arg(long, env = "LIVEMAP_STATE_DIR", default_value = "livemap-state")]
     pub state_dir: PathBuf,
+
+    /// When checkpoints exist in --state-dir but none can be restored
+    /// (corrupt, or written by a release this one cannot read), start
+    /// counting from zero instead of refusing to start. The files are
+    /// kept aside as *.unreadable.
+    #[arg(long, env = "LIVEMAP_DISCARD_UNREADABLE_CHECKPOINT")]
+    pub discard_unreadable_checkpoint: bool,
 
     /// Seconds between checkpoints.
     #[arg(long, env = "LIVEMAP_CHECKPOINT_SECS", default_value_t = 5)]
@@ -255,6 +267,8 @@ pub struct Config {
     pub kafka: Option<KafkaConfig>,
     /// Where checkpoints go (Kafka source only).
     pub state_dir: PathBuf,
+    /// See `--discard-unreadable-checkpoint`.
+    pub discard_unreadable_checkpoint: bool,
     pub checkpoint_every: Duration,
     pub lag_limit: i64,
     /// See `--lag-limit-secs`.
@@ -330,6 +344,7 @@ impl Config {
                 arcs_per_tick: args.arcs_per_tick,
                 future_tolerance_ms: i64::from(args.future_tolerance_secs) * 1000,
                 allowed_lateness_ms: i64::from(args.allowed_lateness_minutes) * 60_000,
+                max_order_usd_cents: args.max_order_usd.saturating_mul(100),
                 seed,
                 totals_only: false,
             },
@@ -353,6 +368,7 @@ impl Config {
                 routed: false,
             }),
             state_dir: args.state_dir.clone(),
+            discard_unreadable_checkpoint: args.discard_unreadable_checkpoint,
             checkpoint_every: Duration::from_secs(u64::from(args.checkpoint_secs.max(1))),
             lag_limit: args.lag_limit,
             lag_limit_secs: Duration::from_secs(u64::from(args.lag_limit_secs.max(1))),

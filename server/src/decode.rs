@@ -21,6 +21,10 @@ pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 const MAX_EVENT_ID_CHARS: usize = 64;
 /// Any one order's shipping emissions above this are not credible.
 const MAX_CARBON_KG: f64 = 100_000.0;
+/// The default plausibility cap on one order's total: a million US
+/// dollars (`--max-order-usd`). One typo'd or hostile order above it would
+/// otherwise pin the sale's total for good.
+pub const DEFAULT_MAX_ORDER_USD_CENTS: u64 = 100_000_000;
 
 /// A completed checkout, reduced to what the aggregates need. It holds no
 /// personal data in clear: the buyer id is already a hash, and the buyer's
@@ -47,6 +51,9 @@ pub struct Checkout<'a> {
     pub buyer_city: Option<Cow<'a, str>>,
     /// Trend key (top two taxonomy levels) and quantity of each line item.
     pub items: Vec<(Cow<'a, str>, u32)>,
+    /// How many of the strings kept (category levels, the city) were cut
+    /// to their size limit.
+    pub truncated: u32,
 }
 
 /// Why a message was rejected. The names are what operators see, in
@@ -65,10 +72,13 @@ pub enum Reject {
     /// An event time further in the future than the configured tolerance:
     /// counting it would drag the event-time watermark forward.
     FutureTime,
+    /// An order total above the operator's plausibility cap
+    /// (`--max-order-usd`).
+    ImplausibleTotal,
 }
 
 impl Reject {
-    pub const ALL: [Reject; 9] = [
+    pub const ALL: [Reject; 10] = [
         Reject::Empty,
         Reject::TooLarge,
         Reject::InvalidUtf8,
@@ -78,6 +88,7 @@ impl Reject {
         Reject::BadValue,
         Reject::UnknownCurrency,
         Reject::FutureTime,
+        Reject::ImplausibleTotal,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -91,6 +102,7 @@ impl Reject {
             Reject::BadValue => "bad_value",
             Reject::UnknownCurrency => "unknown_currency",
             Reject::FutureTime => "future_time",
+            Reject::ImplausibleTotal => "implausible_total",
         }
     }
 }
@@ -113,6 +125,7 @@ pub enum Decoded<'a> {
 #[derive(Debug)]
 pub struct Decoder {
     fx: FxTable,
+    max_order_usd_cents: u64,
     checkout_type: memmem::Finder<'static>,
     unicode_escape: memmem::Finder<'static>,
 }
@@ -121,9 +134,16 @@ impl Decoder {
     pub fn new(fx: FxTable) -> Self {
         Decoder {
             fx,
+            max_order_usd_cents: DEFAULT_MAX_ORDER_USD_CENTS,
             checkout_type: memmem::Finder::new(CHECKOUT_COMPLETED.as_bytes()),
             unicode_escape: memmem::Finder::new(b"\\u"),
         }
+    }
+
+    /// Rejects orders whose total is above `cents` (`implausible_total`).
+    pub fn with_max_order_usd_cents(mut self, cents: u64) -> Self {
+        self.max_order_usd_cents = cents;
+        self
     }
 
     /// Decodes one message value; `None` is a Kafka tombstone.
@@ -202,10 +222,12 @@ impl Decoder {
                 },
             )?;
         let usd_cents = rate.to_usd_cents(minor).ok_or(Reject::BadValue)?;
+        let mut truncated = 0;
         let mut items = Vec::with_capacity(e.order.line_items.len());
         for item in &e.order.line_items {
-            let key = borrow_or_own(&item.product_category, crate::trends::category_key)
+            let (key, cut) = borrow_or_own(&item.product_category, crate::trends::category_key)
                 .ok_or(Reject::BadValue)?;
+            truncated += u32::from(cut);
             items.push((key, item.quantity));
             money::parse_minor_units(&item.price, rate.minor_digits)
                 .map_err(|_| Reject::BadValue)?;
@@ -222,6 +244,20 @@ impl Decoder {
         if e.order.test == Some(true) {
             return Err(Filtered::TestOrder.into());
         }
+        if usd_cents > self.max_order_usd_cents {
+            return Err(Reject::ImplausibleTotal.into());
+        }
+        let buyer_city = match e.buyer.city.as_ref().and_then(|c| {
+            borrow_or_own(c, |c| {
+                crate::rankings::clean_city(c).map(|(c, cut)| (Cow::Borrowed(c), cut))
+            })
+        }) {
+            Some((city, cut)) => {
+                truncated += u32::from(cut);
+                Some(city)
+            }
+            None => None,
+        };
         Ok(Checkout {
             event_id_hash: xxh3_64(e.event_id.as_bytes()),
             event_time_ms,
@@ -234,25 +270,25 @@ impl Decoder {
             shop_id: e.shop.id,
             shop_country: e.shop.country.0,
             buyer_country: e.buyer.country.0,
-            buyer_city: e.buyer.city.as_ref().and_then(|c| {
-                borrow_or_own(c, |c| crate::rankings::clean_city(c).map(Cow::Borrowed))
-            }),
+            buyer_city,
             carbon_grams: (carbon_kg * 1000.0).round() as u64,
             items,
+            truncated,
         })
     }
 }
 
 /// Applies `f` to a string that may borrow from the message: a borrowed
 /// result keeps borrowing from the message; one taken from text serde had
-/// to unescape (and so owns) is copied out.
+/// to unescape (and so owns) is copied out. `f` also says whether it cut
+/// the string to its size limit.
 fn borrow_or_own<'a>(
     s: &Cow<'a, str>,
-    f: impl for<'b> Fn(&'b str) -> Option<Cow<'b, str>>,
-) -> Option<Cow<'a, str>> {
+    f: impl for<'b> Fn(&'b str) -> Option<(Cow<'b, str>, bool)>,
+) -> Option<(Cow<'a, str>, bool)> {
     match s {
         Cow::Borrowed(b) => f(b),
-        Cow::Owned(o) => f(o).map(|c| Cow::Owned(c.into_owned())),
+        Cow::Owned(o) => f(o).map(|(c, cut)| (Cow::Owned(c.into_owned()), cut)),
     }
 }
 
@@ -466,6 +502,50 @@ mod tests {
             rejected(&with(&["order", "currency"], json!("usd"))),
             Reject::BadValue
         );
+        // The largest u64 of cents would pin the sale's total for good.
+        assert_eq!(
+            rejected(&with(&["order", "total"], json!("184467440737095516.15"))),
+            Reject::ImplausibleTotal
+        );
+        assert_eq!(
+            rejected(&with(&["order", "total"], json!("1000000.01"))),
+            Reject::ImplausibleTotal
+        );
+        let lower = Decoder::new(FxTable::default()).with_max_order_usd_cents(10_000);
+        let total = with(&["order", "total"], json!("100.01"));
+        assert_eq!(
+            lower.decode(Some(total.as_bytes())),
+            Decoded::Rejected(Reject::ImplausibleTotal)
+        );
+    }
+
+    #[test]
+    fn long_strings_are_cut_and_counted() {
+        use serde_json::json;
+        let at_cap = with(&["order", "total"], json!("1000000.00"));
+        assert!(matches!(decode_str(&at_cap), Decoded::Checkout(_)));
+        let long = "x".repeat(60_000);
+        let event = with(
+            &["order", "line_items"],
+            json!([{"product_category": format!("{long} > Shoes"), "quantity": 1, "price": "1.00"}]),
+        );
+        let event: serde_json::Value = serde_json::from_str(&event).expect("json");
+        let mut event = event;
+        event["buyer"]["city"] = json!("Ö".repeat(500));
+        let text = event.to_string();
+        let Decoded::Checkout(c) = decode_str(&text) else {
+            panic!("a long category or city is cut, not rejected");
+        };
+        assert_eq!(c.truncated, 2);
+        assert!(c.items[0].0.len() <= 2 * crate::trends::MAX_LEVEL_BYTES + 3);
+        assert!(c
+            .buyer_city
+            .as_deref()
+            .is_some_and(|x| x.len() <= crate::rankings::MAX_CITY_BYTES));
+        let Decoded::Checkout(c) = decode_str(GOOD) else {
+            panic!("the contract's example decodes");
+        };
+        assert_eq!(c.truncated, 0);
     }
 
     #[test]

@@ -13,6 +13,7 @@ use crate::arcs::{ArcSampler, Candidate};
 use crate::checkpoint::{CheckpointError, Reader, Writer};
 use crate::decode::{Decoded, Decoder, Reject};
 use crate::dedup::{Dedup, Seen};
+use crate::event_time::{EventClock, UNPARTITIONED};
 use crate::rankings::{Rankings, ShopLabel};
 use crate::source::{Origin, Position};
 use crate::trends::Trends;
@@ -28,6 +29,8 @@ pub struct EngineConfig {
     /// How far behind the newest event time an order may be and still
     /// land in its own minute.
     pub allowed_lateness_ms: i64,
+    /// Orders above this total are rejected (`implausible_total`).
+    pub max_order_usd_cents: u64,
     pub seed: u64,
     /// Counts totals, the per-minute series and arcs only: trends,
     /// breakdowns and rankings stay empty. The ingest benchmark uses it to
@@ -44,6 +47,7 @@ impl Default for EngineConfig {
             arcs_per_tick: 40,
             future_tolerance_ms: 5 * 60_000,
             allowed_lateness_ms: 5 * 60_000,
+            max_order_usd_cents: crate::decode::DEFAULT_MAX_ORDER_USD_CENTS,
             seed: 0,
             totals_only: false,
         }
@@ -59,6 +63,9 @@ pub struct IngestCounts {
     pub rejected: [u64; Reject::ALL.len()],
     /// Accepted orders that came later than the allowed lateness.
     pub late: u64,
+    /// Strings of accepted orders cut to their size limit (category
+    /// levels, cities): the order counts, the string is kept shorter.
+    pub truncated: u64,
 }
 
 impl crate::aggregate::Merge for IngestCounts {
@@ -67,6 +74,7 @@ impl crate::aggregate::Merge for IngestCounts {
         self.duplicates += other.duplicates;
         self.filtered += other.filtered;
         self.late += other.late;
+        self.truncated += other.truncated;
         for (a, b) in self.rejected.iter_mut().zip(other.rejected) {
             *a += b;
         }
@@ -211,21 +219,34 @@ pub struct Engine {
     arriving_arcs: VecDeque<livemap_wire::Arc>,
     arcs_per_tick: usize,
     future_tolerance_ms: i64,
-    allowed_lateness_ms: i64,
     totals_only: bool,
-    /// The newest event time counted: what lateness is measured against.
-    watermark_ms: i64,
+    /// Per-partition watermarks and the minute the public's rates show
+    /// (see [`crate::event_time`] for the rules).
+    clock: EventClock,
+    /// Set when this state is older than the group's committed offsets
+    /// say (restored from the previous checkpoint because the newest was
+    /// unreadable): those offsets were this process's own progress, lost
+    /// with the newest checkpoint, so counting resumes where this state
+    /// ends, not where the group does. Not persisted.
+    own_positions_only: bool,
 }
 
 impl Engine {
-    /// The newest event time counted, if any order was.
+    /// The sale's watermark: the newest event time counted (never past
+    /// the server's clock), if any order was.
     pub fn newest_event_ms(&self) -> Option<i64> {
-        (self.watermark_ms > i64::MIN).then_some(self.watermark_ms)
+        self.clock.newest_ms()
+    }
+
+    /// The minute the public's per-minute rates describe, at `now_ms`
+    /// ([`EventClock::last_full_minute`]); it never goes back.
+    pub fn last_full_minute(&mut self, now_ms: i64) -> Option<i64> {
+        self.clock.last_full_minute(now_ms)
     }
 
     pub fn new(config: EngineConfig) -> Self {
         Engine {
-            decoder: Decoder::new(config.fx),
+            decoder: Decoder::new(config.fx).with_max_order_usd_cents(config.max_order_usd_cents),
             dedup: Dedup::new(config.dedup_horizon_ms, config.dedup_max_entries),
             aggregate: Aggregate::default(),
             counts: IngestCounts::default(),
@@ -238,9 +259,9 @@ impl Engine {
             arriving_arcs: VecDeque::new(),
             arcs_per_tick: config.arcs_per_tick,
             future_tolerance_ms: config.future_tolerance_ms,
-            allowed_lateness_ms: config.allowed_lateness_ms,
             totals_only: config.totals_only,
-            watermark_ms: i64::MIN,
+            clock: EventClock::new(config.allowed_lateness_ms),
+            own_positions_only: false,
         }
     }
 
@@ -267,7 +288,7 @@ impl Engine {
         now_ms: i64,
     ) {
         let Some(pos) = position else {
-            self.count(payload, now_ms);
+            self.count(payload, UNPARTITIONED, now_ms);
             return;
         };
         match self.partitions.get_mut(&pos.partition) {
@@ -331,7 +352,7 @@ impl Engine {
                 return;
             }
         }
-        if let Some(event_time_ms) = self.count(payload, now_ms) {
+        if let Some(event_time_ms) = self.count(payload, pos.partition, now_ms) {
             let horizon = self.dedup.horizon_minutes();
             if let Some(p) = self.partitions.get_mut(&pos.partition) {
                 p.mark(pos.offset, event_time_ms, horizon);
@@ -344,14 +365,16 @@ impl Engine {
     fn learn(&mut self, payload: Option<&[u8]>, now_ms: i64) {
         if let Decoded::Checkout(c) = self.decoder.decode(payload) {
             if c.event_time_ms <= now_ms.saturating_add(self.future_tolerance_ms) {
-                self.dedup.check(c.event_id_hash, c.event_time_ms);
+                let at = EventClock::effective(c.event_time_ms, now_ms);
+                self.dedup.check(c.event_id_hash, at);
             }
         }
     }
 
-    /// Counts one message; returns the event time of a checkout that
-    /// passed decoding (counted or a duplicate).
-    fn count(&mut self, payload: Option<&[u8]>, now_ms: i64) -> Option<i64> {
+    /// Counts one message from `partition`; returns the event time (as
+    /// counted: never past `now_ms`) of a checkout that passed decoding
+    /// (counted or a duplicate).
+    fn count(&mut self, payload: Option<&[u8]>, partition: i32, now_ms: i64) -> Option<i64> {
         let checkout = match self.decoder.decode(payload) {
             Decoded::Checkout(c) => c,
             Decoded::Filtered(_) => {
@@ -367,24 +390,22 @@ impl Engine {
             self.reject(Reject::FutureTime);
             return None;
         }
-        if self
-            .dedup
-            .check(checkout.event_id_hash, checkout.event_time_ms)
-            == Seen::Duplicate
-        {
+        // A clock ahead of ours (within the tolerance) is taken as ours:
+        // from here on, the order happened at `at`.
+        let at = EventClock::effective(checkout.event_time_ms, now_ms);
+        if self.dedup.check(checkout.event_id_hash, at) == Seen::Duplicate {
             self.counts.duplicates += 1;
-            return Some(checkout.event_time_ms);
+            return Some(at);
         }
         self.counts.accepted += 1;
-        let late =
-            checkout.event_time_ms < self.watermark_ms.saturating_sub(self.allowed_lateness_ms);
-        self.watermark_ms = self.watermark_ms.max(checkout.event_time_ms);
+        self.counts.truncated += u64::from(checkout.truncated);
+        let late = self.clock.observe(partition, at, now_ms);
         if late {
             self.counts.late += 1;
         }
         if !self.totals_only {
             for (category, quantity) in &checkout.items {
-                self.trends.add(category, *quantity, checkout.event_time_ms);
+                self.trends.add(category, *quantity, at);
             }
             self.breakdowns
                 .add(checkout.buyer_country, checkout.channel, checkout.usd_cents);
@@ -404,7 +425,7 @@ impl Engine {
             checkout.usd_cents,
             checkout.carbon_grams,
             checkout.buyer_hash,
-            checkout.event_time_ms,
+            at,
             !late,
         );
         if let Some(buyer) = checkout.buyer {
@@ -412,11 +433,11 @@ impl Engine {
                 shop: (checkout.shop_lat, checkout.shop_lon),
                 buyer,
                 usd_cents: checkout.usd_cents,
-                at_ms: checkout.event_time_ms,
+                at_ms: at,
                 channel: checkout.channel,
             });
         }
-        Some(checkout.event_time_ms)
+        Some(at)
     }
 
     fn reject(&mut self, r: Reject) {
@@ -460,15 +481,25 @@ impl Engine {
         self.trends.merge(&other.trends);
         self.breakdowns.merge(&other.breakdowns);
         self.rankings.merge(&other.rankings);
-        self.watermark_ms = self.watermark_ms.max(other.watermark_ms);
+        self.clock.merge(&other.clock);
     }
 
     /// Takes the counts of `merged` and keeps this engine's arcs waiting
     /// to be shown: an edge swaps in a new merge without losing them.
-    pub fn replace_counts(&mut self, merged: Engine) {
+    /// The minute the rates show is kept too: it never goes back.
+    pub fn replace_counts(&mut self, mut merged: Engine) {
         let arcs = std::mem::take(&mut self.arriving_arcs);
+        merged.clock.keep_shown(&self.clock);
         *self = merged;
         self.arriving_arcs = arcs;
+    }
+
+    /// Resumes every partition where this state ends, whatever the
+    /// group's committed offsets say: for a single process restored from
+    /// its previous checkpoint, whose newer progress (and commits) went
+    /// with the unreadable newest one. Holds for the next assignment.
+    pub fn resume_from_own_positions(&mut self) {
+        self.own_positions_only = true;
     }
 
     /// Event ids the de-duplication filter currently remembers.
@@ -490,9 +521,13 @@ impl Engine {
     /// de-duplication memory of the partition begins, and what lies before
     /// the resume point only teaches this filter the ids it saw.
     pub fn assign(&mut self, handed: &[(i32, Option<Handover>)], generation: u64) -> Vec<Resume> {
+        // Only the first assignment after the restore: later ones may hand
+        // over partitions another member counted since.
+        let own_only = std::mem::take(&mut self.own_positions_only);
         handed
             .iter()
             .map(|(p, other)| {
+                let other = other.as_ref().filter(|_| !own_only);
                 let state = self.partitions.entry(*p).or_insert(PartitionState {
                     next_offset: -1,
                     ..PartitionState::default()
@@ -504,7 +539,7 @@ impl Engine {
                     Some(m) if !state.learned => Some(warm_from(&state.marks, m)),
                     m => m,
                 };
-                if let Some(other) = other.as_ref().filter(|o| Some(o.next_offset) > mine) {
+                if let Some(other) = other.filter(|o| Some(o.next_offset) > mine) {
                     let other_from = warm_from(&other.marks, other.next_offset);
                     // Ids this state counted itself are already in the filter.
                     read_from = Some(match mine {
@@ -604,7 +639,8 @@ impl Engine {
         w.u64(self.counts.duplicates);
         w.u64(self.counts.filtered);
         w.u64(self.counts.late);
-        w.i64(self.watermark_ms);
+        w.u64(self.counts.truncated);
+        self.clock.export(&mut w);
         w.u64(Reject::ALL.len() as u64);
         for (r, n) in Reject::ALL.iter().zip(self.counts.rejected) {
             w.str(r.as_str());
@@ -644,13 +680,30 @@ impl Engine {
         w.buf
     }
 
-    /// Rebuilds an engine from [`Engine::export`]. Partitions come back
-    /// unowned: the source assigns them again.
+    /// Rebuilds an engine from [`Engine::export`] of this release.
+    /// Partitions come back unowned: the source assigns them again.
     pub fn restore(
         config: EngineConfig,
         source: &str,
         bytes: &[u8],
     ) -> Result<Engine, CheckpointError> {
+        Engine::restore_format(config, source, bytes, crate::checkpoint::FORMAT_VERSION)
+    }
+
+    /// [`Engine::restore`] of a state written in checkpoint format
+    /// `format`: this release's, or the one before it (4: no partition
+    /// watermarks, no truncation count), so a release deployed mid-sale
+    /// continues from its predecessor's checkpoint.
+    pub fn restore_format(
+        config: EngineConfig,
+        source: &str,
+        bytes: &[u8],
+        format: u32,
+    ) -> Result<Engine, CheckpointError> {
+        if !crate::checkpoint::READABLE_FORMATS.contains(&format) {
+            return Err(CheckpointError::Payload("state of an unknown format"));
+        }
+        let lateness = config.allowed_lateness_ms;
         let mut engine = Engine::new(config);
         let mut r = Reader::new(bytes);
         if r.string()? != source {
@@ -662,7 +715,12 @@ impl Engine {
         engine.counts.duplicates = r.u64()?;
         engine.counts.filtered = r.u64()?;
         engine.counts.late = r.u64()?;
-        engine.watermark_ms = r.i64()?;
+        if format >= 5 {
+            engine.counts.truncated = r.u64()?;
+            engine.clock = EventClock::restore(&mut r, lateness)?;
+        } else {
+            engine.clock = EventClock::from_newest(r.i64()?, lateness);
+        }
         for _ in 0..r.count(16)? {
             let (name, n) = (r.string()?, r.u64()?);
             let reason = Reject::ALL
@@ -1054,6 +1112,33 @@ mod tests {
         let mut identity = whole.clone();
         identity.merge(&IngestCounts::default());
         assert_eq!(identity, whole);
+    }
+
+    #[test]
+    fn one_fast_producer_clock_neither_blanks_the_rates_nor_makes_orders_late() {
+        let mut g = Generator::new(23, DemoMix::default());
+        let mut e = Engine::new(EngineConfig::default());
+        e.assign(&[(0, None), (1, None), (2, None)], 1);
+        let now = NOW - NOW % 60_000 + 30_000;
+        let at = |e: &mut Engine, g: &mut Generator, p: i32, o: i64, t: i64, now: i64| {
+            let mut v: serde_json::Value = serde_json::from_slice(&g.checkout(t)).expect("json");
+            v["occurred_at"] = serde_json::json!(livemap_events::time::format_rfc3339_ms(t));
+            e.ingest(Some(v.to_string().as_bytes()), pos(p, o, 1), now);
+        };
+        // One order four minutes ahead, on partition 2, first.
+        at(&mut e, &mut g, 2, 0, now + 4 * 60_000, now);
+        // Then 1,800 on-time orders of the last three minutes, in order.
+        for i in 0..1_800i64 {
+            let t = now - 180_000 + i * 100;
+            at(&mut e, &mut g, (i % 2) as i32, i / 2, t, now);
+        }
+        assert_eq!(e.counts.accepted, 1_801);
+        assert_eq!(e.counts.late, 0, "on-time orders are not late");
+        let minute = e.last_full_minute(now).expect("a minute");
+        assert_eq!(minute, now / 60_000 - 1, "the minute before now's");
+        let shown = e.aggregate.minutes.get(minute).orders;
+        assert_eq!(shown, 600, "a whole minute of orders, not zero");
+        assert_eq!(e.newest_event_ms(), Some(now), "nothing past the clock");
     }
 
     #[test]

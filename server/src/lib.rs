@@ -15,6 +15,7 @@ pub mod config;
 pub mod decode;
 pub mod dedup;
 pub mod encode;
+pub mod event_time;
 pub mod fanout;
 pub mod hll;
 pub mod ingest;
@@ -494,6 +495,14 @@ async fn start_router(
 /// How long a start waits to read the partial-state topic to its end.
 const PARTIALS_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// What a restore starts from.
+enum Saved {
+    /// Restored from the state directory.
+    Engine(Box<Engine>),
+    /// An aggregator's own record: its state, in that checkpoint format.
+    Record(Vec<u8>, u32),
+}
+
 /// Restores the engine: from the state directory (Kafka source), from this
 /// aggregator's own record on the partial-state topic (aggregator), or
 /// empty (demo, edge).
@@ -545,18 +554,37 @@ async fn restore(
             )
             .await?;
             (
-                follower.state_of(&config.aggregator_id),
+                follower
+                    .state_of(&config.aggregator_id)
+                    .map(|(bytes, format)| Saved::Record(bytes, format)),
                 Store::Partials(Arc::new(publisher)),
             )
         }
         _ => {
             let dir = StateDir::new(&config.state_dir)?;
-            (dir.load()?, Store::Dir(dir))
+            let restored = crate::persist::restore_from_dir(
+                &dir,
+                &config.engine,
+                &kafka.source_id(),
+                config.discard_unreadable_checkpoint,
+            )?;
+            (
+                restored.map(|e| Saved::Engine(Box::new(e))),
+                Store::Dir(dir),
+            )
         }
     };
     let engine = match saved {
-        Some(bytes) => {
-            let engine = Engine::restore(config.engine.clone(), &kafka.source_id(), &bytes)?;
+        Some(saved) => {
+            let engine = match saved {
+                Saved::Engine(engine) => *engine,
+                Saved::Record(bytes, format) => Engine::restore_format(
+                    config.engine.clone(),
+                    &kafka.source_id(),
+                    &bytes,
+                    format,
+                )?,
+            };
             tracing::info!(
                 orders = engine.aggregate.orders,
                 positions = ?engine.positions(),

@@ -103,6 +103,12 @@ impl MetricsSources {
                 r.as_str()
             );
         }
+        counter(
+            &mut out,
+            "livemap_strings_truncated_total",
+            "Strings of accepted orders cut to their size limit (category levels, cities).",
+            counts.truncated,
+        );
         family(
             &mut out,
             "livemap_replayed_messages_total",

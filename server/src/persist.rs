@@ -12,7 +12,7 @@ use parking_lot::Mutex;
 
 use crate::checkpoint::{CheckpointError, StateDir};
 use crate::clock::Clock;
-use crate::ingest::Engine;
+use crate::ingest::{Engine, EngineConfig};
 use crate::partials::publish::Publisher;
 use crate::partials::PartialRecord;
 
@@ -118,5 +118,150 @@ impl Checkpointer {
             }
         }
         result.map(|()| positions)
+    }
+}
+
+/// Restores the engine from the state directory: the newest checkpoint,
+/// or, if that one cannot be read or restored, the previous one. `None`
+/// when there is no checkpoint at all (a first start). When checkpoints
+/// exist but none can be restored, the start is refused (totals from zero
+/// on screens mid-sale are worse than a failed deploy), unless
+/// `discard_unreadable`: then the unreadable files are renamed aside
+/// (`*.unreadable`) and counting starts from zero.
+pub fn restore_from_dir(
+    dir: &StateDir,
+    config: &EngineConfig,
+    source: &str,
+    discard_unreadable: bool,
+) -> Result<Option<Engine>, CheckpointError> {
+    let mut failures = Vec::new();
+    for path in [dir.path(), dir.previous_path()] {
+        let restored = StateDir::read(&path).and_then(|saved| {
+            saved
+                .map(|s| Engine::restore_format(config.clone(), source, &s.payload, s.format))
+                .transpose()
+        });
+        match restored {
+            Ok(Some(mut engine)) => {
+                if path == dir.previous_path() {
+                    // The group's commits may stand for the newest
+                    // checkpoint's progress, which this state lacks.
+                    engine.resume_from_own_positions();
+                }
+                if !failures.is_empty() {
+                    tracing::error!(
+                        restored = %path.display(),
+                        refused = %failures.join("; "),
+                        "the newest checkpoint could not be restored: restored the previous one (what was counted since is read again from the source)"
+                    );
+                }
+                return Ok(Some(engine));
+            }
+            Ok(None) => {}
+            Err(e) => failures.push(format!("{}: {e}", path.display())),
+        }
+    }
+    if failures.is_empty() {
+        return Ok(None);
+    }
+    if !discard_unreadable {
+        return Err(CheckpointError::Unusable {
+            dir: dir.dir().to_path_buf(),
+            reasons: failures.join("; "),
+        });
+    }
+    for path in [dir.path(), dir.previous_path()] {
+        if path.exists() {
+            let aside = path.with_extension("unreadable");
+            std::fs::rename(&path, &aside).map_err(|source| CheckpointError::Io {
+                path: path.clone(),
+                source,
+            })?;
+        }
+    }
+    tracing::error!(
+        refused = %failures.join("; "),
+        "--discard-unreadable-checkpoint: no checkpoint could be restored; counting starts from zero"
+    );
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use livemap_events::demo::{DemoMix, Generator};
+
+    fn temp_dir(name: &str) -> StateDir {
+        let dir =
+            std::env::temp_dir().join(format!("livemap-persist-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        StateDir::new(dir).expect("dir")
+    }
+
+    fn engine_with(orders: i64) -> Engine {
+        let mut g = Generator::new(3, DemoMix::default());
+        let mut e = Engine::new(EngineConfig::default());
+        let now = 1_795_788_000_000;
+        for i in 0..orders {
+            e.ingest(Some(&g.checkout(now + i)), None, now + i);
+        }
+        e
+    }
+
+    fn corrupt(path: &std::path::Path) {
+        let mut bytes = std::fs::read(path).expect("read");
+        let n = bytes.len();
+        bytes[n / 2] ^= 0x55;
+        std::fs::write(path, bytes).expect("write");
+    }
+
+    #[test]
+    fn a_corrupt_newest_checkpoint_falls_back_to_the_previous() {
+        let dir = temp_dir("fallback");
+        let config = EngineConfig::default();
+        assert!(restore_from_dir(&dir, &config, "demo", false)
+            .expect("no checkpoint is fine")
+            .is_none());
+        dir.store(&engine_with(10).export("demo")).expect("first");
+        dir.store(&engine_with(20).export("demo")).expect("second");
+        corrupt(&dir.path());
+        let restored = restore_from_dir(&dir, &config, "demo", false)
+            .expect("falls back")
+            .expect("an engine");
+        assert_eq!(restored.aggregate.orders, 10, "the previous checkpoint");
+        // Killed between the two renames: only the previous exists.
+        std::fs::remove_file(dir.path()).expect("removed");
+        let restored = restore_from_dir(&dir, &config, "demo", false)
+            .expect("restores")
+            .expect("an engine");
+        assert_eq!(restored.aggregate.orders, 10);
+    }
+
+    #[test]
+    fn when_no_checkpoint_restores_the_start_is_refused_naming_the_file_and_the_flag() {
+        let dir = temp_dir("refuse");
+        let config = EngineConfig::default();
+        dir.store(&engine_with(10).export("demo")).expect("first");
+        dir.store(&engine_with(20).export("demo")).expect("second");
+        corrupt(&dir.path());
+        corrupt(&dir.previous_path());
+        let err = restore_from_dir(&dir, &config, "demo", false)
+            .expect_err("refused")
+            .to_string();
+        assert!(err.contains("checkpoint.bin"), "{err}");
+        assert!(err.contains("checkpoint.prev.bin"), "{err}");
+        assert!(err.contains("--discard-unreadable-checkpoint"), "{err}");
+        // A checkpoint of another source is not restorable either.
+        let other = temp_dir("other");
+        other
+            .store(&engine_with(5).export("kafka:x"))
+            .expect("stored");
+        assert!(restore_from_dir(&other, &config, "demo", false).is_err());
+        // The override starts from zero and keeps the files aside.
+        assert!(restore_from_dir(&dir, &config, "demo", true)
+            .expect("starts")
+            .is_none());
+        assert!(dir.path().with_extension("unreadable").exists());
+        assert!(!dir.path().exists());
     }
 }

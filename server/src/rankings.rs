@@ -453,17 +453,15 @@ pub fn city_hash(country: [u8; 2], name: &str) -> u64 {
 }
 
 /// A city name fit to keep and publish: trimmed, without control
-/// characters, at most [`MAX_CITY_BYTES`]. `None` when nothing is left.
-pub fn clean_city(name: &str) -> Option<&str> {
+/// characters, at most [`MAX_CITY_BYTES`], and whether it had to be cut.
+/// `None` when nothing is left.
+pub fn clean_city(name: &str) -> Option<(&str, bool)> {
     let name = name.trim();
     if name.is_empty() || name.chars().any(char::is_control) {
         return None;
     }
-    let mut end = name.len().min(MAX_CITY_BYTES);
-    while !name.is_char_boundary(end) {
-        end -= 1;
-    }
-    Some(&name[..end])
+    let kept = crate::trends::cut_to(name, MAX_CITY_BYTES).trim_end();
+    Some((kept, kept.len() < name.len()))
 }
 
 impl Rankings {
@@ -577,11 +575,12 @@ mod tests {
 
     #[test]
     fn city_names_are_cleaned() {
-        assert_eq!(clean_city("  Austin "), Some("Austin"));
+        assert_eq!(clean_city("  Austin "), Some(("Austin", false)));
         assert_eq!(clean_city(""), None);
         assert_eq!(clean_city("a\u{0}b"), None);
         let long = "é".repeat(100);
-        let cut = clean_city(&long).expect("kept");
+        let (cut, was_cut) = clean_city(&long).expect("kept");
+        assert!(was_cut);
         assert!(cut.len() <= MAX_CITY_BYTES && cut.chars().all(|c| c == 'é'));
     }
 

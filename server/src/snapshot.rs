@@ -202,14 +202,19 @@ impl Snapshotter {
             },
         ));
         let all_trends = engine.trends.current().to_vec();
-        let rates =
-            agg.minutes
-                .last_full_minute()
-                .map_or_else(Rates::default, |(minute, bucket)| Rates {
+        // The minute the rates describe follows the rules in
+        // `event_time`: no producer clock can blank or distort it.
+        let rates = engine
+            .last_full_minute(now_ms)
+            .map_or_else(Rates::default, |minute| {
+                let bucket = engine.aggregate.minutes.get(minute);
+                Rates {
                     orders_per_minute: bucket.orders as f64,
                     gmv_usd_cents_per_minute: bucket.usd_cents,
                     minute_start_ms: minute * MINUTE_MS,
-                });
+                }
+            });
+        let agg = &engine.aggregate;
         let snapshot = Snapshot {
             version: self.version,
             generated_at_ms: now_ms,

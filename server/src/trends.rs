@@ -46,24 +46,49 @@ pub const TOP: usize = 500;
 /// every total); a hostile stream of made-up categories cannot grow memory.
 pub const MAX_CATEGORIES: usize = 10_000;
 
-/// The trend key of a taxonomy path: its top two levels, trimmed, joined by
-/// " > ". Borrowed from the path when the path already starts that way,
-/// as well-formed paths do, so the common case allocates nothing.
-pub fn category_key(path: &str) -> Option<Cow<'_, str>> {
+/// Longest taxonomy level kept, in bytes: a key is at most
+/// `2 * MAX_LEVEL_BYTES + 3`. Real levels are a few words ("Apparel &
+/// Accessories"); a longer one is cut, and counted as `ingest.truncated`.
+pub const MAX_LEVEL_BYTES: usize = 64;
+
+/// The longest prefix of `s` of at most `max` bytes that ends on a
+/// character boundary.
+pub fn cut_to(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// The trend key of a taxonomy path: its top two levels, trimmed, each cut
+/// to [`MAX_LEVEL_BYTES`], joined by " > "; and whether a level was cut.
+/// Borrowed from the path when the path already starts that way, as
+/// well-formed paths do, so the common case allocates nothing.
+pub fn category_key(path: &str) -> Option<(Cow<'_, str>, bool)> {
     let mut levels = path.split('>').map(str::trim).filter(|l| !l.is_empty());
+    let level = |l: &str| cut_to(l, MAX_LEVEL_BYTES).trim_end().len();
     let first = levels.next()?;
-    let Some(second) = levels.next() else {
-        return Some(Cow::Borrowed(first));
+    let (first_len, second) = (level(first), levels.next());
+    let Some(second) = second else {
+        return Some((Cow::Borrowed(&first[..first_len]), first_len < first.len()));
     };
+    let second_len = level(second);
+    let cut = first_len < first.len() || second_len < second.len();
+    let (first, second) = (&first[..first_len], &second[..second_len]);
     let key_len = first.len() + 3 + second.len();
-    let canonical = path.starts_with(first)
+    let canonical = !cut
+        && path.starts_with(first)
         && path[first.len()..].starts_with(" > ")
         && path[first.len() + 3..].starts_with(second);
-    Some(if canonical {
-        Cow::Borrowed(&path[..key_len])
-    } else {
-        Cow::Owned(format!("{first} > {second}"))
-    })
+    Some((
+        if canonical {
+            Cow::Borrowed(&path[..key_len])
+        } else {
+            Cow::Owned(format!("{first} > {second}"))
+        },
+        cut,
+    ))
 }
 
 #[derive(Debug, Default, Clone)]
@@ -343,16 +368,26 @@ mod tests {
 
     #[test]
     fn keys_are_the_top_two_levels() {
+        let key = |p| category_key(p).map(|(k, cut)| (k.into_owned(), cut));
         assert_eq!(
-            category_key("Apparel & Accessories > Clothing > Outerwear").as_deref(),
-            Some("Apparel & Accessories > Clothing")
+            key("Apparel & Accessories > Clothing > Outerwear"),
+            Some(("Apparel & Accessories > Clothing".into(), false))
         );
-        assert_eq!(
-            category_key(" Media >Books ").as_deref(),
-            Some("Media > Books")
-        );
-        assert_eq!(category_key("Media").as_deref(), Some("Media"));
-        assert_eq!(category_key(" > "), None);
+        assert_eq!(key(" Media >Books "), Some(("Media > Books".into(), false)));
+        assert_eq!(key("Media"), Some(("Media".into(), false)));
+        assert_eq!(key(" > "), None);
+    }
+
+    #[test]
+    fn a_long_level_is_cut_on_a_character_boundary() {
+        let long = "é".repeat(1_000);
+        let path = format!("{long} > Shoes > Heels");
+        let (k, cut) = category_key(&path).expect("a key");
+        assert!(cut);
+        assert!(k.len() <= 2 * MAX_LEVEL_BYTES + 3, "{}", k.len());
+        assert!(k.ends_with(" > Shoes"));
+        let (k, cut) = category_key(&long).expect("a key");
+        assert!(cut && k.len() <= MAX_LEVEL_BYTES && k.chars().all(|c| c == 'é'));
     }
 
     #[test]

@@ -82,8 +82,10 @@ pub struct Partial {
     pub seq: u64,
     pub published_ms: i64,
     pub engine: Engine,
-    /// The exported state, for an aggregator restoring itself.
+    /// The exported state, for an aggregator restoring itself, and the
+    /// checkpoint format it is in.
     pub state: Vec<u8>,
+    pub state_format: u32,
     /// When this follower read it.
     pub received: Instant,
 }
@@ -335,7 +337,12 @@ impl Follower {
             other => other,
         };
         let decoded = decoded.and_then(|r| {
-            let engine = Engine::restore(self.engine_config.clone(), &self.source_id, &r.state)?;
+            let engine = Engine::restore_format(
+                self.engine_config.clone(),
+                &self.source_id,
+                &r.state,
+                r.state_format,
+            )?;
             Ok((r, engine))
         });
         let mut followed = self.followed.lock();
@@ -388,6 +395,7 @@ impl Follower {
                         published_ms: r.published_ms,
                         engine,
                         state: r.state,
+                        state_format: r.state_format,
                         received: Instant::now(),
                     },
                 );
@@ -531,13 +539,14 @@ impl Follower {
         }
     }
 
-    /// The state `aggregator` last published, exported.
-    pub fn state_of(&self, aggregator: &str) -> Option<Vec<u8>> {
+    /// The state `aggregator` last published, exported, and its
+    /// checkpoint format.
+    pub fn state_of(&self, aggregator: &str) -> Option<(Vec<u8>, u32)> {
         self.followed
             .lock()
             .latest
             .get(aggregator)
-            .map(|p| p.state.clone())
+            .map(|p| (p.state.clone(), p.state_format))
     }
 
     /// The newest record of every aggregator, merged.
@@ -572,6 +581,7 @@ mod tests {
             published_ms,
             engine: Engine::new(EngineConfig::default()),
             state: Vec::new(),
+            state_format: crate::checkpoint::FORMAT_VERSION,
             received: Instant::now(),
         }
     }

@@ -27,7 +27,20 @@ use crate::checkpoint::{CheckpointError, Reader, Writer};
 pub const MAX_RECORD_BYTES: usize = 64 << 20;
 
 const MAGIC: &[u8; 4] = b"LMPS";
-const FORMAT_VERSION: u32 = 1;
+/// The record format this release writes. 2: its state is in checkpoint
+/// format 5. A release reads its own records and its predecessor's (1,
+/// state in checkpoint format 4), so edges upgraded first keep merging
+/// the aggregators that are not upgraded yet.
+const FORMAT_VERSION: u32 = 2;
+
+/// The checkpoint format of the state in a record of `record_format`.
+fn state_format(record_format: u32) -> Option<u32> {
+    match record_format {
+        1 => Some(4),
+        2 => Some(5),
+        _ => None,
+    }
+}
 
 /// Where partial states travel.
 #[derive(Debug, Clone)]
@@ -91,6 +104,9 @@ pub struct PartialRecord {
     /// [`crate::ingest::Engine::export_view`]; empty in a record that
     /// carries only arcs (sent every tick between states).
     pub state: Vec<u8>,
+    /// The checkpoint format `state` is in: set when a record is read
+    /// (a record is always written in this release's format).
+    pub state_format: u32,
 }
 
 impl PartialRecord {
@@ -128,11 +144,9 @@ impl PartialRecord {
         if r.bytes(4)? != MAGIC {
             return Err(CheckpointError::Payload("not a partial-state record"));
         }
-        if r.u32()? != FORMAT_VERSION {
-            return Err(CheckpointError::Payload(
-                "partial record of another format version",
-            ));
-        }
+        let state_format = state_format(r.u32()?).ok_or(CheckpointError::Payload(
+            "partial record of a format this release cannot read",
+        ))?;
         let aggregator = r.string()?;
         let (instance, seq, published_ms) = (r.u64()?, r.u64()?, r.i64()?);
         let n = r.count(33)?;
@@ -169,6 +183,7 @@ impl PartialRecord {
             published_ms,
             arcs,
             state,
+            state_format,
         })
     }
 }
@@ -197,6 +212,7 @@ mod tests {
                 channel: Channel::MobileApp,
             }],
             state: vec![1, 2, 3, 4, 5],
+            state_format: crate::checkpoint::FORMAT_VERSION,
         }
     }
 

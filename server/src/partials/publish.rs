@@ -177,7 +177,7 @@ impl Publisher {
             seq,
             published_ms,
             arcs,
-            state: Vec::new(),
+            ..PartialRecord::default()
         };
         let bytes = record.encode();
         let key = format!("{}/{kind}", self.aggregator);

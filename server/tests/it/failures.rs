@@ -663,6 +663,7 @@ async fn an_edge_does_not_merge_a_second_process_under_a_live_id() {
                     published_ms: SystemClock.now_ms(),
                     arcs: Vec::new(),
                     state: empty.clone(),
+                    ..PartialRecord::default()
                 }
                 .encode(),
             )

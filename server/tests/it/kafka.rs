@@ -756,3 +756,73 @@ async fn a_second_member_joining_and_leaving_loses_and_double_counts_nothing() {
     }
     assert_eq!(combined, want);
 }
+
+/// Flips a byte in the middle of a file, as a bad disk would.
+fn corrupt(path: &std::path::Path) {
+    let mut bytes = std::fs::read(path).expect("checkpoint read");
+    let n = bytes.len();
+    bytes[n / 2] ^= 0x5a;
+    std::fs::write(path, bytes).expect("checkpoint written");
+}
+
+/// The newest checkpoint corrupt: the restart restores the previous one
+/// and re-reads what it lacks from its own positions, although the
+/// group's commits are further on, and ends exact. Both corrupt: the
+/// start is refused, naming the files and the flag that overrides.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_corrupt_checkpoint_falls_back_to_the_previous_or_refuses_to_start() {
+    let broker = Broker::shared();
+    broker.create_topic("corrupt", 2).await;
+    let messages = mixed_batch(7, 6_000);
+    let (first, second) = messages.split_at(3_000);
+    let state = temp_state("corrupt");
+    let start = |state: PathBuf| {
+        let kafka = kafka_config(broker.port, "corrupt", "g-corrupt");
+        TestServer::start(move |c| {
+            c.kafka = Some(kafka);
+            c.state_dir = state;
+            c.checkpoint_every = Duration::from_secs(3_600);
+        })
+    };
+    let dir = livemap_server::checkpoint::StateDir::new(&state).expect("state dir");
+    produce_now(broker.port, "corrupt", first).await;
+    let server = start(state.clone()).await;
+    wait_processed(&server, first.len() as u64).await;
+    server.stop().await.expect("clean stop");
+    let half = std::fs::read(dir.path()).expect("a checkpoint of the first half");
+    produce_now(broker.port, "corrupt", second).await;
+    let server = start(state.clone()).await;
+    wait_processed(&server, messages.len() as u64).await;
+    server.stop().await.expect("clean stop");
+
+    // The previous checkpoint is the first half's (a run may have written
+    // more since), the group's commits are at the end, and the newest is
+    // unreadable.
+    std::fs::write(dir.previous_path(), &half).expect("previous written");
+    corrupt(&dir.path());
+    let server = start(state.clone()).await;
+    let s = wait_processed(&server, messages.len() as u64).await;
+    assert_eq!(
+        observed(&s),
+        expected(&messages),
+        "nothing lost, nothing twice"
+    );
+    server.stop().await.expect("clean stop");
+
+    // The stop wrote a good newest checkpoint; corrupt both.
+    corrupt(&dir.path());
+    corrupt(&dir.previous_path());
+    let refused = start(state.clone())
+        .await
+        .stop()
+        .await
+        .expect_err("the start is refused")
+        .to_string();
+    for needle in [
+        "checkpoint.bin",
+        "checkpoint.prev.bin",
+        "--discard-unreadable-checkpoint",
+    ] {
+        assert!(refused.contains(needle), "{needle} not in: {refused}");
+    }
+}

@@ -83,12 +83,15 @@ fn every_previous_checkpoint_format_is_restored_with_its_totals() {
         ));
         let state = StateDir::new(&unpacked).expect("temp dir");
         std::fs::write(state.path(), gunzip(&dir.join("checkpoint.bin.gz"))).expect("unpacked");
-        let payload = state
-            .load()
-            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-            .expect("the fixture has a checkpoint");
-        let restored = Engine::restore(EngineConfig::default(), SOURCE, &payload)
-            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        // What a start does with a state directory.
+        let restored = livemap_server::persist::restore_from_dir(
+            &state,
+            &EngineConfig::default(),
+            SOURCE,
+            false,
+        )
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .expect("the fixture has a checkpoint");
         assert!(
             restored.aggregate.orders > 1_000,
             "a fixture worth the name"
@@ -108,8 +111,13 @@ fn every_previous_checkpoint_format_is_restored_with_its_totals() {
             .unwrap_or_else(|e| panic!("{} partial record: {e}", dir.display()));
         assert_eq!(record.aggregator, "agg-fixture");
         assert!(!record.arcs.is_empty());
-        let view = Engine::restore(EngineConfig::default(), SOURCE, &record.state)
-            .unwrap_or_else(|e| panic!("{} partial state: {e}", dir.display()));
+        let view = Engine::restore_format(
+            EngineConfig::default(),
+            SOURCE,
+            &record.state,
+            record.state_format,
+        )
+        .unwrap_or_else(|e| panic!("{} partial state: {e}", dir.display()));
         assert_holds(
             &view,
             &expected,
@@ -196,6 +204,7 @@ fn write_fixtures() {
         published_ms: T0 + 1_200_500,
         arcs: e.take_arcs(),
         state: e.export_view(SOURCE),
+        ..PartialRecord::default()
     };
     gzip(&dir.join("partial.bin.gz"), &record.encode());
     let mut expected = summary(&e);
