@@ -175,6 +175,16 @@ pub struct Args {
     #[arg(long, env = "LIVEMAP_PUBLISH_MS", default_value_t = 1_000)]
     pub publish_ms: u32,
 
+    /// An aggregator id that has published no state for this many seconds
+    /// (while others publish) is retired: its counts stay in the totals,
+    /// folded into one retired sum, and every edge frees its state. An
+    /// aggregator restarting under its id restores its own record only
+    /// within half this time; later it counts from zero, as a new
+    /// lineage. Rollouts that give aggregators new ids (host names) no
+    /// longer grow every edge.
+    #[arg(long, env = "LIVEMAP_RETIRE_AFTER_SECS", default_value_t = 3_600)]
+    pub retire_after_secs: u32,
+
     /// Snapshots are marked stale while the consumer is more than this many
     /// messages behind (summed over partitions), or the broker is unreachable.
     #[arg(long, env = "LIVEMAP_LAG_LIMIT", default_value_t = 100_000)]
@@ -331,6 +341,7 @@ impl Config {
                 options: args.kafka_options.clone(),
                 quiet: (Duration::from_millis(u64::from(args.publish_ms)) * 3)
                     .max(Duration::from_secs(2)),
+                retire_after: Duration::from_secs(u64::from(args.retire_after_secs.max(10))),
             }),
             _ => None,
         };

@@ -553,10 +553,26 @@ async fn restore(
                 clock,
             )
             .await?;
+            // Its own record continues only while no edge can have retired
+            // the id: within half the retirement time, so the first new
+            // record lands long before anyone retires the old one.
+            let own = follower.state_of(&config.aggregator_id).filter(|own| {
+                let age = clock.now_ms() - own.published_ms;
+                let fresh = age <= (partials.retire_after / 2).as_millis() as i64;
+                if !fresh {
+                    tracing::warn!(
+                        aggregator = %config.aggregator_id,
+                        age_secs = age / 1000,
+                        "own record older than half of --retire-after-secs: counting from zero under a new lineage (the old counts stay in the retired sum)"
+                    );
+                }
+                fresh
+            });
+            if let Some(own) = &own {
+                publisher.continue_lineage(own.lineage);
+            }
             (
-                follower
-                    .state_of(&config.aggregator_id)
-                    .map(|(bytes, format)| Saved::Record(bytes, format)),
+                own.map(|own| Saved::Record(own.state, own.format)),
                 Store::Partials(Arc::new(publisher)),
             )
         }

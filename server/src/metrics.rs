@@ -414,6 +414,24 @@ impl MetricsSources {
             "Records not merged: a second process publishes under a live aggregator id (the log names it).",
             s.conflicts.load(Ordering::Relaxed),
         );
+        counter(
+            out,
+            "livemap_partials_retired_ids_total",
+            "Aggregator ids retired: their counts folded into one retired sum, their state freed.",
+            s.retired.load(Ordering::Relaxed),
+        );
+        counter(
+            out,
+            "livemap_partials_retired_refused_total",
+            "Records not merged because they continue a retired id's state (restart that aggregator).",
+            s.retired_refused.load(Ordering::Relaxed),
+        );
+        gauge(
+            out,
+            "livemap_partials_held_ids",
+            "Aggregator ids whose state this process holds (retired ones excluded).",
+            f.held() as f64,
+        );
         family(
             out,
             "livemap_partials_age_seconds",

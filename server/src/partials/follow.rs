@@ -5,7 +5,7 @@
 //! one changes. An aggregator asks for its own record at start, and for
 //! the furthest any record got in a partition when it is assigned one.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -81,6 +81,7 @@ pub struct Partial {
     pub instance: u64,
     pub seq: u64,
     pub published_ms: i64,
+    pub lineage: u64,
     pub engine: Engine,
     /// The exported state, for an aggregator restoring itself, and the
     /// checkpoint format it is in.
@@ -102,6 +103,20 @@ struct Heard {
 /// How long a process heard under an id is remembered.
 const HEARD_FOR: Duration = Duration::from_secs(600);
 
+/// How many retired lineages are remembered, to refuse a record that
+/// continues one (its counts are already in the retired sum).
+const RETIRED_LINEAGES: usize = 4_096;
+
+/// An aggregator's newest state record, for it to restore from.
+#[derive(Debug, Clone)]
+pub struct Published {
+    pub state: Vec<u8>,
+    /// The checkpoint format of `state`.
+    pub format: u32,
+    pub lineage: u64,
+    pub published_ms: i64,
+}
+
 #[derive(Debug, Default)]
 struct Followed {
     latest: BTreeMap<String, Partial>,
@@ -115,6 +130,13 @@ struct Followed {
     heard: BTreeMap<String, BTreeMap<u64, Heard>>,
     /// Pairs of processes found publishing under one id, reported once.
     conflicts: BTreeSet<(String, u64)>,
+    /// The counts of every retired aggregator id, folded into one engine:
+    /// what an edge holds for past ids does not grow with their number.
+    retired: Option<Engine>,
+    /// Per partition of the checkout topic, the furthest a retired id got.
+    retired_handovers: BTreeMap<i32, Handover>,
+    /// Lineages retired lately (id, lineage), oldest first.
+    retired_lineages: VecDeque<(String, u64)>,
 }
 
 impl Followed {
@@ -151,6 +173,68 @@ impl Followed {
 }
 
 impl Followed {
+    /// Folds `aggregator`'s newest record into the retired sum and frees
+    /// everything kept per id.
+    fn fold(&mut self, aggregator: &str, config: &EngineConfig) {
+        let Some(partial) = self.latest.remove(aggregator) else {
+            return;
+        };
+        self.retired
+            .get_or_insert_with(|| Engine::new(config.clone()))
+            .absorb(&partial.engine);
+        for (p, _) in partial.engine.positions() {
+            if let Some(h) = partial.engine.handover(p) {
+                let furthest = self.retired_handovers.entry(p).or_insert_with(|| h.clone());
+                if h.next_offset > furthest.next_offset {
+                    *furthest = h;
+                }
+            }
+        }
+        if self.retired_lineages.len() == RETIRED_LINEAGES {
+            self.retired_lineages.pop_front();
+        }
+        self.retired_lineages
+            .push_back((aggregator.to_owned(), partial.lineage));
+        self.rates.remove(aggregator);
+        self.arcs_published.remove(aggregator);
+        self.heard.remove(aggregator);
+        self.conflicts.retain(|(a, _)| a != aggregator);
+    }
+
+    /// Retires every id whose newest state record was published before
+    /// `cutoff_ms`; returns how many.
+    fn retire_before(&mut self, cutoff_ms: i64, config: &EngineConfig) -> usize {
+        let old: Vec<String> = self
+            .latest
+            .iter()
+            .filter(|(_, p)| p.published_ms < cutoff_ms)
+            .map(|(a, _)| a.clone())
+            .collect();
+        for a in &old {
+            tracing::info!(aggregator = %a, "aggregator id retired: its counts stay in the retired sum");
+            self.fold(a, config);
+        }
+        // Ids only ever heard (claims, arcs) are forgotten in time too.
+        let now = Instant::now();
+        self.heard.retain(|_, instances| {
+            instances.retain(|_, h| now.duration_since(h.received) < HEARD_FOR);
+            !instances.is_empty()
+        });
+        let latest = &self.latest;
+        self.arcs_published.retain(|a, _| latest.contains_key(a));
+        old.len()
+    }
+
+    /// Whether a record of `aggregator` under `lineage` continues a state
+    /// that was retired (and so is already in the retired sum).
+    fn continues_retired(&self, aggregator: &str, lineage: u64) -> bool {
+        !self.latest.contains_key(aggregator)
+            && self
+                .retired_lineages
+                .iter()
+                .any(|(a, l)| a == aggregator && *l == lineage)
+    }
+
     /// `aggregator`'s share of the orders of the aggregators that published
     /// within [`LIVE_ARCS_MS`] of `now_ms`; an equal share while rates are
     /// unknown.
@@ -193,11 +277,16 @@ pub struct FollowStats {
     /// Records refused because another process publishes under their
     /// aggregator id (two processes under one id).
     pub conflicts: AtomicU64,
+    /// Aggregator ids retired (folded into the retired sum).
+    pub retired: AtomicU64,
+    /// Records refused because they continue a retired id's state.
+    pub retired_refused: AtomicU64,
 }
 
 pub struct Follower {
     topic: String,
     quiet: Duration,
+    retire_after_ms: i64,
     source_id: String,
     engine_config: EngineConfig,
     consumer: BaseConsumer,
@@ -271,6 +360,7 @@ impl Follower {
         Ok(Arc::new(Follower {
             topic: config.topic.clone(),
             quiet: config.quiet,
+            retire_after_ms: i64::try_from(config.retire_after.as_millis()).unwrap_or(i64::MAX),
             source_id,
             engine_config,
             consumer,
@@ -295,7 +385,8 @@ impl Follower {
             let mut drained = false;
             match self.consumer.poll(Duration::from_millis(100)) {
                 Some(Ok(m)) => {
-                    let arrived = self.apply(m.partition(), m.offset(), m.payload());
+                    let arrived =
+                        self.apply(m.partition(), m.offset(), m.payload(), clock.now_ms());
                     changed = true;
                     if let (Some(edge), Some(a)) = (&edge, arrived) {
                         if clock.now_ms() - a.published_ms <= LIVE_ARCS_MS {
@@ -327,13 +418,32 @@ impl Follower {
         }
     }
 
+    /// Retires the ids whose newest state is `retire_after` older than a
+    /// record published at `published_ms` (never believed past this
+    /// follower's clock, `now_ms`).
+    fn retire(&self, followed: &mut Followed, published_ms: i64, now_ms: i64) {
+        let cutoff = published_ms
+            .min(now_ms)
+            .saturating_sub(self.retire_after_ms);
+        let n = followed.retire_before(cutoff, &self.engine_config);
+        self.stats.retired.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
     /// Takes one record: returns its arcs and their share if it was good.
-    fn apply(&self, partition: i32, offset: i64, payload: Option<&[u8]>) -> Option<Arrived> {
+    fn apply(
+        &self,
+        partition: i32,
+        offset: i64,
+        payload: Option<&[u8]>,
+        now_ms: i64,
+    ) -> Option<Arrived> {
         let decoded = match payload
             .ok_or(crate::checkpoint::CheckpointError::Payload("empty record"))
             .and_then(PartialRecord::decode)
         {
-            Ok(r) if r.state.is_empty() => return Some(self.apply_arcs(partition, offset, r)),
+            Ok(r) if r.state.is_empty() => {
+                return Some(self.apply_arcs(partition, offset, r, now_ms))
+            }
             other => other,
         };
         let decoded = decoded.and_then(|r| {
@@ -348,12 +458,34 @@ impl Follower {
         let mut followed = self.followed.lock();
         followed.positions.insert(partition, offset + 1);
         if let Ok((r, _)) = &decoded {
+            self.retire(&mut followed, r.published_ms, now_ms);
+            if followed.continues_retired(&r.aggregator, r.lineage) {
+                self.stats.retired_refused.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(
+                    aggregator = %r.aggregator,
+                    "a record continues a retired aggregator's state (it published nothing for --retire-after-secs): not merged, its counts are in the retired sum; restart that aggregator"
+                );
+                drop(followed);
+                self.advanced.notify_all();
+                return None;
+            }
             followed.hear(r);
             if self.twin(&mut followed, r) {
                 self.stats.conflicts.fetch_add(1, Ordering::Relaxed);
                 drop(followed);
                 self.advanced.notify_all();
                 return None;
+            }
+            // A new lineage started from zero: the old one's counts must
+            // stay, in the retired sum.
+            if followed
+                .latest
+                .get(&r.aggregator)
+                .is_some_and(|p| p.lineage != r.lineage)
+            {
+                tracing::info!(aggregator = %r.aggregator, "aggregator restarted from zero: its earlier counts go to the retired sum");
+                followed.fold(&r.aggregator, &self.engine_config);
+                self.stats.retired.fetch_add(1, Ordering::Relaxed);
             }
         }
         let result = match decoded {
@@ -393,6 +525,7 @@ impl Follower {
                         instance: r.instance,
                         seq: r.seq,
                         published_ms: r.published_ms,
+                        lineage: r.lineage,
                         engine,
                         state: r.state,
                         state_format: r.state_format,
@@ -452,13 +585,14 @@ impl Follower {
     }
 
     /// The furthest any aggregator's record got in partition `p` of the
-    /// checkout topic.
+    /// checkout topic, retired ones included.
     pub fn handover(&self, p: i32) -> Option<Handover> {
-        self.followed
-            .lock()
+        let followed = self.followed.lock();
+        followed
             .latest
             .values()
             .filter_map(|partial| partial.engine.handover(p))
+            .chain(followed.retired_handovers.get(&p).cloned())
             .max_by_key(|h| h.next_offset)
     }
 
@@ -507,10 +641,11 @@ impl Follower {
     }
 
     /// Takes a record that carries only arcs: it changes no state.
-    fn apply_arcs(&self, partition: i32, offset: i64, r: PartialRecord) -> Arrived {
+    fn apply_arcs(&self, partition: i32, offset: i64, r: PartialRecord, now_ms: i64) -> Arrived {
         self.stats.arcs_records.fetch_add(1, Ordering::Relaxed);
         let mut followed = self.followed.lock();
         followed.positions.insert(partition, offset + 1);
+        self.retire(&mut followed, r.published_ms, now_ms);
         followed.hear(&r);
         if r.seq == CLAIM_SEQ {
             // A claim only says a process is starting under the id.
@@ -539,23 +674,36 @@ impl Follower {
         }
     }
 
-    /// The state `aggregator` last published, exported, and its
-    /// checkpoint format.
-    pub fn state_of(&self, aggregator: &str) -> Option<(Vec<u8>, u32)> {
+    /// The state `aggregator` last published, unless the id is retired.
+    pub fn state_of(&self, aggregator: &str) -> Option<Published> {
         self.followed
             .lock()
             .latest
             .get(aggregator)
-            .map(|p| (p.state.clone(), p.state_format))
+            .map(|p| Published {
+                state: p.state.clone(),
+                format: p.state_format,
+                lineage: p.lineage,
+                published_ms: p.published_ms,
+            })
     }
 
-    /// The newest record of every aggregator, merged.
+    /// The newest record of every aggregator, and the retired sum, merged.
     pub fn merged(&self) -> Engine {
         let mut merged = Engine::new(self.engine_config.clone());
-        for partial in self.followed.lock().latest.values() {
+        let followed = self.followed.lock();
+        if let Some(retired) = &followed.retired {
+            merged.absorb(retired);
+        }
+        for partial in followed.latest.values() {
             merged.absorb(&partial.engine);
         }
         merged
+    }
+
+    /// How many aggregator ids this follower holds a state for.
+    pub fn held(&self) -> usize {
+        self.followed.lock().latest.len()
     }
 
     /// Aggregators seen, with their newest record's sequence and age.
@@ -579,6 +727,7 @@ mod tests {
             instance: 1,
             seq: 1,
             published_ms,
+            lineage: 1,
             engine: Engine::new(EngineConfig::default()),
             state: Vec::new(),
             state_format: crate::checkpoint::FORMAT_VERSION,
@@ -605,6 +754,85 @@ mod tests {
         assert_eq!(f.live_other("a", 2, 11_000, quiet), None);
         // An id never seen: no one to conflict with.
         assert_eq!(f.live_other("b", 2, 11_000, quiet), None);
+    }
+
+    /// A partial of `orders` demo orders counted from partition 0 up to
+    /// offset `orders`.
+    fn counted(aggregator: &str, published_ms: i64, lineage: u64, orders: i64) -> Partial {
+        let mut g = livemap_events::demo::Generator::new(lineage, Default::default());
+        let mut engine = Engine::new(EngineConfig::default());
+        engine.assign(&[(0, None)], 1);
+        for i in 0..orders {
+            let position = crate::source::Position {
+                partition: 0,
+                offset: i,
+                generation: 1,
+            };
+            engine.ingest(
+                Some(&g.checkout(published_ms)),
+                Some(position),
+                published_ms,
+            );
+        }
+        Partial {
+            lineage,
+            engine,
+            ..partial(aggregator, published_ms)
+        }
+    }
+
+    #[test]
+    fn past_ids_are_retired_into_one_sum_and_memory_does_not_grow_with_them() {
+        let config = EngineConfig::default();
+        let mut f = Followed::default();
+        let retire_after = 10_000;
+        // A rollout every second for 200 seconds: each id publishes once,
+        // with 3 orders, then never again.
+        for i in 0..200i64 {
+            let at = 1_795_788_000_000 + i * 1_000;
+            f.retire_before(at - retire_after, &config);
+            let id = format!("agg-{i}");
+            f.hear(&PartialRecord {
+                aggregator: id.clone(),
+                instance: i as u64,
+                published_ms: at,
+                ..PartialRecord::default()
+            });
+            f.latest
+                .insert(id, counted(&format!("agg-{i}"), at, i as u64 + 1, 3));
+            assert!(f.latest.len() <= 11, "{} held at {i}", f.latest.len());
+            assert!(f.heard.len() <= 11 + 1, "{} heard at {i}", f.heard.len());
+            assert!(f.rates.len() <= 11);
+        }
+        let mut merged = Engine::new(config.clone());
+        merged.absorb(f.retired.as_ref().expect("a retired sum"));
+        for p in f.latest.values() {
+            merged.absorb(&p.engine);
+        }
+        assert_eq!(merged.aggregate.orders, 600, "every id's counts stay");
+        assert!(f.retired_lineages.len() <= RETIRED_LINEAGES);
+        // A retired id's record that continues its state is recognised;
+        // a new lineage under it is not.
+        assert!(f.continues_retired("agg-0", 1));
+        assert!(!f.continues_retired("agg-0", 12_345));
+        // The furthest a retired id got in a partition is kept.
+        assert_eq!(f.retired_handovers.get(&0).map(|h| h.next_offset), Some(3));
+    }
+
+    #[test]
+    fn a_restart_from_zero_folds_the_old_lineage_and_keeps_its_counts() {
+        let config = EngineConfig::default();
+        let mut f = Followed::default();
+        f.latest.insert("a".into(), counted("a", 10_000, 1, 5));
+        f.fold("a", &config);
+        f.latest.insert("a".into(), counted("a", 11_000, 2, 2));
+        let total = f.retired.as_ref().map_or(0, |r| r.aggregate.orders)
+            + f.latest
+                .values()
+                .map(|p| p.engine.aggregate.orders)
+                .sum::<u64>();
+        assert_eq!(total, 7);
+        assert!(!f.continues_retired("a", 1), "the id is live again");
     }
 
     #[test]

@@ -54,6 +54,10 @@ pub struct PartialsConfig {
     /// may publish under it: a start watches this long, and a follower
     /// takes a new process's records under a live id for a twin's.
     pub quiet: std::time::Duration,
+    /// An aggregator id whose newest state record is this much older than
+    /// a newer record on the topic is retired: its counts are folded into
+    /// one retired sum and its per-id state freed (see `follow.rs`).
+    pub retire_after: std::time::Duration,
 }
 
 /// The sequence number of a claim: an empty record that a starting
@@ -99,6 +103,11 @@ pub struct PartialRecord {
     /// Grows by one per record of an instance.
     pub seq: u64,
     pub published_ms: i64,
+    /// Random when an aggregator starts counting from zero, kept when it
+    /// restores its own record: a record of a new lineage under an id
+    /// does not hold the old one's counts, which stay in the totals. 0 in
+    /// records of format 1.
+    pub lineage: u64,
     /// Arcs sampled since the previous record, oldest first.
     pub arcs: Vec<Arc>,
     /// [`crate::ingest::Engine::export_view`]; empty in a record that
@@ -120,6 +129,7 @@ impl PartialRecord {
         w.u64(self.instance);
         w.u64(self.seq);
         w.i64(self.published_ms);
+        w.u64(self.lineage);
         w.u64(self.arcs.len() as u64);
         for a in &self.arcs {
             for p in [a.from, a.to] {
@@ -144,11 +154,13 @@ impl PartialRecord {
         if r.bytes(4)? != MAGIC {
             return Err(CheckpointError::Payload("not a partial-state record"));
         }
-        let state_format = state_format(r.u32()?).ok_or(CheckpointError::Payload(
+        let record_format = r.u32()?;
+        let state_format = state_format(record_format).ok_or(CheckpointError::Payload(
             "partial record of a format this release cannot read",
         ))?;
         let aggregator = r.string()?;
         let (instance, seq, published_ms) = (r.u64()?, r.u64()?, r.i64()?);
+        let lineage = if record_format >= 2 { r.u64()? } else { 0 };
         let n = r.count(33)?;
         let mut arcs = Vec::with_capacity(n);
         for _ in 0..n {
@@ -181,6 +193,7 @@ impl PartialRecord {
             instance,
             seq,
             published_ms,
+            lineage,
             arcs,
             state,
             state_format,
@@ -198,6 +211,7 @@ mod tests {
             instance: 7,
             seq: 42,
             published_ms: 1_795_788_000_000,
+            lineage: 99,
             arcs: vec![Arc {
                 from: LatLon {
                     lat: 45.5,

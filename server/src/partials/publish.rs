@@ -80,6 +80,9 @@ pub struct Publisher {
     topic: String,
     aggregator: String,
     instance: u64,
+    /// See [`PartialRecord::lineage`]: new unless the aggregator restored
+    /// its own record.
+    lineage: AtomicU64,
     seq: AtomicU64,
     /// One record in flight at a time, so records of one aggregator land
     /// in the order they were taken.
@@ -121,6 +124,7 @@ impl Publisher {
             topic: config.topic.clone(),
             aggregator,
             instance: rand::random(),
+            lineage: AtomicU64::new(rand::random::<u64>().max(1)),
             seq: AtomicU64::new(0),
             sending: Mutex::new(()),
             leaving: AtomicBool::new(false),
@@ -138,6 +142,12 @@ impl Publisher {
         } else {
             ACK_PATIENCE
         }
+    }
+
+    /// Publishes as a continuation of `lineage`: this process restored the
+    /// state its id last published.
+    pub fn continue_lineage(&self, lineage: u64) {
+        self.lineage.store(lineage, Ordering::Relaxed);
     }
 
     /// This process's instance, as its records carry it.
@@ -176,6 +186,7 @@ impl Publisher {
             instance: self.instance,
             seq,
             published_ms,
+            lineage: self.lineage.load(Ordering::Relaxed),
             arcs,
             ..PartialRecord::default()
         };
@@ -201,6 +212,7 @@ impl Publisher {
         let _one_at_a_time = self.sending.lock();
         record.aggregator.clone_from(&self.aggregator);
         record.instance = self.instance;
+        record.lineage = self.lineage.load(Ordering::Relaxed);
         record.seq = self.seq.fetch_add(1, Ordering::Relaxed);
         let bytes = record.encode();
         let ctx = self.producer.context();

@@ -702,3 +702,87 @@ async fn an_edge_does_not_merge_a_second_process_under_a_live_id() {
     let (backwards, _) = watcher.finish().await;
     assert!(backwards.is_empty(), "totals went backwards: {backwards:?}");
 }
+
+/// Rollouts under new aggregator ids: an edge retires ids that stopped
+/// publishing, keeps their counts in one retired sum, and holds no state
+/// per past id, so its memory does not grow with them.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_edge_retires_past_aggregator_ids_and_keeps_their_counts() {
+    use livemap_server::ingest::{Engine, EngineConfig};
+    use livemap_server::partials::PartialRecord;
+
+    let broker = Broker::shared();
+    let topic = "retire";
+    let partials = "retire.livemap-partials";
+    broker
+        .create_topic_with(partials, 1, &[("cleanup.policy", "compact")])
+        .await;
+    let e = edge_with(broker.port, topic, &["--retire-after-secs", "10"]);
+    let baseline_kib = e.rss_kib();
+    // 80 past ids, 20 s apart (a rollout each), each with its orders.
+    const IDS: i64 = 80;
+    let now = SystemClock.now_ms();
+    let mut g = Generator::new(61, DemoMix::default());
+    let mut orders = 0u64;
+    let producer: BaseProducer = broker
+        .client_config()
+        .set("message.max.bytes", "16000000")
+        .set("compression.type", "gzip")
+        .create()
+        .expect("producer");
+    for i in 0..IDS {
+        let published_ms = now - (IDS - i) * 20_000;
+        let mut engine = Engine::new(EngineConfig::default());
+        for k in 0..(5 + i % 7) {
+            engine.ingest(Some(&g.checkout(published_ms - k)), None, published_ms);
+        }
+        orders += engine.aggregate.orders;
+        let record = PartialRecord {
+            aggregator: format!("host-{i}"),
+            instance: i as u64,
+            seq: 0,
+            published_ms,
+            lineage: i as u64 + 1,
+            state: engine.export_view("kafka:retire.livemap-by-id"),
+            ..PartialRecord::default()
+        }
+        .encode();
+        producer
+            .send(
+                BaseRecord::<str, [u8]>::to(partials)
+                    .key(&format!("host-{i}"))
+                    .payload(&record),
+            )
+            .map_err(|(e, _)| e)
+            .expect("queued");
+    }
+    producer.flush(Duration::from_secs(60)).expect("delivered");
+    let s = eventually_within(KAFKA_PATIENCE, "every id's orders on the edge", || async {
+        let s = e.snapshot().await?;
+        (s["totals"]["orders"].as_u64() == Some(orders)).then_some(s)
+    })
+    .await;
+    assert_eq!(s["totals"]["orders"].as_u64(), Some(orders));
+    let metrics = e.metrics().await.expect("metrics");
+    let value = |name: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().last())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(-1.0)
+    };
+    // Each id's state is a few MB in memory (the sketches): held, 80 of
+    // them would be hundreds of MB.
+    let grown_kib = e.rss_kib().saturating_sub(baseline_kib);
+    eprintln!("edge memory: {baseline_kib} KiB at start, grew {grown_kib} KiB for {IDS} past ids");
+    assert!(
+        grown_kib < 64 * 1024,
+        "the edge grew by {grown_kib} KiB for {IDS} past ids"
+    );
+    assert_eq!(value("livemap_partials_held_ids "), 1.0, "{metrics}");
+    assert_eq!(
+        value("livemap_partials_retired_ids_total "),
+        (IDS - 1) as f64
+    );
+}

@@ -436,6 +436,19 @@ impl Process {
         Process { child, base, admin }
     }
 
+    /// The process's resident memory, in KiB.
+    pub(crate) fn rss_kib(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmRSS:"))
+                    .and_then(|l| l.split_whitespace().nth(1))
+                    .and_then(|kib| kib.parse().ok())
+            })
+            .unwrap_or(0)
+    }
+
     pub(crate) async fn snapshot(&self) -> Option<serde_json::Value> {
         reqwest::get(format!("{}/api/snapshot", self.base))
             .await
