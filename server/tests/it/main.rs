@@ -8,6 +8,7 @@ mod failures;
 mod fanout;
 mod golden;
 mod kafka;
+mod limits;
 mod privacy;
 mod scaleout;
 mod transports;
