@@ -688,10 +688,15 @@ async fn an_edge_does_not_merge_a_second_process_under_a_live_id() {
         producer.flush(Duration::from_secs(30)).expect("delivered");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let metrics = eventually_within(KAFKA_PATIENCE, "the edge counts the twin", || async {
-        let m = e.metrics().await?;
-        (!m.contains("livemap_partials_twin_records_total 0\n")).then_some(m)
-    })
+    let metrics = eventually_within(
+        KAFKA_PATIENCE,
+        "the edge counts the twin's records",
+        || async {
+            let m = e.metrics().await?;
+            m.contains("livemap_partials_twin_records_total 10\n")
+                .then_some(m)
+        },
+    )
     .await;
     assert!(
         metrics.contains("livemap_partials_twin_records_total 10\n"),
