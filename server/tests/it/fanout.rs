@@ -107,12 +107,9 @@ async fn a_storm_past_the_cap_is_turned_away_with_retry_after() {
     })
     .await;
     first_frame(&mut again).await;
-    let refused_total = metric(
-        &server,
-        "livemap_connections_refused_full_total{transport=\"ws\"} ",
-    )
-    .await
-    .expect("metric");
+    let refused_total = metric(&server, "livemap_sockets_refused_total{reason=\"full\"} ")
+        .await
+        .expect("metric");
     assert!(refused_total >= 20.0);
 }
 
