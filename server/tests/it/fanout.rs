@@ -1,12 +1,14 @@
-//! The fan-out's limits, over real sockets: the connection caps (a small
-//! reconnect storm included), the origin check, clients that never read,
-//! and the drain on shutdown.
+//! The fan-out's limits, over real sockets: the socket caps (a small
+//! reconnect storm included, and a WebSocket keeping its place after the
+//! upgrade), the header timeout and head size, the origin check, and
+//! clients that never read.
 
 use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use tokio::net::TcpSocket;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{self, Message};
 
@@ -209,4 +211,180 @@ async fn a_client_that_never_reads_is_dropped_and_the_others_keep_up() {
     })
     .await;
     assert!(!reading.is_finished(), "the reader was never dropped");
+}
+
+/// What a raw HTTP/1.1 exchange on one socket got: the status of the
+/// answer, its `Retry-After`, and whether the server then closed the
+/// socket.
+#[derive(Debug)]
+struct Answer {
+    status: u16,
+    retry_after: Option<u64>,
+}
+
+/// Reads one answer's head (and whatever of its body came with it) from
+/// `stream`.
+async fn read_answer(stream: &mut TcpStream) -> Answer {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let head = loop {
+        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            break String::from_utf8_lossy(&got[..end]).to_string();
+        }
+        let n = tokio::time::timeout(PATIENCE, stream.read(&mut buf))
+            .await
+            .expect("an answer in time")
+            .expect("reads");
+        assert!(
+            n > 0,
+            "closed before an answer: {:?}",
+            String::from_utf8_lossy(&got)
+        );
+        got.extend_from_slice(&buf[..n]);
+    };
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .expect("a status line");
+    let retry_after = lines
+        .filter_map(|l| l.split_once(':'))
+        .find(|(k, _)| k.eq_ignore_ascii_case("retry-after"))
+        .and_then(|(_, v)| v.trim().parse().ok());
+    Answer {
+        status,
+        retry_after,
+    }
+}
+
+/// Waits for the server to close `stream` (reading and dropping anything
+/// else it sends) and says when it did.
+async fn closed(stream: &mut TcpStream) -> Instant {
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout(PATIENCE, stream.read(&mut buf))
+            .await
+            .expect("the server closes the socket in time")
+        {
+            Ok(0) | Err(_) => return Instant::now(),
+            Ok(_) => {}
+        }
+    }
+}
+
+/// `GET path` on a fresh socket, asking the server to close it after.
+async fn get_once(server: &TestServer, path: &str) -> Answer {
+    let mut stream = TcpStream::connect(server.addr).await.expect("connects");
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nhost: {}\r\nconnection: close\r\n\r\n",
+        server.addr
+    );
+    // A refused socket may be closed before the request is written.
+    let _ = stream.write_all(request.as_bytes()).await;
+    read_answer(&mut stream).await
+}
+
+/// The upgrade hands the socket from the HTTP connection to the
+/// WebSocket's task; the socket's place under the cap goes with it and is
+/// given back only when the WebSocket ends.
+#[tokio::test]
+async fn a_websocket_keeps_its_place_after_the_upgrade() {
+    let server = TestServer::start(|c| {
+        c.limits.max_connections = 1;
+        c.limits.max_per_address = 0;
+    })
+    .await;
+    let mut ws = ws_from(&server, [127, 0, 0, 1], &[], None)
+        .await
+        .expect("the one place");
+    first_frame(&mut ws).await;
+    let refused = get_once(&server, "/healthz").await;
+    assert_eq!(refused.status, 503, "{refused:?}");
+    assert!(
+        refused.retry_after.is_some_and(|s| (5..=15).contains(&s)),
+        "{refused:?}"
+    );
+    assert_eq!(metric(&server, "livemap_sockets_open ").await, Some(1.0));
+    assert_eq!(
+        metric(&server, "livemap_connections{transport=\"ws\"} ").await,
+        Some(1.0)
+    );
+    drop(ws);
+    eventually("the place to be given back", || async {
+        (get_once(&server, "/healthz").await.status == 200).then_some(())
+    })
+    .await;
+}
+
+/// A socket that sends nothing, and a keep-alive socket idle after its
+/// answer, are both closed after the header timeout; so is one that sends
+/// its head a byte at a time, however steadily.
+#[tokio::test]
+async fn idle_and_slow_sockets_are_closed_after_the_header_timeout() {
+    let timeout = Duration::from_secs(1);
+    let server = TestServer::start(|c| c.header_timeout = timeout).await;
+    // Slack for a loaded machine; the close must come after the timeout.
+    let within = timeout + Duration::from_secs(3);
+
+    let connected = Instant::now();
+    let mut silent = TcpStream::connect(server.addr).await.expect("connects");
+    let took = closed(&mut silent).await - connected;
+    assert!(
+        took >= timeout - Duration::from_millis(100) && took <= within,
+        "{took:?}"
+    );
+
+    let mut kept = TcpStream::connect(server.addr).await.expect("connects");
+    kept.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .expect("writes");
+    assert_eq!(read_answer(&mut kept).await.status, 200);
+    let answered = Instant::now();
+    let took = closed(&mut kept).await - answered;
+    assert!(
+        took >= timeout - Duration::from_millis(300) && took <= within,
+        "{took:?}"
+    );
+
+    let mut slow = TcpStream::connect(server.addr).await.expect("connects");
+    let started = Instant::now();
+    slow.write_all(b"GET / HTTP/1.1\r\n").await.expect("writes");
+    let dribble = async {
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            tick.tick().await;
+            if slow.write_all(b"x").await.is_err() {
+                return Instant::now();
+            }
+        }
+    };
+    let cut = tokio::time::timeout(PATIENCE, dribble)
+        .await
+        .expect("the server cuts the slow head off");
+    let took = cut - started;
+    assert!(
+        took >= timeout - Duration::from_millis(100) && took <= within,
+        "{took:?}"
+    );
+
+    let timeouts = metric(&server, "livemap_sockets_header_timeouts_total ")
+        .await
+        .expect("metric");
+    assert!(timeouts >= 3.0, "{timeouts}");
+    assert_eq!(metric(&server, "livemap_sockets_open ").await, Some(0.0));
+}
+
+/// A request head past the server's buffer is answered 431 and closed,
+/// instead of held in memory.
+#[tokio::test]
+async fn an_oversized_head_is_refused() {
+    let server = TestServer::start(|_| {}).await;
+    let mut stream = TcpStream::connect(server.addr).await.expect("connects");
+    let padding = "a".repeat(livemap_server::fanout::MAX_HEAD + 1024);
+    let request = format!("GET /healthz HTTP/1.1\r\nhost: x\r\nx-padding: {padding}\r\n\r\n");
+    // The server may close before taking it all.
+    let _ = stream.write_all(request.as_bytes()).await;
+    assert_eq!(read_answer(&mut stream).await.status, 431);
+    closed(&mut stream).await;
 }
