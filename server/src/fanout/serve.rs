@@ -206,6 +206,16 @@ impl Connection {
 /// answer is a few hundred bytes into an empty send buffer. Up to
 /// [`REFUSALS_LINGERING`] refused sockets linger to close cleanly.
 fn refuse(stream: TcpStream, refusal: Refusal, lingering: &Arc<Semaphore>) {
+    // What the client has sent already is read (and dropped) first, so that
+    // even a socket closed at once is closed with a FIN, not a reset.
+    let mut buf = [0u8; 1024];
+    let mut drained = 0;
+    while drained < LINGER_BYTES {
+        match stream.try_read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => drained += n,
+        }
+    }
     let _ = stream.try_write(&refusal.raw_response(retry_after_secs()));
     if let Ok(place) = lingering.clone().try_acquire_owned() {
         tokio::spawn(async move {

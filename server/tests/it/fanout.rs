@@ -7,12 +7,12 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{self, Message};
 
-use crate::util::{eventually, next_snapshot, TestServer, PATIENCE};
+use crate::util::{closed, eventually, get_once, next_snapshot, read_answer, TestServer, PATIENCE};
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
 
@@ -213,78 +213,6 @@ async fn a_client_that_never_reads_is_dropped_and_the_others_keep_up() {
     assert!(!reading.is_finished(), "the reader was never dropped");
 }
 
-/// What a raw HTTP/1.1 exchange on one socket got: the status of the
-/// answer, its `Retry-After`, and whether the server then closed the
-/// socket.
-#[derive(Debug)]
-struct Answer {
-    status: u16,
-    retry_after: Option<u64>,
-}
-
-/// Reads one answer's head (and whatever of its body came with it) from
-/// `stream`.
-async fn read_answer(stream: &mut TcpStream) -> Answer {
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    let head = loop {
-        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
-            break String::from_utf8_lossy(&got[..end]).to_string();
-        }
-        let n = tokio::time::timeout(PATIENCE, stream.read(&mut buf))
-            .await
-            .expect("an answer in time")
-            .expect("reads");
-        assert!(
-            n > 0,
-            "closed before an answer: {:?}",
-            String::from_utf8_lossy(&got)
-        );
-        got.extend_from_slice(&buf[..n]);
-    };
-    let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .and_then(|l| l.split(' ').nth(1))
-        .and_then(|s| s.parse().ok())
-        .expect("a status line");
-    let retry_after = lines
-        .filter_map(|l| l.split_once(':'))
-        .find(|(k, _)| k.eq_ignore_ascii_case("retry-after"))
-        .and_then(|(_, v)| v.trim().parse().ok());
-    Answer {
-        status,
-        retry_after,
-    }
-}
-
-/// Waits for the server to close `stream` (reading and dropping anything
-/// else it sends) and says when it did.
-async fn closed(stream: &mut TcpStream) -> Instant {
-    let mut buf = [0u8; 4096];
-    loop {
-        match tokio::time::timeout(PATIENCE, stream.read(&mut buf))
-            .await
-            .expect("the server closes the socket in time")
-        {
-            Ok(0) | Err(_) => return Instant::now(),
-            Ok(_) => {}
-        }
-    }
-}
-
-/// `GET path` on a fresh socket, asking the server to close it after.
-async fn get_once(server: &TestServer, path: &str) -> Answer {
-    let mut stream = TcpStream::connect(server.addr).await.expect("connects");
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nhost: {}\r\nconnection: close\r\n\r\n",
-        server.addr
-    );
-    // A refused socket may be closed before the request is written.
-    let _ = stream.write_all(request.as_bytes()).await;
-    read_answer(&mut stream).await
-}
-
 /// The upgrade hands the socket from the HTTP connection to the
 /// WebSocket's task; the socket's place under the cap goes with it and is
 /// given back only when the WebSocket ends.
@@ -299,7 +227,7 @@ async fn a_websocket_keeps_its_place_after_the_upgrade() {
         .await
         .expect("the one place");
     first_frame(&mut ws).await;
-    let refused = get_once(&server, "/healthz").await;
+    let refused = get_once(server.addr, "/healthz").await;
     assert_eq!(refused.status, 503, "{refused:?}");
     assert!(
         refused.retry_after.is_some_and(|s| (5..=15).contains(&s)),
@@ -312,7 +240,7 @@ async fn a_websocket_keeps_its_place_after_the_upgrade() {
     );
     drop(ws);
     eventually("the place to be given back", || async {
-        (get_once(&server, "/healthz").await.status == 200).then_some(())
+        (get_once(server.addr, "/healthz").await.status == 200).then_some(())
     })
     .await;
 }
