@@ -9,10 +9,12 @@
 //! listener keeps answering.
 //!
 //! HTTP is hyper's HTTP/1.1 with bounds a hostile client cannot stretch: a
-//! request's head must arrive whole within the header timeout of the
-//! socket's accept or of its previous response (so a socket that sends
-//! nothing, or one byte at a time, or idles between keep-alive requests,
-//! is closed after it), and may be at most [`MAX_HEAD`] bytes.
+//! socket's first byte must come within the header timeout of its accept,
+//! and a request's whole head within the header timeout of its first byte
+//! (or of the previous response, so a keep-alive socket idle between
+//! requests is closed after it too); a head is at most [`MAX_HEAD`] bytes.
+//! Until its first byte a socket costs no more than its task: hyper, which
+//! takes 16 KiB of buffers per connection up front, gets it only then.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -72,8 +74,9 @@ pub fn sockets_within(max_connections: usize, open_files: u64) -> usize {
 /// What the accept loop needs besides the listener and the app.
 #[derive(Debug, Clone)]
 pub struct ServeConfig {
-    /// A request's head must arrive whole within this of the socket's
-    /// accept or of its previous response.
+    /// A socket's first byte must come within this of its accept, and a
+    /// request's whole head within this of its first byte or of the
+    /// previous response.
     pub header_timeout: Duration,
     /// A socket whose writes are blocked for this long is cut off (see
     /// `listener.rs`).
@@ -122,6 +125,7 @@ pub async fn serve(
             Ok(permit) => {
                 let connection = Connection {
                     http: http.clone(),
+                    header_timeout: config.header_timeout,
                     app: app.clone(),
                     admission: admission.clone(),
                     write_timeout: config.write_timeout,
@@ -152,6 +156,7 @@ pub async fn serve(
 /// What one admitted socket's task needs.
 struct Connection {
     http: http1::Builder,
+    header_timeout: Duration,
     app: Router,
     admission: Arc<Admission>,
     write_timeout: Duration,
@@ -160,6 +165,19 @@ struct Connection {
 
 impl Connection {
     async fn run(self, stream: TcpStream, peer: SocketAddr, permit: SocketPermit) {
+        // Peeking waits for a byte that is really there (`readable` says yes
+        // to every new socket at first); an end of stream or an error ends
+        // the wait too, and hyper then sees it.
+        let mut first_byte = [0u8; 1];
+        tokio::select! {
+            first = tokio::time::timeout(self.header_timeout, stream.peek(&mut first_byte)) => {
+                if first.is_err() {
+                    self.header_timed_out();
+                    return;
+                }
+            }
+            () = self.draining.cancelled() => return,
+        }
         let hold = SocketHold {
             _permit: Arc::new(permit),
         };
@@ -168,7 +186,7 @@ impl Connection {
             self.write_timeout,
             self.admission.socket_timeouts.clone(),
         ));
-        let app = self.app;
+        let app = self.app.clone();
         let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
             let extensions = request.extensions_mut();
             extensions.insert(ConnectInfo(ClientAddr(peer)));
@@ -177,8 +195,9 @@ impl Connection {
             let mut app = app.clone();
             async move { app.call(request).await }
         });
-        let connection = self.http.serve_connection(io, service).with_upgrades();
-        tokio::pin!(connection);
+        // Boxed, so that the task of a socket still waiting for its first
+        // byte is small.
+        let mut connection = Box::pin(self.http.serve_connection(io, service).with_upgrades());
         let served = tokio::select! {
             served = connection.as_mut() => served,
             () = self.draining.cancelled() => {
@@ -191,14 +210,18 @@ impl Connection {
         };
         if let Err(e) = served {
             if e.is_timeout() {
-                self.admission
-                    .sockets()
-                    .header_timeouts
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.header_timed_out();
             } else {
                 tracing::trace!(%peer, error = %e, "connection ended with an error");
             }
         }
+    }
+
+    fn header_timed_out(&self) {
+        self.admission
+            .sockets()
+            .header_timeouts
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
