@@ -53,9 +53,9 @@ for i in $(seq 1 $PROCS); do
 done
 sleep $((DURATION / 2))
 echo "mid-attack: $(metrics '^livemap_sockets_(open|limit) ')"
-wait $CL
 for i in $(seq 1 $PROCS); do wait ${PIDS[$((2 + i))]} 2>/dev/null || true; done
 date +%s.%N >> $OUT-window.txt
+wait $CL
 kill ${PIDS[0]} ${PIDS[1]} 2>/dev/null || true
 
 summary() {  # NAME: the tries that started during the attack, by status, and their p99 and slowest times
@@ -67,7 +67,9 @@ rows = [r for r in rows if start <= float(r[0]) <= end]
 codes = collections.Counter(r[1] for r in rows)
 t = sorted(float(r[2]) for r in rows) or [0.0]
 p99 = t[min(len(t) - 1, int(len(t) * 0.99))]
-print(f"during the attack ({end - start:.0f} s): {len(rows)} tries, statuses {dict(codes)} (000: no answer in 10 s), p99 {p99*1000:.0f} ms, slowest {t[-1]*1000:.0f} ms")
+silent = sum(float(r[2]) for r in rows if r[1] == "000")
+print(f"during the attack ({end - start:.0f} s): {len(rows)} tries, statuses {dict(codes)}, p99 {p99*1000:.0f} ms, slowest {t[-1]*1000:.0f} ms; "
+      f"{silent:.0f} s spent waiting on tries that got no answer (000) within 10 s")
 PY
 }
 echo "healthz (admin): $(summary healthz)"

@@ -67,6 +67,9 @@ pub struct AttackArgs {
 
 /// Counters shared by every socket.
 struct Stats {
+    /// Connects under way now (a server that does not accept leaves them
+    /// waiting in its backlog, or its kernel drops their SYNs).
+    connecting: AtomicU64,
     connected: AtomicU64,
     connect_errors: AtomicU64,
     /// Open now, and the most open at once.
@@ -85,6 +88,7 @@ struct Stats {
 impl Stats {
     fn new() -> anyhow::Result<Stats> {
         Ok(Stats {
+            connecting: AtomicU64::new(0),
             connected: AtomicU64::new(0),
             connect_errors: AtomicU64::new(0),
             open: AtomicU64::new(0),
@@ -158,10 +162,16 @@ async fn run_async(args: AttackArgs) -> anyhow::Result<()> {
     }
     tokio::time::sleep(Duration::from_secs(args.duration)).await;
     let held_at_end = stats.open.load(Ordering::Relaxed);
+    let connecting_at_end = stats.connecting.load(Ordering::Relaxed);
     stop.cancel();
     let _ = progress.await;
     while tasks.join_next().await.is_some() {}
-    let report = Report::new(&args, &stats, held_at_end, started.elapsed());
+    let report = Report::new(
+        &args,
+        &stats,
+        (held_at_end, connecting_at_end),
+        started.elapsed(),
+    );
     println!("{}", report.summary());
     if let Some(path) = &args.report {
         std::fs::write(path, serde_json::to_vec_pretty(&report)?)
@@ -184,8 +194,9 @@ async fn progress(stats: Arc<Stats>, stop: CancellationToken) {
             () = stop.cancelled() => return,
         }
         eprintln!(
-            "open {}  refused 503 {} 429 {}  closed silently {}  connect errors {}",
+            "open {}  connecting {}  refused 503 {} 429 {}  closed silently {}  connect errors {}",
             stats.open.load(Ordering::Relaxed),
+            stats.connecting.load(Ordering::Relaxed),
             stats.refused_full.load(Ordering::Relaxed),
             stats.refused_address.load(Ordering::Relaxed),
             stats.closed_silently.load(Ordering::Relaxed),
@@ -219,7 +230,19 @@ impl Socket {
     async fn run(&self, stats: &Stats, stop: &CancellationToken) {
         let pause = Duration::from_secs(1);
         loop {
-            let outcome = match self.connect().await {
+            let connecting = {
+                stats.connecting.fetch_add(1, Ordering::Relaxed);
+                let connected = tokio::select! {
+                    c = self.connect() => Some(c),
+                    () = stop.cancelled() => None,
+                };
+                stats.connecting.fetch_sub(1, Ordering::Relaxed);
+                connected
+            };
+            let Some(connected) = connecting else {
+                return;
+            };
+            let outcome = match connected {
                 Ok(stream) => {
                     stats.connected.fetch_add(1, Ordering::Relaxed);
                     let _open = Open::new(stats);
@@ -323,6 +346,7 @@ struct Report {
     connect_errors: u64,
     open_peak: u64,
     held_at_end: u64,
+    connecting_at_end: u64,
     refused_full: u64,
     refused_address: u64,
     other_answers: u64,
@@ -339,7 +363,12 @@ struct CloseTimes {
 }
 
 impl Report {
-    fn new(args: &AttackArgs, s: &Stats, held_at_end: u64, total: Duration) -> Report {
+    fn new(
+        args: &AttackArgs,
+        s: &Stats,
+        (held_at_end, connecting_at_end): (u64, u64),
+        total: Duration,
+    ) -> Report {
         let h = s.closed_after.lock();
         Report {
             url: args.url.clone(),
@@ -351,6 +380,7 @@ impl Report {
             connect_errors: s.connect_errors.load(Ordering::Relaxed),
             open_peak: s.open_peak.load(Ordering::Relaxed),
             held_at_end,
+            connecting_at_end,
             refused_full: s.refused_full.load(Ordering::Relaxed),
             refused_address: s.refused_address.load(Ordering::Relaxed),
             other_answers: s.other_answers.load(Ordering::Relaxed),
@@ -366,7 +396,7 @@ impl Report {
 
     fn summary(&self) -> String {
         format!(
-            "attack ({} idle + {} slow{}): {} connects ({} errors), at most {} open at once, {} still open at the end; \
+            "attack ({} idle + {} slow{}): {} connects ({} errors), at most {} open at once, {} still open and {} still connecting at the end; \
              refused: {} with 503, {} with 429; {} other answers; {} closed silently after {}-{} ms (p50 {} ms, p99 {} ms)",
             self.idle,
             self.slow,
@@ -375,6 +405,7 @@ impl Report {
             self.connect_errors,
             self.open_peak,
             self.held_at_end,
+            self.connecting_at_end,
             self.refused_full,
             self.refused_address,
             self.other_answers,
