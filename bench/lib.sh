@@ -7,9 +7,12 @@ ADMIN=127.0.0.1:19091
 
 # start_server [livemap flags...]: waits for the ports to be free, starts the
 # server on the demo source, and stops it when the script exits.
+# SERVER_NOFILE=N starts it with an open-file limit of N (soft and hard).
+# LIVEMAP_BIN=path runs another build (say, an older commit's).
 start_server() {
   while ss -ltn | grep -qE ":(18080|19091) "; do sleep 0.5; done
-  target/release/livemap --listen $PUBLIC --admin-listen $ADMIN --demo-seed 7 "$@" \
+  ${SERVER_NOFILE:+prlimit --nofile=$SERVER_NOFILE:$SERVER_NOFILE} \
+    "${LIVEMAP_BIN:-target/release/livemap}" --listen $PUBLIC --admin-listen $ADMIN --demo-seed 7 "$@" \
     > /tmp/livemap-bench-server.log 2>&1 &
   SRV=$!
   trap 'kill $SRV 2>/dev/null' EXIT

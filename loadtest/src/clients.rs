@@ -179,7 +179,7 @@ pub fn run(args: ClientsArgs) -> anyhow::Result<()> {
 
 /// Two descriptors per client would be plenty; ask for what the run needs
 /// (the hard limit caps it, and root may raise that).
-fn raise_fd_limit(connections: usize) {
+pub(crate) fn raise_fd_limit(connections: usize) {
     let want = (connections as u64) * 2 + 1_024;
     if let Err(e) = rlimit::increase_nofile_limit(want) {
         eprintln!("could not raise the open-file limit: {e}");

@@ -4,8 +4,10 @@
 //! line), from the same generator the server's demo source uses, so a run
 //! can be replayed or inspected; `produce` sends them to Kafka at a paced
 //! rate; `consume` measures what a bare consumer reads; `clients` plays
-//! browsers against the server's WebSocket, SSE or long-poll.
+//! browsers against the server's WebSocket, SSE or long-poll; `attack`
+//! holds idle and slow-header sockets against it.
 
+mod attack;
 mod clients;
 mod consume;
 mod produce;
@@ -37,6 +39,8 @@ enum Command {
     Consume(consume::ConsumeArgs),
     /// Play browsers: open many clients on one transport and report what they receive.
     Clients(clients::ClientsArgs),
+    /// Hostile sockets: hold idle and slow-header (slowloris) sockets and report what the server did with them.
+    Attack(attack::AttackArgs),
     /// Write contract events as JSON lines (newline-free JSON, one per line).
     Generate {
         /// How many messages to write.
@@ -62,6 +66,7 @@ fn main() -> anyhow::Result<()> {
         Command::Produce(args) => produce::run(args),
         Command::Consume(args) => consume::run(args),
         Command::Clients(args) => clients::run(args),
+        Command::Attack(args) => attack::run(args),
         Command::Generate {
             count,
             rate,

@@ -81,18 +81,22 @@ pub struct Args {
     #[arg(long, env = "LIVEMAP_POLL_TIMEOUT_SECS", default_value_t = 25)]
     pub poll_timeout_secs: u32,
 
-    /// Most connections (WebSockets, event streams, waiting long-polls)
-    /// held at once; past it clients get 503 with a jittered Retry-After.
+    /// Most client sockets held at once on the public port, whatever they
+    /// carry (page loads, API calls, WebSockets, event streams, long-polls),
+    /// counted from accept; past it a socket is answered 503 with a
+    /// jittered Retry-After and closed. Lowered at start to fit the
+    /// open-file limit.
     #[arg(long, env = "LIVEMAP_MAX_CONNECTIONS", default_value_t = 150_000)]
     pub max_connections: usize,
 
-    /// Most connections held at once from one client address (0: no
-    /// limit, e.g. behind a load balancer that hides client addresses).
+    /// Most client sockets held at once from one client address, counted
+    /// from accept; past it 429 (0: no limit, e.g. behind a load balancer
+    /// that hides client addresses).
     #[arg(long, env = "LIVEMAP_MAX_CONNECTIONS_PER_IP", default_value_t = 1_000)]
     pub max_connections_per_ip: usize,
 
     /// An origin (scheme://host[:port]) whose pages may open the WebSocket,
-    /// besides the server's own. Repeatable.
+    /// besides the server's own; matched exactly (docs/API.md). Repeatable.
     #[arg(
         long = "allowed-origin",
         env = "LIVEMAP_ALLOWED_ORIGINS",
@@ -104,6 +108,12 @@ pub struct Args {
     /// stopped reading) is dropped.
     #[arg(long, env = "LIVEMAP_WRITE_TIMEOUT_SECS", default_value_t = 10)]
     pub write_timeout_secs: u32,
+
+    /// A client socket must send a request's whole head within this many
+    /// seconds of connecting, and of its previous response (so an idle
+    /// keep-alive socket is closed after it too).
+    #[arg(long, env = "LIVEMAP_HEADER_TIMEOUT_SECS", default_value_t = 5)]
+    pub header_timeout_secs: u32,
 
     /// On SIGTERM the process exits within this many seconds, even when
     /// the broker is away: what is not durable by then (a last checkpoint,
@@ -245,6 +255,8 @@ pub enum ConfigError {
     AggregatorId,
     #[error("--publish-ms must be between 100 and 60000, got {0}")]
     Publish(u32),
+    #[error("--allowed-origin {0:?} is not an origin: expected http(s)://host[:port]")]
+    AllowedOrigin(String),
     #[error("reading --fx-rates {path}: {source}")]
     FxFile {
         path: PathBuf,
@@ -272,6 +284,8 @@ pub struct Config {
     pub tick: Duration,
     pub poll_timeout: Duration,
     pub write_timeout: Duration,
+    /// See `--header-timeout-secs`.
+    pub header_timeout: Duration,
     pub limits: crate::fanout::Limits,
     /// The Kafka source; `None` runs the demo source.
     pub kafka: Option<KafkaConfig>,
@@ -345,6 +359,13 @@ impl Config {
             }),
             _ => None,
         };
+        if let Some(bad) = args
+            .allowed_origins
+            .iter()
+            .find(|o| crate::fanout::Origin::parse_allowed(o).is_none())
+        {
+            return Err(ConfigError::AllowedOrigin(bad.clone()));
+        }
         let publish_every = Duration::from_millis(u64::from(args.publish_ms));
         let seed = args.demo_seed.unwrap_or_else(rand::random);
         Ok(Config {
@@ -365,6 +386,7 @@ impl Config {
             tick: Duration::from_millis(u64::from(args.tick_ms)),
             poll_timeout: Duration::from_secs(u64::from(args.poll_timeout_secs)),
             write_timeout: Duration::from_secs(u64::from(args.write_timeout_secs.max(1))),
+            header_timeout: Duration::from_secs(u64::from(args.header_timeout_secs.max(1))),
             limits: crate::fanout::Limits {
                 max_connections: args.max_connections,
                 max_per_address: args.max_connections_per_ip,

@@ -251,7 +251,6 @@ pub async fn run_with_clock(
     });
 
     let admission = fanout::Admission::new(config.limits.clone());
-    let socket_timeouts = admission.socket_timeouts.clone();
     if !fanout::wasm_embedded() {
         tracing::warn!(
             "this build has no globe: run scripts/build-wasm.sh, then rebuild the server"
@@ -281,7 +280,7 @@ pub async fn run_with_clock(
             frames: frames_rx,
             poll_timeout: config.poll_timeout,
             write_timeout: config.write_timeout,
-            admission,
+            admission: admission.clone(),
             shutdown: cancel.clone(),
         }),
     };
@@ -289,20 +288,26 @@ pub async fn run_with_clock(
     // The socket-level cut-off is the backstop for every transport; the
     // WebSocket's own, shorter timeout usually acts first and is counted
     // per transport.
-    let public = fanout::PublicListener::new(
-        listeners.public,
-        config.write_timeout + std::time::Duration::from_secs(2),
-        socket_timeouts,
-    );
-    let served = axum::serve(
-        public,
-        app.into_make_service_with_connect_info::<fanout::ClientAddr>(),
+    let socket_write_timeout = config.write_timeout + std::time::Duration::from_secs(2);
+    let serve = fanout::ServeConfig {
+        header_timeout: config.header_timeout,
+        write_timeout: socket_write_timeout,
+        // Every connection left at shutdown ends within one of these: a
+        // response being written by the write cut-off, a head being read
+        // by the header timeout, a stream on the cancel token.
+        drain: socket_write_timeout.max(config.header_timeout) + std::time::Duration::from_secs(1),
+    };
+    fanout::serve(
+        fanout::PublicListener::new(listeners.public),
+        app,
+        admission,
+        serve,
+        async move {
+            shutdown.await;
+            tracing::info!("shutting down");
+            stop.cancel();
+        },
     )
-    .with_graceful_shutdown(async move {
-        shutdown.await;
-        tracing::info!("shutting down");
-        stop.cancel();
-    })
     .await;
     cancel.cancel();
     // A last record need not wait long for a broker that may be away.
@@ -342,7 +347,6 @@ pub async fn run_with_clock(
     })
     .await
     .map_err(|_| ServerError::Thread("join"))?;
-    served?;
     joined
 }
 

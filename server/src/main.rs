@@ -6,10 +6,6 @@ use clap::Parser;
 use livemap_server::{Args, Config};
 use tracing_subscriber::EnvFilter;
 
-/// Descriptors kept for everything but clients: the state directory, the
-/// Kafka client's sockets, the admin listener's requests.
-const FILES_KEPT_BACK: usize = 256;
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -24,27 +20,7 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let mut config = Config::from_args(&args)?;
-    // Every client is a file descriptor: take all the hard limit allows
-    // (root with CAP_SYS_RESOURCE can raise that), and keep the connection
-    // cap below it, so that a crowd past it gets a clean 503 rather than
-    // failed accepts.
-    match rlimit::increase_nofile_limit(u64::MAX) {
-        Ok(files) => {
-            let usable = usize::try_from(files)
-                .unwrap_or(usize::MAX)
-                .saturating_sub(FILES_KEPT_BACK)
-                .max(64);
-            if usable < config.limits.max_connections {
-                tracing::info!(
-                    open_files = files,
-                    max_connections = usable,
-                    "connection cap lowered to fit the open-file limit (raise it with ulimit -Hn)"
-                );
-                config.limits.max_connections = usable;
-            }
-        }
-        Err(e) => tracing::warn!(error = %e, "could not raise the open-file limit"),
-    }
+    fit_to_open_files(&mut config);
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -73,6 +49,41 @@ async fn main() -> anyhow::Result<()> {
     })
     .await?;
     Ok(())
+}
+
+/// Every client socket is a file descriptor, held from accept: takes all
+/// the open files the hard limit allows (root with `CAP_SYS_RESOURCE` can
+/// raise that), and keeps the socket cap below them with some to spare,
+/// so that a crowd past it gets a clean 503 rather than failed accepts,
+/// and the admin listener, the Kafka client and the state directory
+/// always have descriptors.
+fn fit_to_open_files(config: &mut Config) {
+    let open_files = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(files) => files,
+        Err(e) => {
+            tracing::warn!(error = %e, "could not raise the open-file limit");
+            match rlimit::Resource::NOFILE.get() {
+                Ok((soft, _)) => soft,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the open-file limit: the connection cap is not checked against it");
+                    return;
+                }
+            }
+        }
+    };
+    let wanted = config.limits.max_connections;
+    let fits = livemap_server::fanout::sockets_within(wanted, open_files);
+    if fits < wanted {
+        tracing::warn!(
+            max_connections = wanted,
+            open_files,
+            lowered_to = fits,
+            kept_back = livemap_server::fanout::FILES_KEPT_BACK,
+            "--max-connections {wanted} does not fit the open-file limit of {open_files}: \
+             client sockets are capped at {fits} (raise the limit with ulimit -n / LimitNOFILE)"
+        );
+        config.limits.max_connections = fits;
+    }
 }
 
 /// Ends the process `grace` after a shutdown began, if it has not ended by

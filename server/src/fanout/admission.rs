@@ -1,12 +1,18 @@
-//! Who may hold a connection: a cap on connections in total and per client
-//! address, an origin check for WebSockets, and the per-transport numbers
-//! `/metrics` shows.
+//! Who may hold a socket: a cap on client sockets in total and per client
+//! address, an origin check for WebSockets, and the numbers `/metrics`
+//! shows, per socket and per transport.
 //!
-//! Every long-lived request (a WebSocket, an event stream, a waiting
-//! long-poll) holds a [`Slot`] for as long as it lives; dropping the slot
-//! gives the place back. Past a cap the answer is `503` (or `429` for one
-//! address) with a jittered `Retry-After`, so a crowd that is turned away
-//! does not come back in one wave.
+//! Every socket the public listener accepts takes a [`SocketPermit`] at
+//! once, before a byte of it is read, and holds it for as long as the
+//! socket lives (through a WebSocket upgrade too); dropping the permit
+//! gives the place back. A socket past a cap is answered `503` (or `429`
+//! for one address) with a jittered `Retry-After` and closed (see
+//! `serve.rs`), so a crowd that is turned away does not come back in one
+//! wave, and nothing the server holds is outside the caps.
+//!
+//! Long-lived requests (a WebSocket, an event stream, a waiting long-poll)
+//! also hold a [`Slot`] of their transport, which only counts: the caps
+//! were applied to the socket already.
 
 use std::fmt::Write as _;
 use std::net::IpAddr;
@@ -44,8 +50,6 @@ impl Transport {
 pub struct TransportStats {
     pub open: AtomicUsize,
     pub accepted: AtomicU64,
-    pub refused_full: AtomicU64,
-    pub refused_address: AtomicU64,
     pub refused_origin: AtomicU64,
     /// Frames (or responses) sent, and their bytes.
     pub frames: AtomicU64,
@@ -62,6 +66,17 @@ impl TransportStats {
     }
 }
 
+/// Counters of the public listener's sockets, whatever they carry.
+#[derive(Debug, Default)]
+pub struct SocketStats {
+    pub accepted: AtomicU64,
+    pub refused_full: AtomicU64,
+    pub refused_address: AtomicU64,
+    /// Sockets closed for not sending a whole request head in time (an idle
+    /// keep-alive socket included).
+    pub header_timeouts: AtomicU64,
+}
+
 /// A metric family: name, kind, help, and how to read it from a transport.
 type Family = (
     &'static str,
@@ -73,13 +88,14 @@ type Family = (
 /// The limits, from the configuration.
 #[derive(Debug, Clone)]
 pub struct Limits {
-    /// Connections held at once over all transports.
+    /// Client sockets held at once on the public listener, whatever they
+    /// carry (a page load, an API call, a stream), counted from accept.
     pub max_connections: usize,
-    /// Connections held at once from one client address; 0 for no limit
+    /// Client sockets held at once from one client address; 0 for no limit
     /// (behind a load balancer every client has its address).
     pub max_per_address: usize,
-    /// Origins whose pages may open the WebSocket, besides the server's
-    /// own (an `Origin` equal to the request's `Host`). Empty: only its own.
+    /// Origins (`scheme://host[:port]`) whose pages may open the WebSocket,
+    /// besides the server's own (see [`Admission::origin_allowed`]).
     pub allowed_origins: Vec<String>,
 }
 
@@ -96,8 +112,13 @@ impl Default for Limits {
 #[derive(Debug)]
 pub struct Admission {
     limits: Limits,
+    /// `limits.allowed_origins`, parsed; entries that do not parse (the
+    /// configuration refuses them) match nothing.
+    allowed: Vec<Origin>,
+    /// Sockets held now.
     open: AtomicUsize,
     per_address: DashMap<IpAddr, usize>,
+    sockets: SocketStats,
     stats: [TransportStats; 3],
     /// Sockets the listener cut off because they took no data for longer
     /// than the write timeout (any transport; see `listener.rs`).
@@ -112,9 +133,10 @@ pub enum Refusal {
     Origin,
 }
 
-impl IntoResponse for Refusal {
-    fn into_response(self) -> Response {
-        let (status, text) = match self {
+impl Refusal {
+    /// The status line's code and reason, and the body's text.
+    fn status(self) -> (StatusCode, &'static str) {
+        match self {
             Refusal::Full => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "server full, retry later\n",
@@ -124,8 +146,32 @@ impl IntoResponse for Refusal {
                 "too many connections from this address\n",
             ),
             Refusal::Origin => (StatusCode::FORBIDDEN, "origin not allowed\n"),
-        };
-        let mut response = (status, text).into_response();
+        }
+    }
+
+    /// The whole answer as raw HTTP/1.1 bytes, for a socket that is refused
+    /// before any request on it is read: it says `Connection: close`, since
+    /// the socket is closed right after.
+    pub fn raw_response(self, retry_after: u64) -> Vec<u8> {
+        let (status, text) = self.status();
+        let mut out = format!(
+            "HTTP/1.1 {} {}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n",
+            status.as_u16(),
+            status.canonical_reason().unwrap_or(""),
+            text.len()
+        );
+        if self != Refusal::Origin {
+            let _ = write!(out, "retry-after: {retry_after}\r\n");
+        }
+        out.push_str("\r\n");
+        out.push_str(text);
+        out.into_bytes()
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        let mut response = self.status().into_response();
         if self != Refusal::Origin {
             response
                 .headers_mut()
@@ -140,24 +186,16 @@ pub fn retry_after_secs() -> u64 {
     5 + rand::random::<u64>() % 11
 }
 
-/// A place held by one connection, given back on drop.
+/// One accepted socket's place under the caps, given back on drop.
 #[derive(Debug)]
-pub struct Slot {
+pub struct SocketPermit {
     admission: Arc<Admission>,
     address: IpAddr,
-    transport: Transport,
 }
 
-impl Slot {
-    pub fn stats(&self) -> &TransportStats {
-        self.admission.stats(self.transport)
-    }
-}
-
-impl Drop for Slot {
+impl Drop for SocketPermit {
     fn drop(&mut self) {
         self.admission.open.fetch_sub(1, Ordering::Relaxed);
-        self.stats().open.fetch_sub(1, Ordering::Relaxed);
         if self.admission.limits.max_per_address > 0 {
             self.admission
                 .per_address
@@ -169,12 +207,38 @@ impl Drop for Slot {
     }
 }
 
+/// A long-lived request of one transport, counted while it lives.
+#[derive(Debug)]
+pub struct Slot {
+    admission: Arc<Admission>,
+    transport: Transport,
+}
+
+impl Slot {
+    pub fn stats(&self) -> &TransportStats {
+        self.admission.stats(self.transport)
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.stats().open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 impl Admission {
     pub fn new(limits: Limits) -> Arc<Admission> {
+        let allowed = limits
+            .allowed_origins
+            .iter()
+            .filter_map(|o| Origin::parse_allowed(o))
+            .collect();
         Arc::new(Admission {
             limits,
+            allowed,
             open: AtomicUsize::new(0),
             per_address: DashMap::new(),
+            sockets: SocketStats::default(),
             stats: Default::default(),
             socket_timeouts: Arc::default(),
         })
@@ -184,18 +248,22 @@ impl Admission {
         &self.stats[transport as usize]
     }
 
-    /// Connections held right now, over all transports.
+    pub fn sockets(&self) -> &SocketStats {
+        &self.sockets
+    }
+
+    /// Sockets held right now.
     pub fn open(&self) -> usize {
         self.open.load(Ordering::Relaxed)
     }
 
-    /// Takes a place for a connection from `address`, or says why not.
-    pub fn admit(self: &Arc<Self>, address: IpAddr, transport: Transport) -> Result<Slot, Refusal> {
-        let stats = self.stats(transport);
+    /// Takes a place for a socket just accepted from `address`, or says why
+    /// not.
+    pub fn admit_socket(self: &Arc<Self>, address: IpAddr) -> Result<SocketPermit, Refusal> {
         // Reserve first, then check: concurrent admissions cannot overshoot.
         if self.open.fetch_add(1, Ordering::Relaxed) >= self.limits.max_connections {
             self.open.fetch_sub(1, Ordering::Relaxed);
-            stats.refused_full.fetch_add(1, Ordering::Relaxed);
+            self.sockets.refused_full.fetch_add(1, Ordering::Relaxed);
             return Err(Refusal::Full);
         }
         if self.limits.max_per_address > 0 {
@@ -203,36 +271,55 @@ impl Admission {
             if *n >= self.limits.max_per_address {
                 drop(n);
                 self.open.fetch_sub(1, Ordering::Relaxed);
-                stats.refused_address.fetch_add(1, Ordering::Relaxed);
+                self.sockets.refused_address.fetch_add(1, Ordering::Relaxed);
                 return Err(Refusal::TooManyFromAddress);
             }
             *n += 1;
         }
-        stats.open.fetch_add(1, Ordering::Relaxed);
-        stats.accepted.fetch_add(1, Ordering::Relaxed);
-        Ok(Slot {
+        self.sockets.accepted.fetch_add(1, Ordering::Relaxed);
+        Ok(SocketPermit {
             admission: self.clone(),
             address,
-            transport,
         })
     }
 
-    /// Whether a WebSocket request's `Origin` may connect: none at all (not
-    /// a browser), the server's own host, or one of the allowed origins.
+    /// Counts a long-lived request of `transport` for as long as the slot
+    /// lives. Its socket is already under the caps.
+    pub fn track(self: &Arc<Self>, transport: Transport) -> Slot {
+        let stats = self.stats(transport);
+        stats.open.fetch_add(1, Ordering::Relaxed);
+        stats.accepted.fetch_add(1, Ordering::Relaxed);
+        Slot {
+            admission: self.clone(),
+            transport,
+        }
+    }
+
+    /// Whether a WebSocket request may connect, by its `Origin`:
+    ///
+    /// - no `Origin` at all: yes (not a browser, so not a page of another
+    ///   site riding on a visitor's browser);
+    /// - `Origin` equal to the request's own origin: `http://` and the
+    ///   `Host` header, or `https://` and the `Host` header when a proxy
+    ///   in front says the request came over TLS (`X-Forwarded-Proto:
+    ///   https` or `Forwarded: proto=https`);
+    /// - `Origin` equal to one of `--allowed-origin`.
+    ///
+    /// Origins compare by scheme, host (case-insensitive) and port (a
+    /// default port, 80 for http and 443 for https, is the same as none).
+    /// `null`, anything that is not `http(s)://host[:port]`, and a request
+    /// with two `Origin` headers are refused.
     pub fn origin_allowed(&self, headers: &HeaderMap) -> bool {
-        let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) else {
+        let mut origins = headers.get_all(header::ORIGIN).iter();
+        let Some(first) = origins.next() else {
             return true;
         };
-        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
-        let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
-        if host.is_some_and(|h| h.eq_ignore_ascii_case(origin_host)) {
-            return true;
-        }
-        let allowed = self
-            .limits
-            .allowed_origins
-            .iter()
-            .any(|a| a.trim_end_matches('/').eq_ignore_ascii_case(origin));
+        let origin = match (first.to_str().ok(), origins.next()) {
+            (Some(value), None) => Origin::parse(value),
+            _ => None,
+        };
+        let allowed =
+            origin.is_some_and(|o| own_origins(headers).contains(&o) || self.allowed.contains(&o));
         if !allowed {
             self.stats(Transport::Ws)
                 .refused_origin
@@ -241,32 +328,65 @@ impl Admission {
         allowed
     }
 
-    /// The per-transport families for `/metrics`.
+    /// The socket and per-transport families for `/metrics`.
     pub fn render_metrics(&self, out: &mut String) {
-        let families: [Family; 8] = [
+        let s = &self.sockets;
+        let sockets: [(&str, &str, &str, u64); 4] = [
+            (
+                "livemap_sockets_open",
+                "gauge",
+                "Client sockets held now on the public listener (any request, any transport).",
+                self.open() as u64,
+            ),
+            (
+                "livemap_sockets_limit",
+                "gauge",
+                "Most client sockets held at once: --max-connections, lowered to fit the open-file limit.",
+                self.limits.max_connections as u64,
+            ),
+            (
+                "livemap_sockets_accepted_total",
+                "counter",
+                "Client sockets admitted under the caps.",
+                s.accepted.load(Ordering::Relaxed),
+            ),
+            (
+                "livemap_sockets_header_timeouts_total",
+                "counter",
+                "Client sockets closed for not sending a whole request head within --header-timeout-secs (idle keep-alive sockets included).",
+                s.header_timeouts.load(Ordering::Relaxed),
+            ),
+        ];
+        for (name, kind, help, value) in sockets {
+            family(out, name, kind, help);
+            let _ = writeln!(out, "{name} {value}");
+        }
+        let refused = "livemap_sockets_refused_total";
+        family(
+            out,
+            refused,
+            "counter",
+            "Client sockets answered 503 (full: the total cap) or 429 (address: the per-address cap) and closed at accept.",
+        );
+        for (reason, n) in [("full", &s.refused_full), ("address", &s.refused_address)] {
+            let _ = writeln!(
+                out,
+                "{refused}{{reason=\"{reason}\"}} {}",
+                n.load(Ordering::Relaxed)
+            );
+        }
+        let families: [Family; 6] = [
             (
                 "livemap_connections",
                 "gauge",
-                "Connections held now.",
+                "Streams held now (WebSockets, event streams, waiting long-polls).",
                 |s| s.open.load(Ordering::Relaxed) as u64,
             ),
             (
                 "livemap_connections_accepted_total",
                 "counter",
-                "Connections accepted.",
+                "Streams started.",
                 |s| s.accepted.load(Ordering::Relaxed),
-            ),
-            (
-                "livemap_connections_refused_full_total",
-                "counter",
-                "Connections turned away at the total cap.",
-                |s| s.refused_full.load(Ordering::Relaxed),
-            ),
-            (
-                "livemap_connections_refused_address_total",
-                "counter",
-                "Connections turned away at the per-address cap.",
-                |s| s.refused_address.load(Ordering::Relaxed),
             ),
             (
                 "livemap_connections_refused_origin_total",
@@ -319,6 +439,132 @@ impl Admission {
     }
 }
 
+/// A web origin as browsers serialise it: scheme, host and port, with the
+/// host in lower case and the scheme's default port filled in, so that two
+/// spellings of one origin compare equal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    https: bool,
+    host: String,
+    port: u16,
+}
+
+impl Origin {
+    /// Parses an `Origin` header's value: `http://` or `https://`, a host
+    /// (a name, an IPv4 address or a bracketed IPv6 address) and an
+    /// optional port, and nothing else (no path, no user, no `null`).
+    pub fn parse(value: &str) -> Option<Origin> {
+        let (scheme, authority) = value.split_once("://")?;
+        let https = if scheme.eq_ignore_ascii_case("https") {
+            true
+        } else if scheme.eq_ignore_ascii_case("http") {
+            false
+        } else {
+            return None;
+        };
+        Origin::with_authority(https, authority)
+    }
+
+    /// Parses an `--allowed-origin` entry: as [`Origin::parse`], but one
+    /// trailing `/` (as an origin is often written in a URL) is allowed.
+    pub fn parse_allowed(value: &str) -> Option<Origin> {
+        let value = value.trim();
+        Origin::parse(value.strip_suffix('/').unwrap_or(value))
+    }
+
+    /// The origin of scheme `https` (or http) and `authority`
+    /// (`host[:port]`, as in a `Host` header).
+    fn with_authority(https: bool, authority: &str) -> Option<Origin> {
+        let (host, port) = split_host_port(authority)?;
+        let port = match port {
+            Some(port) => port,
+            None if https => 443,
+            None => 80,
+        };
+        Some(Origin {
+            https,
+            host: host.to_ascii_lowercase(),
+            port,
+        })
+    }
+}
+
+/// Splits `host[:port]`, checking that the host is a plain name or IPv4
+/// address (letters, digits, `-`, `.`, `_`) or a bracketed IPv6 address,
+/// and that a port, if there is a colon, is a number that fits.
+fn split_host_port(authority: &str) -> Option<(&str, Option<u16>)> {
+    let (host, port) = if let Some(rest) = authority.strip_prefix('[') {
+        let (inside, after) = rest.split_once(']')?;
+        let ipv6 = !inside.is_empty()
+            && inside
+                .chars()
+                .all(|c| c.is_ascii_hexdigit() || c == ':' || c == '.');
+        if !ipv6 {
+            return None;
+        }
+        let port = match after {
+            "" => None,
+            p => Some(p.strip_prefix(':')?),
+        };
+        (&authority[..inside.len() + 2], port)
+    } else {
+        match authority.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        }
+    };
+    let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_');
+    if host.is_empty() || !(host.starts_with('[') || host.chars().all(plain)) {
+        return None;
+    }
+    let port = match port {
+        None => None,
+        Some(p) if !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()) => {
+            Some(p.parse().ok()?)
+        }
+        Some(_) => return None,
+    };
+    Some((host, port))
+}
+
+/// The origins a request counts as its own: `http://` and its `Host`, and
+/// `https://` and its `Host` when a proxy in front says it came over TLS.
+/// A browser cannot set these headers on a WebSocket handshake, so a page
+/// of another site cannot claim either.
+fn own_origins(headers: &HeaderMap) -> Vec<Origin> {
+    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
+        return Vec::new();
+    };
+    let mut own: Vec<Origin> = Origin::with_authority(false, host).into_iter().collect();
+    if forwarded_https(headers) {
+        own.extend(Origin::with_authority(true, host));
+    }
+    own
+}
+
+/// Whether the nearest proxy says the request came over TLS:
+/// `X-Forwarded-Proto: https`, or `proto=https` in `Forwarded` (RFC 7239).
+/// Only the first (client-side) entry of each counts.
+fn forwarded_https(headers: &HeaderMap) -> bool {
+    let first = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .map(str::trim)
+    };
+    let x_forwarded = first("x-forwarded-proto").is_some_and(|p| p.eq_ignore_ascii_case("https"));
+    let forwarded = first("forwarded").is_some_and(|element| {
+        element.split(';').any(|pair| {
+            pair.split_once('=').is_some_and(|(k, v)| {
+                k.trim().eq_ignore_ascii_case("proto")
+                    && v.trim().trim_matches('"').eq_ignore_ascii_case("https")
+            })
+        })
+    });
+    x_forwarded || forwarded
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -328,53 +574,230 @@ mod tests {
     }
 
     #[test]
-    fn caps_hold_and_slots_give_their_place_back() {
+    fn caps_hold_and_permits_give_their_place_back() {
         let a = Admission::new(Limits {
             max_connections: 3,
             max_per_address: 2,
             allowed_origins: Vec::new(),
         });
-        let s1 = a.admit(ip(1), Transport::Ws).expect("first");
-        let s2 = a.admit(ip(1), Transport::Sse).expect("second");
+        let s1 = a.admit_socket(ip(1)).expect("first");
+        let s2 = a.admit_socket(ip(1)).expect("second");
         assert_eq!(
-            a.admit(ip(1), Transport::Ws).err(),
+            a.admit_socket(ip(1)).err(),
             Some(Refusal::TooManyFromAddress)
         );
-        let s3 = a
-            .admit(ip(2), Transport::LongPoll)
-            .expect("another address");
-        assert_eq!(a.admit(ip(3), Transport::Ws).err(), Some(Refusal::Full));
+        let s3 = a.admit_socket(ip(2)).expect("another address");
+        assert_eq!(a.admit_socket(ip(3)).err(), Some(Refusal::Full));
         assert_eq!(a.open(), 3);
         drop((s1, s2, s3));
         assert_eq!(a.open(), 0);
         assert!(a.per_address.is_empty(), "no entry left behind");
-        assert_eq!(
-            a.stats(Transport::Ws).refused_full.load(Ordering::Relaxed),
-            1
-        );
-        assert_eq!(a.stats(Transport::Ws).open.load(Ordering::Relaxed), 0);
+        let again = a.admit_socket(ip(1)).expect("a freed place");
         let mut out = String::new();
         a.render_metrics(&mut out);
-        assert!(out.contains("livemap_connections_refused_address_total{transport=\"ws\"} 1"));
+        assert!(out.contains("livemap_sockets_refused_total{reason=\"full\"} 1\n"));
+        assert!(out.contains("livemap_sockets_refused_total{reason=\"address\"} 1\n"));
+        assert!(out.contains("livemap_sockets_open 1\n"));
+        assert!(out.contains("livemap_sockets_accepted_total 4\n"));
+        assert!(out.contains("livemap_sockets_limit 3\n"));
+        drop(again);
     }
 
     #[test]
-    fn origins_are_checked_against_the_host_and_the_allowed_list() {
-        let a = Admission::new(Limits {
-            allowed_origins: vec!["https://shop.example".into()],
+    fn slots_count_streams_per_transport() {
+        let a = Admission::new(Limits::default());
+        let ws = a.track(Transport::Ws);
+        let sse = a.track(Transport::Sse);
+        assert_eq!(a.stats(Transport::Ws).open.load(Ordering::Relaxed), 1);
+        drop(ws);
+        assert_eq!(a.stats(Transport::Ws).open.load(Ordering::Relaxed), 0);
+        assert_eq!(a.stats(Transport::Ws).accepted.load(Ordering::Relaxed), 1);
+        let mut out = String::new();
+        a.render_metrics(&mut out);
+        assert!(out.contains("livemap_connections{transport=\"sse\"} 1\n"));
+        drop(sse);
+    }
+
+    #[test]
+    fn refusals_before_a_request_are_whole_http_answers() {
+        let raw = String::from_utf8(Refusal::Full.raw_response(7)).expect("ASCII");
+        let (head, body) = raw.split_once("\r\n\r\n").expect("a head and a body");
+        let mut lines = head.split("\r\n");
+        assert_eq!(lines.next(), Some("HTTP/1.1 503 Service Unavailable"));
+        let headers: Vec<&str> = lines.collect();
+        assert!(headers.contains(&"retry-after: 7"));
+        assert!(headers.contains(&"connection: close"));
+        assert!(headers.contains(&format!("content-length: {}", body.len()).as_str()));
+        let raw = String::from_utf8(Refusal::TooManyFromAddress.raw_response(5)).expect("ASCII");
+        assert!(raw.starts_with("HTTP/1.1 429 Too Many Requests\r\n"));
+        assert!(raw.contains("\r\nretry-after: 5\r\n"));
+    }
+
+    fn admission(allowed: &[&str]) -> Arc<Admission> {
+        Admission::new(Limits {
+            allowed_origins: allowed.iter().map(|s| s.to_string()).collect(),
             ..Limits::default()
-        });
-        let headers = |origin: Option<&str>| {
-            let mut h = HeaderMap::new();
-            h.insert(header::HOST, HeaderValue::from_static("live.example:8080"));
-            if let Some(o) = origin {
-                h.insert(header::ORIGIN, HeaderValue::from_str(o).expect("header"));
-            }
-            h
-        };
-        assert!(a.origin_allowed(&headers(None)));
-        assert!(a.origin_allowed(&headers(Some("http://live.example:8080"))));
-        assert!(a.origin_allowed(&headers(Some("https://shop.example"))));
-        assert!(!a.origin_allowed(&headers(Some("https://evil.example"))));
+        })
+    }
+
+    fn request(host: &str, origin: Option<&str>, extra: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_str(host).expect("header"));
+        if let Some(o) = origin {
+            h.insert(header::ORIGIN, HeaderValue::from_str(o).expect("header"));
+        }
+        for (k, v) in extra {
+            h.insert(*k, HeaderValue::from_str(v).expect("header"));
+        }
+        h
+    }
+
+    #[test]
+    fn a_request_without_an_origin_is_not_a_browser_and_is_allowed() {
+        assert!(admission(&[]).origin_allowed(&request("live.example:8080", None, &[])));
+    }
+
+    #[test]
+    fn the_own_origin_is_http_and_the_host_unless_a_proxy_says_https() {
+        let a = admission(&[]);
+        let host = "live.example:8080";
+        assert!(a.origin_allowed(&request(host, Some("http://live.example:8080"), &[])));
+        assert!(a.origin_allowed(&request(host, Some("HTTP://Live.Example:8080"), &[])));
+        // The same host and port over TLS is another origin, unless a
+        // proxy in front says the request came over TLS.
+        assert!(!a.origin_allowed(&request(host, Some("https://live.example:8080"), &[])));
+        for proxied in [
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-proto", "HTTPS, http"),
+            ("forwarded", "for=192.0.2.1;proto=https, proto=http"),
+            ("forwarded", "proto=\"https\""),
+        ] {
+            let h = request(host, Some("https://live.example:8080"), &[proxied]);
+            assert!(a.origin_allowed(&h), "{proxied:?}");
+        }
+        let h = request(
+            host,
+            Some("https://live.example:8080"),
+            &[("x-forwarded-proto", "http, https")],
+        );
+        assert!(!a.origin_allowed(&h), "only the client-side entry counts");
+        // Another port, or no port where the host has one, is another origin.
+        assert!(!a.origin_allowed(&request(host, Some("http://live.example:8081"), &[])));
+        assert!(!a.origin_allowed(&request(host, Some("http://live.example"), &[])));
+    }
+
+    #[test]
+    fn default_ports_are_the_same_as_none() {
+        let a = admission(&[]);
+        assert!(a.origin_allowed(&request(
+            "live.example",
+            Some("http://live.example:80"),
+            &[]
+        )));
+        assert!(a.origin_allowed(&request(
+            "live.example:80",
+            Some("http://live.example"),
+            &[]
+        )));
+        let tls = [("x-forwarded-proto", "https")];
+        assert!(a.origin_allowed(&request(
+            "live.example",
+            Some("https://live.example:443"),
+            &tls
+        )));
+        assert!(!a.origin_allowed(&request(
+            "live.example",
+            Some("https://live.example:80"),
+            &tls
+        )));
+    }
+
+    #[test]
+    fn look_alike_hosts_are_other_origins() {
+        let a = admission(&["https://shop.example"]);
+        let host = "live.example";
+        for evil in [
+            "http://live.example.evil.com",
+            "http://evil.com.live.example.x",
+            "http://evillive.example",
+            "http://live.example@evil.com",
+            "http://evil.com/live.example",
+            "https://shop.example.evil.com",
+            "https://evil-shop.example",
+        ] {
+            assert!(!a.origin_allowed(&request(host, Some(evil), &[])), "{evil}");
+        }
+    }
+
+    #[test]
+    fn allowed_origins_match_exactly_by_scheme_host_and_port() {
+        let a = admission(&["https://shop.example", "http://Kiosk.example:8000/"]);
+        let host = "live.example";
+        assert!(a.origin_allowed(&request(host, Some("https://shop.example"), &[])));
+        assert!(a.origin_allowed(&request(host, Some("https://SHOP.example:443"), &[])));
+        assert!(a.origin_allowed(&request(host, Some("http://kiosk.example:8000"), &[])));
+        assert!(!a.origin_allowed(&request(host, Some("http://shop.example"), &[])));
+        assert!(!a.origin_allowed(&request(host, Some("https://shop.example:8443"), &[])));
+        assert!(!a.origin_allowed(&request(host, Some("http://kiosk.example"), &[])));
+        assert!(!a.origin_allowed(&request(host, Some("https://kiosk.example:8000"), &[])));
+    }
+
+    #[test]
+    fn null_and_malformed_origins_are_refused() {
+        let a = admission(&["https://shop.example"]);
+        let host = "live.example";
+        for bad in [
+            "null",
+            "",
+            "live.example",
+            "//live.example",
+            "ftp://live.example",
+            "http://",
+            "http://live.example:",
+            "http://live.example:99999",
+            "http://live.example:80x",
+            "http://live.example/",
+            "http://live.example?x",
+            "http://live example",
+            "http://[::1",
+            "http://[]",
+            "https://shop.example/",
+        ] {
+            assert!(!a.origin_allowed(&request(host, Some(bad), &[])), "{bad:?}");
+        }
+        assert_eq!(
+            a.stats(Transport::Ws)
+                .refused_origin
+                .load(Ordering::Relaxed),
+            15
+        );
+        // Two Origin headers: not something a browser sends.
+        let mut h = request(host, Some("http://live.example"), &[]);
+        h.append(
+            header::ORIGIN,
+            HeaderValue::from_static("http://live.example"),
+        );
+        assert!(!a.origin_allowed(&h));
+    }
+
+    #[test]
+    fn ip_literal_hosts_work() {
+        let a = admission(&[]);
+        assert!(a.origin_allowed(&request(
+            "127.0.0.1:8080",
+            Some("http://127.0.0.1:8080"),
+            &[]
+        )));
+        assert!(a.origin_allowed(&request("[::1]:8080", Some("http://[::1]:8080"), &[])));
+        assert!(!a.origin_allowed(&request("[::1]:8080", Some("http://[::2]:8080"), &[])));
+    }
+
+    #[test]
+    fn allowed_origin_entries_parse() {
+        assert!(Origin::parse_allowed("https://shop.example/").is_some());
+        assert!(Origin::parse_allowed(" https://shop.example:8443 ").is_some());
+        assert!(Origin::parse_allowed("shop.example").is_none());
+        assert!(Origin::parse_allowed("https://shop.example/path").is_none());
+        assert!(Origin::parse_allowed("*").is_none());
     }
 }

@@ -4,13 +4,12 @@ use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::body::Body as HttpBody;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 
 use super::admission::{Slot, Transport};
-use super::listener::ClientAddr;
 use super::AppState;
 
 /// An SSE comment line every so often keeps proxies from closing a quiet
@@ -67,14 +66,8 @@ pub async fn history(State(state): State<AppState>) -> impl IntoResponse {
 /// same keyframe rule as the WebSocket, each event encoded once per tick
 /// for every client. On shutdown a `reconnect` event says to come back
 /// after a pause.
-pub async fn sse(
-    State(state): State<AppState>,
-    ConnectInfo(ClientAddr(peer)): ConnectInfo<ClientAddr>,
-) -> Response {
-    let slot = match state.admission.admit(peer.ip(), Transport::Sse) {
-        Ok(slot) => slot,
-        Err(refusal) => return refusal.into_response(),
-    };
+pub async fn sse(State(state): State<AppState>) -> Response {
+    let slot = state.admission.track(Transport::Sse);
     let mut rx = state.frames.clone();
     rx.mark_changed();
     let client = SseClient {

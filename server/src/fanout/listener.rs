@@ -3,7 +3,8 @@
 //! [`SEND_BUFFER`] instead of the kernel's autotuning (which lets one slow
 //! client hold megabytes), and a write timeout at the socket, so a client
 //! that stops reading is cut off after a bounded time whichever transport
-//! it uses, and costs at most its socket buffers until then.
+//! it uses, and costs at most its socket buffers until then. What is done
+//! with an accepted socket (the caps, HTTP) is in `serve.rs`.
 
 use std::future::Future;
 use std::io;
@@ -18,17 +19,10 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Sleep;
 
-/// The client's address, as handlers take it (`ConnectInfo<ClientAddr>`).
+/// The client's address, as handlers take it (`ConnectInfo<ClientAddr>`):
+/// the accept loop puts it in every request's extensions.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddr(pub SocketAddr);
-
-impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, PublicListener>>
-    for ClientAddr
-{
-    fn connect_info(stream: axum::serve::IncomingStream<'_, PublicListener>) -> Self {
-        ClientAddr(*stream.remote_addr())
-    }
-}
 
 /// Kernel send buffer per client socket (Linux doubles it for its own
 /// bookkeeping): a few seconds of frames, a hundred keyframes.
@@ -37,38 +31,28 @@ pub const SEND_BUFFER: usize = 32 * 1024;
 #[derive(Debug)]
 pub struct PublicListener {
     inner: TcpListener,
-    write_timeout: Duration,
-    timeouts: Arc<AtomicU64>,
 }
 
 impl PublicListener {
-    /// `timeouts` counts the sockets cut off for not taking data.
-    pub fn new(inner: TcpListener, write_timeout: Duration, timeouts: Arc<AtomicU64>) -> Self {
-        PublicListener {
-            inner,
-            write_timeout,
-            timeouts,
-        }
+    pub fn new(inner: TcpListener) -> Self {
+        PublicListener { inner }
     }
-}
 
-impl axum::serve::Listener for PublicListener {
-    type Io = TimeoutIo;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+    /// The next client socket, set up for streaming: `TCP_NODELAY` and the
+    /// fixed send buffer.
+    pub async fn accept(&mut self) -> (TcpStream, SocketAddr) {
         loop {
             match self.inner.accept().await {
                 Ok((stream, addr)) => {
                     let _ = stream.set_nodelay(true);
                     let _ = socket2::SockRef::from(&stream).set_send_buffer_size(SEND_BUFFER);
-                    let io = TimeoutIo::new(stream, self.write_timeout, self.timeouts.clone());
-                    return (io, addr);
+                    return (stream, addr);
                 }
                 Err(e) => {
-                    // Out of file descriptors (a connection storm past the
-                    // limit): wait a little rather than spin; the kernel's
-                    // backlog holds the rest. Per-connection errors: next.
+                    // Per-connection errors: next. Out of file descriptors
+                    // (the caps keep client sockets below the limit, so
+                    // something else holds them): wait a little rather
+                    // than spin; the kernel's backlog holds the rest.
                     if matches!(
                         e.kind(),
                         io::ErrorKind::ConnectionAborted
@@ -84,7 +68,7 @@ impl axum::serve::Listener for PublicListener {
         }
     }
 
-    fn local_addr(&self) -> io::Result<Self::Addr> {
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.inner.local_addr()
     }
 }

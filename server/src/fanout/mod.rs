@@ -13,6 +13,7 @@ mod api;
 mod assets;
 mod listener;
 mod poll;
+mod serve;
 mod ws;
 
 use std::sync::Arc;
@@ -25,9 +26,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::encode::{Body, Frame};
 
-pub use admission::{Admission, Limits, Transport};
+pub use admission::{Admission, Limits, Origin, Transport};
 pub use assets::wasm_embedded;
 pub use listener::{ClientAddr, PublicListener};
+pub use serve::{serve, sockets_within, ServeConfig, SocketHold, FILES_KEPT_BACK, MAX_HEAD};
 
 /// What every request handler can reach.
 #[derive(Clone)]

@@ -7,17 +7,17 @@
 //! keyframe if `k` is not it, else this tick's delta if `v` is not it.
 //! Otherwise it waits up to the configured timeout for the next tick and
 //! answers `204` if none came. Bodies are gzipped once per tick for every
-//! client that accepts it. A waiting poll holds a connection slot.
+//! client that accepts it. A poll counts as a long-poll stream while it
+//! waits.
 
 use std::time::Duration;
 
-use axum::extract::{ConnectInfo, Query, State};
+use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::admission::{retry_after_secs, Transport};
-use super::listener::ClientAddr;
 use super::AppState;
 use crate::encode::{Body, Frame};
 
@@ -33,14 +33,10 @@ pub struct PollQuery {
 
 pub async fn poll(
     State(state): State<AppState>,
-    ConnectInfo(ClientAddr(peer)): ConnectInfo<ClientAddr>,
     headers: HeaderMap,
     Query(q): Query<PollQuery>,
 ) -> Response {
-    let slot = match state.admission.admit(peer.ip(), Transport::LongPoll) {
-        Ok(slot) => slot,
-        Err(refusal) => return refusal.into_response(),
-    };
+    let slot = state.admission.track(Transport::LongPoll);
     let gzip = super::accepts_gzip(&headers);
     let mut rx = state.frames.clone();
     let wait = q.timeout.map_or(state.poll_timeout, |s| {

@@ -37,6 +37,7 @@ use tokio_tungstenite::WebSocketStream;
 
 use super::admission::{Refusal, Slot, Transport};
 use super::listener::ClientAddr;
+use super::serve::SocketHold;
 use super::AppState;
 
 /// A client never needs to send more than a small control message.
@@ -69,13 +70,19 @@ pub async fn upgrade(
         return (StatusCode::BAD_REQUEST, "connection cannot be upgraded").into_response();
     };
     if !state.admission.origin_allowed(request.headers()) {
+        tracing::debug!(
+            %peer,
+            origin = ?request.headers().get(header::ORIGIN),
+            "WebSocket refused: origin not allowed"
+        );
         return Refusal::Origin.into_response();
     }
-    let slot = match state.admission.admit(peer.ip(), Transport::Ws) {
-        Ok(slot) => slot,
-        Err(refusal) => return refusal.into_response(),
-    };
+    // The socket's place under the caps: the HTTP connection gives the
+    // socket up at the upgrade, and this task keeps it from then on.
+    let hold = request.extensions_mut().remove::<SocketHold>();
+    let slot = state.admission.track(Transport::Ws);
     tokio::spawn(async move {
+        let _hold = hold;
         // A failed upgrade (the client left mid-handshake) frees the slot.
         if let Ok(upgraded) = on_upgrade.await {
             serve(TokioIo::new(upgraded), state, slot).await;

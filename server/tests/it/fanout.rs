@@ -1,16 +1,18 @@
-//! The fan-out's limits, over real sockets: the connection caps (a small
-//! reconnect storm included), the origin check, clients that never read,
-//! and the drain on shutdown.
+//! The fan-out's limits, over real sockets: the socket caps (a small
+//! reconnect storm included, and a WebSocket keeping its place after the
+//! upgrade), the header timeout and head size, the origin check, and
+//! clients that never read.
 
 use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use tokio::net::TcpSocket;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{self, Message};
 
-use crate::util::{eventually, next_snapshot, TestServer, PATIENCE};
+use crate::util::{closed, eventually, get_once, next_snapshot, read_answer, TestServer, PATIENCE};
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
 
@@ -107,12 +109,9 @@ async fn a_storm_past_the_cap_is_turned_away_with_retry_after() {
     })
     .await;
     first_frame(&mut again).await;
-    let refused_total = metric(
-        &server,
-        "livemap_connections_refused_full_total{transport=\"ws\"} ",
-    )
-    .await
-    .expect("metric");
+    let refused_total = metric(&server, "livemap_sockets_refused_total{reason=\"full\"} ")
+        .await
+        .expect("metric");
     assert!(refused_total >= 20.0);
 }
 
@@ -212,4 +211,108 @@ async fn a_client_that_never_reads_is_dropped_and_the_others_keep_up() {
     })
     .await;
     assert!(!reading.is_finished(), "the reader was never dropped");
+}
+
+/// The upgrade hands the socket from the HTTP connection to the
+/// WebSocket's task; the socket's place under the cap goes with it and is
+/// given back only when the WebSocket ends.
+#[tokio::test]
+async fn a_websocket_keeps_its_place_after_the_upgrade() {
+    let server = TestServer::start(|c| {
+        c.limits.max_connections = 1;
+        c.limits.max_per_address = 0;
+    })
+    .await;
+    let mut ws = ws_from(&server, [127, 0, 0, 1], &[], None)
+        .await
+        .expect("the one place");
+    first_frame(&mut ws).await;
+    let refused = get_once(server.addr, "/healthz").await;
+    assert_eq!(refused.status, 503, "{refused:?}");
+    assert!(
+        refused.retry_after.is_some_and(|s| (5..=15).contains(&s)),
+        "{refused:?}"
+    );
+    assert_eq!(metric(&server, "livemap_sockets_open ").await, Some(1.0));
+    assert_eq!(
+        metric(&server, "livemap_connections{transport=\"ws\"} ").await,
+        Some(1.0)
+    );
+    drop(ws);
+    eventually("the place to be given back", || async {
+        (get_once(server.addr, "/healthz").await.status == 200).then_some(())
+    })
+    .await;
+}
+
+/// A socket that sends nothing, and a keep-alive socket idle after its
+/// answer, are both closed after the header timeout; so is one that sends
+/// its head a byte at a time, however steadily.
+#[tokio::test]
+async fn idle_and_slow_sockets_are_closed_after_the_header_timeout() {
+    let timeout = Duration::from_secs(1);
+    let server = TestServer::start(|c| c.header_timeout = timeout).await;
+    // Slack for a loaded machine; the close must come after the timeout.
+    let within = timeout + Duration::from_secs(3);
+
+    let connected = Instant::now();
+    let mut silent = TcpStream::connect(server.addr).await.expect("connects");
+    let took = closed(&mut silent).await - connected;
+    assert!(
+        took >= timeout - Duration::from_millis(100) && took <= within,
+        "{took:?}"
+    );
+
+    let mut kept = TcpStream::connect(server.addr).await.expect("connects");
+    kept.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .expect("writes");
+    assert_eq!(read_answer(&mut kept).await.status, 200);
+    let answered = Instant::now();
+    let took = closed(&mut kept).await - answered;
+    assert!(
+        took >= timeout - Duration::from_millis(300) && took <= within,
+        "{took:?}"
+    );
+
+    let mut slow = TcpStream::connect(server.addr).await.expect("connects");
+    let started = Instant::now();
+    slow.write_all(b"GET / HTTP/1.1\r\n").await.expect("writes");
+    let dribble = async {
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            tick.tick().await;
+            if slow.write_all(b"x").await.is_err() {
+                return Instant::now();
+            }
+        }
+    };
+    let cut = tokio::time::timeout(PATIENCE, dribble)
+        .await
+        .expect("the server cuts the slow head off");
+    let took = cut - started;
+    assert!(
+        took >= timeout - Duration::from_millis(100) && took <= within,
+        "{took:?}"
+    );
+
+    let timeouts = metric(&server, "livemap_sockets_header_timeouts_total ")
+        .await
+        .expect("metric");
+    assert!(timeouts >= 3.0, "{timeouts}");
+    assert_eq!(metric(&server, "livemap_sockets_open ").await, Some(0.0));
+}
+
+/// A request head past the server's buffer is answered 431 and closed,
+/// instead of held in memory.
+#[tokio::test]
+async fn an_oversized_head_is_refused() {
+    let server = TestServer::start(|_| {}).await;
+    let mut stream = TcpStream::connect(server.addr).await.expect("connects");
+    let padding = "a".repeat(livemap_server::fanout::MAX_HEAD + 1024);
+    let request = format!("GET /healthz HTTP/1.1\r\nhost: x\r\nx-padding: {padding}\r\n\r\n");
+    // The server may close before taking it all.
+    let _ = stream.write_all(request.as_bytes()).await;
+    assert_eq!(read_answer(&mut stream).await.status, 431);
+    closed(&mut stream).await;
 }

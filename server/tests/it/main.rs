@@ -7,6 +7,7 @@ mod util;
 mod failures;
 mod fanout;
 mod golden;
+mod hostile;
 mod kafka;
 mod limits;
 mod privacy;

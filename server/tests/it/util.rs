@@ -2,9 +2,11 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use livemap_server::Config;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -166,4 +168,86 @@ where
             other => panic!("expected a binary frame, got {other:?}"),
         }
     }
+}
+
+/// What a raw HTTP/1.1 exchange on one socket got: the status of the
+/// answer and its `Retry-After`.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub retry_after: Option<u64>,
+}
+
+/// Reads one answer's head (and whatever of its body came with it) from
+/// `stream`; fails the test if none comes within [`PATIENCE`].
+pub async fn read_answer(stream: &mut TcpStream) -> Answer {
+    tokio::time::timeout(PATIENCE, try_read_answer(stream))
+        .await
+        .expect("an answer in time")
+        .expect("an answer")
+}
+
+/// Reads one answer's head from `stream`, or says why not (the socket
+/// closed or failed first, or the head is not HTTP).
+pub async fn try_read_answer(stream: &mut TcpStream) -> std::io::Result<Answer> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let head = loop {
+        if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            break String::from_utf8_lossy(&got[..end]).to_string();
+        }
+        let n = stream.read(&mut buf).await?;
+        if n == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!(
+                    "closed before an answer: {:?}",
+                    String::from_utf8_lossy(&got)
+                ),
+            ));
+        }
+        got.extend_from_slice(&buf[..n]);
+    };
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, head.clone()))?;
+    let retry_after = lines
+        .filter_map(|l| l.split_once(':'))
+        .find(|(k, _)| k.eq_ignore_ascii_case("retry-after"))
+        .and_then(|(_, v)| v.trim().parse().ok());
+    Ok(Answer {
+        status,
+        retry_after,
+    })
+}
+
+/// Waits for the server to close `stream` (reading and dropping anything
+/// else it sends) and says when it did.
+pub async fn closed(stream: &mut TcpStream) -> Instant {
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout(PATIENCE, stream.read(&mut buf))
+            .await
+            .expect("the server closes the socket in time")
+        {
+            Ok(0) | Err(_) => return Instant::now(),
+            Ok(_) => {}
+        }
+    }
+}
+
+/// `GET path` on a fresh socket to `addr`, asking the server to close it
+/// after.
+pub async fn get_once(addr: SocketAddr, path: &str) -> Answer {
+    let mut stream = TcpStream::connect(addr).await.expect("connects");
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nhost: {}\r\nconnection: close\r\n\r\n",
+        addr
+    );
+    // A refused socket may be closed before the request is written.
+    let _ = stream.write_all(request.as_bytes()).await;
+    read_answer(&mut stream).await
 }
