@@ -2,8 +2,8 @@
 # Builds the Rust-WASM globe (wasm-viz) and its JS glue into target/web-dist/pkg,
 # where the server's build script picks it up and embeds it.
 #
-# Uses Debian's rustc-web toolchain with build-std, as ../shared/toolchain.md
-# describes; its own target directory keeps native builds from invalidating
+# Uses Debian's rustc-web toolchain with build-std (rustup cannot download
+# the wasm32 target on these machines); its own target directory keeps native builds from invalidating
 # the wasm standard library build.
 set -euo pipefail
 cd "$(dirname "$0")/.."

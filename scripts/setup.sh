@@ -6,7 +6,7 @@
 #                           build the server and the globe, nothing else
 #   scripts/setup.sh        everything the tests need as well
 #
-# What it installs, and why (see ../shared/toolchain.md):
+# What it installs, and why:
 # - Debian's rustc-web/cargo-web/rust-web-src + lld: the only wasm32 toolchain
 #   reachable here (rustup cannot download targets on these machines).
 # - wasm-bindgen-cli, pinned to the wasm-bindgen crate's version in Cargo.lock.

@@ -1,4 +1,4 @@
-//! The checkout event as upstream writes it (`../shared/checkout-event.md`),
+//! The checkout event as upstream writes it (`docs/CHECKOUT-EVENT.md`),
 //! and a generator of realistic Black Friday traffic in that format.
 //!
 //! The server decodes these events; the demo source and the load tester

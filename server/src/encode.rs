@@ -36,7 +36,7 @@ pub struct Frame {
     pub keyframe: Body,
     /// This tick's frame: a delta, or on a keyframe tick the keyframe.
     pub delta: Body,
-    /// The public JSON document (`../shared/public-api.md`).
+    /// The public JSON document (`docs/API.md`).
     pub json: Body,
     /// The sale's history as of this tick, for `/api/history`.
     pub history: HistoryDoc,

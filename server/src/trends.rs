@@ -1,4 +1,4 @@
-//! Product-category trends, as `../shared/public-api.md` defines them:
+//! Product-category trends, as `docs/API.md` defines them:
 //! per category (the top two taxonomy levels),
 //! change = SUM(quantity in the prior 1 hour) / MEAN(hourly quantity over
 //! the prior 6 hours) - 1, recomputed every 5 minutes of event time, top

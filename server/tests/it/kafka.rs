@@ -518,20 +518,28 @@ async fn kill_9_mid_stream_then_restart_counts_every_order_once() {
         .expect("produced");
 
     let p = Process::start(broker.port, "killed", &state);
-    // Killed once it has counted some and checkpointed at least once, while
-    // the rest is still being produced and read.
-    eventually_within(
-        KAFKA_PATIENCE,
-        "some messages counted and checkpointed",
-        || async {
-            let s = p.snapshot().await?;
-            (processed(&s) > 0 && state.join("checkpoint.bin").is_file()).then_some(())
-        },
-    )
+    // Killed once it has counted some and written a checkpoint of them
+    // (the one written at start holds nothing), while the rest is still
+    // being produced and read.
+    eventually_within(KAFKA_PATIENCE, "some messages counted", || async {
+        (processed(&p.snapshot().await?) > 0).then_some(())
+    })
+    .await;
+    let written = checkpoints_written(&p).await;
+    eventually_within(KAFKA_PATIENCE, "a checkpoint of them", || async {
+        (checkpoints_written(&p).await > written).then_some(())
+    })
     .await;
     let (port, rest_part) = (broker.port, rest.to_vec());
     let producing = tokio::task::spawn_blocking(move || produce(port, "killed", &rest_part));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Mid-stream: killed once it has counted some of the rest, while the
+    // rest is still being produced and read.
+    let counted_first = processed(&p.snapshot().await.expect("a snapshot"));
+    eventually_within(KAFKA_PATIENCE, "some of the rest counted", || async {
+        let s = p.snapshot().await?;
+        (processed(&s) > counted_first.max(first.len() as u64)).then_some(())
+    })
+    .await;
     p.kill_9();
     producing.await.expect("produced the rest");
     // The restart joins the same group: the broker hands it the
@@ -555,6 +563,17 @@ async fn kill_9_mid_stream_then_restart_counts_every_order_once() {
     )
     .await;
     assert_eq!(observed(&s), want, "after kill -9 and restart");
+}
+
+/// Checkpoints `p` has written, from its `/metrics`.
+async fn checkpoints_written(p: &Process) -> u64 {
+    p.metrics()
+        .await
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("livemap_checkpoints_total{result=\"ok\"} "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 /// A TCP proxy the test can cut (drop every connection, refuse new ones)

@@ -262,6 +262,8 @@ async fn long_poll_returns_the_next_frame_when_it_is_built() {
         .await
         .expect("poll");
     let k = header_u64(&first, "x-livemap-version");
+    let keyframe = livemap_wire::decode(&first.bytes().await.expect("body")).expect("snapshot");
+    assert_eq!(keyframe.version, k);
     let next = client
         .get(server.url(&format!("/api/poll?v={k}&k={k}")))
         .send()
@@ -269,8 +271,16 @@ async fn long_poll_returns_the_next_frame_when_it_is_built() {
         .expect("poll");
     assert_eq!(next.status(), 200);
     let snap = livemap_wire::decode(&next.bytes().await.expect("body")).expect("snapshot");
-    assert!(snap.version > k);
-    assert!(snap.totals.orders > 0 || snap.version > k);
+    assert!(snap.version > k, "{} after {k}", snap.version);
+    // A client that has the keyframe gets a delta on top of it: the
+    // counters it carries go on from the keyframe's, never back.
+    assert!(!snap.keyframe, "the next frame is a delta");
+    assert!(
+        snap.totals.orders >= keyframe.totals.orders,
+        "{} after {}",
+        snap.totals.orders,
+        keyframe.totals.orders
+    );
 }
 
 /// Reads Server-Sent Events until `n` have data, as (event name, bytes).
