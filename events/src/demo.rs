@@ -20,6 +20,7 @@ use crate::contract::{
     Buyer, CheckoutEvent, CountryCode, CurrencyCode, LineItem, Order, Shipping, Shop,
     CHECKOUT_COMPLETED,
 };
+use crate::geo::great_circle_km;
 use crate::money::{self, FxTable};
 use crate::time::format_rfc3339_ms;
 
@@ -568,16 +569,6 @@ fn normal(rng: &mut SmallRng) -> f64 {
     let u1: f64 = rng.random::<f64>().max(f64::MIN_POSITIVE);
     let u2: f64 = rng.random();
     (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
-}
-
-/// Great-circle distance in km (haversine), used for the demo's carbon
-/// estimates; the server has its own copy of the rule for absent values.
-pub fn great_circle_km(lat1: f64, lon1: f64, lat2: f64, lon2: f64) -> f64 {
-    let (p1, p2) = (lat1.to_radians(), lat2.to_radians());
-    let dp = p2 - p1;
-    let dl = (lon2 - lon1).to_radians();
-    let a = (dp / 2.0).sin().powi(2) + p1.cos() * p2.cos() * (dl / 2.0).sin().powi(2);
-    2.0 * 6_371.0 * a.sqrt().clamp(0.0, 1.0).asin()
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 pub mod cities;
 pub mod contract;
 pub mod demo;
+pub mod geo;
 pub mod money;
 pub mod time;
 

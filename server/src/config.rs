@@ -9,9 +9,9 @@ use std::time::Duration;
 use clap::Parser;
 use livemap_events::money::FxTable;
 
-use crate::ingest::EngineConfig;
 use crate::partials::PartialsConfig;
 use crate::source::kafka::{KafkaConfig, StartFrom};
+use livemap_engine::ingest::EngineConfig;
 
 /// The live sales map server.
 ///

@@ -21,8 +21,8 @@ use livemap_events::time::format_rfc3339_ms;
 use livemap_wire::Snapshot;
 use serde::Serialize;
 
-use crate::aggregate::MINUTE_MS;
 use crate::snapshot::{Built, History};
+use livemap_engine::aggregate::MINUTE_MS;
 
 /// One tick's snapshot in every encoding the transports send.
 #[derive(Debug, Clone)]

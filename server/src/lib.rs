@@ -2,31 +2,24 @@
 //! calls [`run`], so tests start the real thing on a port-0 listener.
 //!
 //! The data path, one module per stage:
-//! [`source`] → [`decode`] → [`ingest`] (with [`dedup`], [`aggregate`],
-//! [`hll`], [`arcs`]) → [`snapshot`] → [`encode`] → [`fanout`].
+//! [`source`] → the engine (`livemap_engine`: decode, de-duplicate,
+//! aggregate, sample arcs) → [`snapshot`] → [`encode`] → [`fanout`];
+//! [`persist`] checkpoints the engine, [`partials`] carries it between
+//! aggregators and edges.
 //! `ARCHITECTURE.md` at the repository root has the map and invariants.
 
 pub mod admin;
-pub mod aggregate;
-pub mod arcs;
-pub mod checkpoint;
 pub mod clock;
 pub mod config;
-pub mod decode;
-pub mod dedup;
 pub mod encode;
-pub mod event_time;
 pub mod fanout;
-pub mod hll;
-pub mod ingest;
+pub mod kafka_client;
 pub mod metrics;
 pub mod partials;
 pub mod persist;
-pub mod rankings;
 pub mod snapshot;
 pub mod source;
 pub mod topics;
-pub mod trends;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -38,11 +31,9 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
-use crate::checkpoint::{CheckpointError, StateDir};
 use crate::clock::{Clock, SystemClock};
 pub use crate::config::{Args, Config, Role};
 use crate::encode::Frame;
-use crate::ingest::Engine;
 use crate::metrics::{MetricsSources, TickStats};
 use crate::partials::follow::Follower;
 use crate::partials::publish::Publisher;
@@ -52,6 +43,8 @@ use crate::snapshot::Snapshotter;
 use crate::source::kafka::{KafkaConfig, KafkaSource, KafkaSourceError};
 use crate::source::repartition::{Router, RouterError, RouterStats};
 use crate::source::{Batch, SourceHealth, CHANNEL_BATCHES};
+use livemap_engine::checkpoint::{CheckpointError, StateDir};
+use livemap_engine::ingest::Engine;
 
 /// Why the server stopped with an error.
 #[derive(Debug, thiserror::Error)]

@@ -8,10 +8,10 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
-use crate::decode::Reject;
-use crate::ingest::Engine;
 use crate::persist::Checkpointer;
 use crate::source::SourceHealth;
+use livemap_engine::decode::Reject;
+use livemap_engine::ingest::Engine;
 
 /// Timings the tick records for scraping.
 #[derive(Debug, Default)]

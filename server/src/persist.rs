@@ -10,11 +10,20 @@ use std::time::Instant;
 
 use parking_lot::Mutex;
 
-use crate::checkpoint::{CheckpointError, StateDir};
 use crate::clock::Clock;
-use crate::ingest::{Engine, EngineConfig};
 use crate::partials::publish::Publisher;
 use crate::partials::PartialRecord;
+use livemap_engine::checkpoint::{CheckpointError, StateDir};
+use livemap_engine::ingest::{Engine, EngineConfig};
+
+/// Why a checkpoint was not taken.
+#[derive(Debug, thiserror::Error)]
+pub enum PersistError {
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    #[error(transparent)]
+    Publish(#[from] crate::partials::PartialsError),
+}
 
 /// Where checkpoints go.
 #[derive(Debug)]
@@ -77,7 +86,7 @@ impl Checkpointer {
     /// Writes the engine's current state; returns the offsets that are now
     /// durable and that this member may commit: those of the partitions it
     /// owns, and of `also` (partitions being handed over).
-    pub fn checkpoint(&self, also: &[i32]) -> Result<Vec<(i32, i64)>, CheckpointError> {
+    pub fn checkpoint(&self, also: &[i32]) -> Result<Vec<(i32, i64)>, PersistError> {
         let _one_at_a_time = self.writing.lock();
         let started = Instant::now();
         let mut engine = self.engine.lock();
@@ -86,7 +95,7 @@ impl Checkpointer {
             Store::Dir(dir) => {
                 let bytes = engine.export(&self.source_id);
                 drop(engine);
-                (dir.store(&bytes), bytes.len())
+                (dir.store(&bytes).map_err(PersistError::from), bytes.len())
             }
             Store::Partials(publisher) => {
                 let record = PartialRecord {
@@ -98,7 +107,7 @@ impl Checkpointer {
                 drop(engine);
                 match publisher.publish(record) {
                     Ok(bytes) => (Ok(()), bytes),
-                    Err(e) => (Err(CheckpointError::from(e)), 0),
+                    Err(e) => (Err(PersistError::from(e)), 0),
                 }
             }
         };

@@ -6,15 +6,15 @@
 //! because a tick takes far longer than a millisecond, a restarted server
 //! also starts above every version its predecessor published.
 //!
-//! Previous stage: [`crate::ingest`]. Next stage: [`crate::encode`].
+//! Previous stage: [`livemap_engine::ingest`]. Next stage: [`crate::encode`].
 
 use std::collections::{HashMap, VecDeque};
 
 use livemap_wire::{Arc, Channel, Ingest, Minute, Ranked, Rates, Slice, Snapshot, Totals, Trend};
 
-use crate::aggregate::{MinuteBucket, MINUTE_MS};
-use crate::ingest::Engine;
-use crate::rankings::ShopLabel;
+use livemap_engine::aggregate::{MinuteBucket, MINUTE_MS};
+use livemap_engine::ingest::Engine;
+use livemap_engine::rankings::ShopLabel;
 
 /// How many recent arcs `/api/snapshot` lists.
 pub const RECENT_ARCS: usize = 100;
@@ -102,7 +102,7 @@ impl Snapshotter {
             livemap_events::cities::all()
                 .iter()
                 .map(|c| {
-                    let km = livemap_events::demo::great_circle_km(lat, lon, c.lat, c.lon);
+                    let km = livemap_events::geo::great_circle_km(lat, lon, c.lat, c.lon);
                     (km, c.name)
                 })
                 .min_by(|a, b| a.0.total_cmp(&b.0))

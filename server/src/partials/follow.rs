@@ -18,8 +18,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::{PartialRecord, PartialsConfig, PartialsError, CLAIM_SEQ, MAX_RECORD_BYTES};
 use crate::clock::Clock;
-use crate::ingest::{Engine, EngineConfig, Handover};
 use crate::source::SourceHealth;
+use livemap_engine::ingest::{Engine, EngineConfig, Handover};
 
 /// Arcs of a record published longer ago than this are not shown: an edge
 /// catching up on the topic shows no stale arcs.
@@ -319,7 +319,12 @@ impl Follower {
             .set("enable.auto.commit", "false")
             .set("enable.partition.eof", "false")
             .set("fetch.wait.max.ms", "50")
-            .set("fetch.message.max.bytes", MAX_RECORD_BYTES.to_string())
+            // Prefetch stays small: a follower that decodes slower than it
+            // fetches (a loaded edge catching up) would otherwise queue up
+            // to 64 MB of records. A record larger than a fetch still
+            // comes whole (the client widens the fetch for it).
+            .set("fetch.message.max.bytes", (1 << 20).to_string())
+            .set("queued.max.messages.kbytes", "16384")
             .set(
                 "receive.message.max.bytes",
                 (MAX_RECORD_BYTES * 2).to_string(),
@@ -438,7 +443,9 @@ impl Follower {
         now_ms: i64,
     ) -> Option<Arrived> {
         let decoded = match payload
-            .ok_or(crate::checkpoint::CheckpointError::Payload("empty record"))
+            .ok_or(livemap_engine::checkpoint::CheckpointError::Payload(
+                "empty record",
+            ))
             .and_then(PartialRecord::decode)
         {
             Ok(r) if r.state.is_empty() => {
@@ -730,7 +737,7 @@ mod tests {
             lineage: 1,
             engine: Engine::new(EngineConfig::default()),
             state: Vec::new(),
-            state_format: crate::checkpoint::FORMAT_VERSION,
+            state_format: livemap_engine::checkpoint::FORMAT_VERSION,
             received: Instant::now(),
         }
     }

@@ -1,7 +1,7 @@
 //! Scale-out: aggregators publish their partial state to a Kafka topic of
 //! their own; edges merge the partials and serve browsers.
 //!
-//! Previous stage: [`crate::ingest`] (on an aggregator). Next stage:
+//! Previous stage: [`livemap_engine::ingest`] (on an aggregator). Next stage:
 //! [`crate::snapshot`] (on an edge). In the single process (`--role all`)
 //! neither runs: the engine feeds the snapshot directly.
 //!
@@ -20,7 +20,7 @@ pub mod publish;
 
 use livemap_wire::{Arc, Channel, LatLon};
 
-use crate::checkpoint::{CheckpointError, Reader, Writer};
+use livemap_engine::checkpoint::{CheckpointError, Reader, Writer};
 
 /// Records larger than this are refused when read: a state record is a few
 /// hundred KB to a few MB (the rankings' sketches dominate).
@@ -66,7 +66,7 @@ pub const CLAIM_SEQ: u64 = u64::MAX;
 
 impl PartialsConfig {
     fn client_config(&self) -> rdkafka::ClientConfig {
-        crate::source::kafka::plain_client_config(&self.brokers, &self.options)
+        crate::kafka_client::plain_client_config(&self.brokers, &self.options)
     }
 }
 
@@ -110,7 +110,7 @@ pub struct PartialRecord {
     pub lineage: u64,
     /// Arcs sampled since the previous record, oldest first.
     pub arcs: Vec<Arc>,
-    /// [`crate::ingest::Engine::export_view`]; empty in a record that
+    /// [`livemap_engine::ingest::Engine::export_view`]; empty in a record that
     /// carries only arcs (sent every tick between states).
     pub state: Vec<u8>,
     /// The checkpoint format `state` is in: set when a record is read
@@ -226,7 +226,7 @@ mod tests {
                 channel: Channel::MobileApp,
             }],
             state: vec![1, 2, 3, 4, 5],
-            state_format: crate::checkpoint::FORMAT_VERSION,
+            state_format: livemap_engine::checkpoint::FORMAT_VERSION,
         }
     }
 

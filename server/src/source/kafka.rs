@@ -36,11 +36,11 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{Batch, Message, Position, SourceHealth};
-use crate::checkpoint::CheckpointError;
 use crate::clock::Clock;
-use crate::ingest::{Engine, Handover};
 use crate::partials::follow::Follower;
 use crate::persist::Checkpointer;
+use crate::persist::PersistError;
+use livemap_engine::ingest::{Engine, Handover};
 
 /// Where to start in a partition that neither the state nor the group has
 /// seen.
@@ -86,7 +86,7 @@ impl KafkaConfig {
     /// A client that is not in the group (the router's producer, the
     /// admin client), with the operator's options.
     pub(crate) fn producer_config(&self) -> ClientConfig {
-        plain_client_config(&self.brokers, &self.options)
+        crate::kafka_client::plain_client_config(&self.brokers, &self.options)
     }
 
     pub(crate) fn client_config(&self) -> ClientConfig {
@@ -124,34 +124,6 @@ impl KafkaConfig {
         }
         c
     }
-}
-
-/// Settings of `--kafka-option` that only a group consumer understands:
-/// not passed to other clients, which would warn.
-const GROUP_CONSUMER_ONLY: &[&str] = &[
-    "session.timeout.ms",
-    "heartbeat.interval.ms",
-    "max.poll.interval.ms",
-    "partition.assignment.strategy",
-    "group.",
-    "auto.offset.reset",
-    "enable.auto.",
-];
-
-/// The settings of a client that is not a group consumer (a producer,
-/// the partial-state reader, an admin client): the brokers and every
-/// operator's option (security, SASL, ...) but the group consumer's own.
-pub(crate) fn plain_client_config(brokers: &str, options: &[(String, String)]) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", brokers)
-        .set("reconnect.backoff.ms", "100")
-        .set("reconnect.backoff.max.ms", "5000");
-    for (k, v) in options {
-        if !GROUP_CONSUMER_ONLY.iter().any(|g| k.starts_with(g)) {
-            c.set(k, v);
-        }
-    }
-    c
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -662,7 +634,7 @@ pub struct KafkaHandle {
 }
 
 impl KafkaHandle {
-    pub fn final_checkpoint(&self) -> Result<(), CheckpointError> {
+    pub fn final_checkpoint(&self) -> Result<(), PersistError> {
         let ctx = self.consumer.context();
         if let Some(ck) = &ctx.checkpointer {
             let positions = ck.checkpoint(&[])?;

@@ -2,7 +2,8 @@
 //! same thing, batches of message values, into one bounded channel, so the
 //! rest of the pipeline cannot tell the demo from Kafka.
 //!
-//! Next stage: [`crate::ingest`], through the pipeline's ingest thread.
+//! Next stage: `livemap_engine::ingest`, through the pipeline's ingest
+//! thread.
 
 pub mod demo;
 pub mod kafka;
@@ -12,6 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
 use bytes::Bytes;
+pub use livemap_engine::position::{FilteredBlock, Origin, Position};
 use parking_lot::Mutex;
 
 /// One message value as the source read it; `None` is a Kafka tombstone.
@@ -23,34 +25,6 @@ pub struct Message {
     /// Where it was first written, for a message an aggregator's router
     /// re-keyed onto the by-id topic ([`repartition`]).
     pub origin: Option<Origin>,
-}
-
-/// A routed message's place in the checkout topic.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Origin {
-    pub partition: i32,
-    /// The message's offset; for a filtered-block marker, the last offset
-    /// it counts.
-    pub offset: i64,
-    /// For a marker: the filtered messages it counts.
-    pub filtered: Option<FilteredBlock>,
-}
-
-/// How many messages of a block of origin offsets the router filtered, from
-/// the block's start up to the marker's offset.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct FilteredBlock {
-    pub block: i64,
-    pub count: u32,
-}
-
-/// A message's place in a partitioned source, and the assignment it was
-/// fetched under.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Position {
-    pub partition: i32,
-    pub offset: i64,
-    pub generation: u64,
 }
 
 /// Messages travel in batches so the channel and the engine lock are paid

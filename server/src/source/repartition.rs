@@ -20,7 +20,7 @@
 //! The router is at-least-once: after a failure or a rebalance the next
 //! router sends again from the group's committed offset, and the counter
 //! skips a message whose origin it has counted, and counts of a block only
-//! what its marker adds ([`crate::ingest::Engine::ingest_routed`]). For
+//! what its marker adds ([`livemap_engine::ingest::Engine::ingest_routed`]). For
 //! that the committed offset of a partition is never inside a block with
 //! filtered messages: it is that block's start, so a block's counts always
 //! run from its start. A new owner reads from exactly that offset, even
@@ -49,7 +49,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::kafka::KafkaConfig;
 use super::{FilteredBlock, Origin};
-use crate::decode::{Decoded, Decoder, MAX_MESSAGE_BYTES};
+use livemap_engine::decode::{Decoded, Decoder, MAX_MESSAGE_BYTES};
 
 /// The header with a routed message's origin: partition (i32) and offset
 /// (i64), little-endian.
@@ -826,8 +826,8 @@ fn new_producer(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ingest::{Engine, EngineConfig};
     use crate::source::Position;
+    use livemap_engine::ingest::{Engine, EngineConfig};
     use rand::rngs::SmallRng;
     use rand::{Rng, SeedableRng};
 

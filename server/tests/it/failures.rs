@@ -633,7 +633,7 @@ async fn a_rolling_restart_of_every_aggregator_then_every_edge() {
 /// let alone fall to zero, and it says so on `/metrics`.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_edge_does_not_merge_a_second_process_under_a_live_id() {
-    use livemap_server::ingest::{Engine, EngineConfig};
+    use livemap_engine::ingest::{Engine, EngineConfig};
     use livemap_server::partials::PartialRecord;
 
     let broker = Broker::shared();
@@ -713,7 +713,7 @@ async fn an_edge_does_not_merge_a_second_process_under_a_live_id() {
 /// per past id, so its memory does not grow with them.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_edge_retires_past_aggregator_ids_and_keeps_their_counts() {
-    use livemap_server::ingest::{Engine, EngineConfig};
+    use livemap_engine::ingest::{Engine, EngineConfig};
     use livemap_server::partials::PartialRecord;
 
     let broker = Broker::shared();

@@ -8,9 +8,9 @@
 
 use std::path::PathBuf;
 
+use livemap_engine::ingest::{Engine, EngineConfig};
 use livemap_events::time::{format_rfc3339_ms, parse_rfc3339_ms};
 use livemap_server::encode::Frame;
-use livemap_server::ingest::{Engine, EngineConfig};
 use livemap_server::snapshot::Snapshotter;
 use serde_json::{json, Value};
 

@@ -11,9 +11,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use livemap_engine::ingest::{Engine, EngineConfig};
 use livemap_events::demo::{DemoMix, Generator};
 use livemap_server::clock::{Clock, SystemClock};
-use livemap_server::ingest::{Engine, EngineConfig};
 use livemap_server::source::kafka::{KafkaConfig, StartFrom};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
@@ -816,7 +816,7 @@ async fn a_corrupt_checkpoint_falls_back_to_the_previous_or_refuses_to_start() {
             c.checkpoint_every = Duration::from_secs(3_600);
         })
     };
-    let dir = livemap_server::checkpoint::StateDir::new(&state).expect("state dir");
+    let dir = livemap_engine::checkpoint::StateDir::new(&state).expect("state dir");
     produce_now(broker.port, "corrupt", first).await;
     let server = start(state.clone()).await;
     wait_processed(&server, first.len() as u64).await;

@@ -3,9 +3,9 @@
 //! cities, shops and countries than any sale has, over many partitions.
 //! The bounds asserted here are the ones `docs/CHECKOUT-EVENT.md` states.
 
+use livemap_engine::ingest::{Engine, EngineConfig};
 use livemap_events::time::format_rfc3339_ms;
 use livemap_server::encode::Frame;
-use livemap_server::ingest::{Engine, EngineConfig};
 use livemap_server::snapshot::Snapshotter;
 use livemap_server::source::Position;
 use serde_json::json;

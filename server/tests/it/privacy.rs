@@ -4,8 +4,8 @@
 use std::collections::HashSet;
 
 use futures_util::StreamExt;
+use livemap_engine::arcs::is_coarsened;
 use livemap_events::demo::{DemoMix, Generator};
-use livemap_server::arcs::is_coarsened;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::util::{eventually, TestServer, PATIENCE};

@@ -11,9 +11,9 @@
 
 use std::path::PathBuf;
 
+use livemap_engine::checkpoint::StateDir;
+use livemap_engine::ingest::{Engine, EngineConfig};
 use livemap_events::demo::{DemoMix, Generator};
-use livemap_server::checkpoint::StateDir;
-use livemap_server::ingest::{Engine, EngineConfig};
 use livemap_server::partials::PartialRecord;
 use livemap_server::source::Position;
 
@@ -181,7 +181,7 @@ fn write_fixtures() {
     if std::env::var_os("LIVEMAP_WRITE_FIXTURES").is_none() {
         return;
     }
-    let dir = fixtures().join(format!("v{}", livemap_server::checkpoint::FORMAT_VERSION));
+    let dir = fixtures().join(format!("v{}", livemap_engine::checkpoint::FORMAT_VERSION));
     assert!(
         !dir.exists(),
         "{} exists: fixtures are never rewritten",
@@ -208,7 +208,7 @@ fn write_fixtures() {
     };
     gzip(&dir.join("partial.bin.gz"), &record.encode());
     let mut expected = summary(&e);
-    expected["format"] = serde_json::json!(livemap_server::checkpoint::FORMAT_VERSION);
+    expected["format"] = serde_json::json!(livemap_engine::checkpoint::FORMAT_VERSION);
     std::fs::write(
         dir.join("expected.json"),
         serde_json::to_string_pretty(&expected).expect("json") + "\n",

@@ -39,7 +39,7 @@ impl TestServer {
             demo_rate: 5_000,
             demo_seed: 42,
             demo_backfill: Duration::ZERO,
-            engine: livemap_server::ingest::EngineConfig {
+            engine: livemap_engine::ingest::EngineConfig {
                 seed: 42,
                 ..Default::default()
             },

@@ -4,7 +4,7 @@
 //! merge exactly. Minutes are event-time minutes: an order counts in the
 //! minute it happened, whenever it arrives.
 //!
-//! Next stage: [`crate::snapshot`] reads these into the published snapshot.
+//! Next stage: the server's `snapshot` reads these into the published snapshot.
 
 use crate::checkpoint::{CheckpointError, Reader, Writer};
 use crate::hll::HyperLogLog;

@@ -133,7 +133,7 @@ fn to_wire(c: &Candidate) -> Arc {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use livemap_events::demo::great_circle_km;
+    use livemap_events::geo::great_circle_km;
     use proptest::prelude::*;
 
     proptest! {

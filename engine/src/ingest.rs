@@ -1,8 +1,8 @@
 //! The ingest path for one message: decode → de-duplicate → aggregate →
 //! offer an arc. One [`Engine`] owns all the state this path changes.
 //!
-//! Previous stage: [`crate::source`] delivers batches of raw messages.
-//! Next stage: [`crate::snapshot`] reads the engine on every tick.
+//! Previous stage: the server's `source` delivers batches of raw messages.
+//! Next stage: the server's `snapshot` reads the engine on every tick.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -14,8 +14,8 @@ use crate::checkpoint::{CheckpointError, Reader, Writer};
 use crate::decode::{Decoded, Decoder, Reject};
 use crate::dedup::{Dedup, Seen};
 use crate::event_time::{EventClock, UNPARTITIONED};
+use crate::position::{Origin, Position};
 use crate::rankings::{Rankings, ShopLabel};
-use crate::source::{Origin, Position};
 use crate::trends::Trends;
 
 #[derive(Debug, Clone)]
@@ -902,7 +902,7 @@ mod tests {
             Some(Origin {
                 partition: 3,
                 offset,
-                filtered: Some(crate::source::FilteredBlock { block, count }),
+                filtered: Some(crate::position::FilteredBlock { block, count }),
             })
         };
         let checkout = g.checkout(NOW);

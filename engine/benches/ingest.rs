@@ -2,12 +2,12 @@
 //! aggregate + arc sampling over the demo's contract mix (about 90 % other
 //! event types), with the aggregation step plain (totals, per-minute
 //! series) and full (plus trends, breakdowns and rankings). Run with
-//! `cargo bench -p livemap-server --bench ingest`.
+//! `cargo bench -p livemap-engine --bench ingest`.
 
 use std::time::Instant;
 
+use livemap_engine::ingest::{Engine, EngineConfig};
 use livemap_events::demo::{DemoMix, Generator};
-use livemap_server::ingest::{Engine, EngineConfig};
 
 fn main() {
     const N: usize = 1_000_000;
@@ -47,13 +47,13 @@ fn main() {
             full = full.min(took);
         }
     }
-    let decoder = livemap_server::decode::Decoder::new(Default::default());
+    let decoder = livemap_engine::decode::Decoder::new(Default::default());
     let started = Instant::now();
     let mut checkouts = 0usize;
     for m in &messages {
         if matches!(
             decoder.decode(Some(m)),
-            livemap_server::decode::Decoded::Checkout(_)
+            livemap_engine::decode::Decoded::Checkout(_)
         ) {
             checkouts += 1;
         }

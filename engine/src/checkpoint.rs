@@ -6,8 +6,8 @@
 //! one is renamed in, so a `kill -9` at any moment leaves a whole
 //! checkpoint, never a torn one. The file carries a format version and a
 //! checksum; a file that fails either is refused rather than
-//! half-trusted, and the previous one is restored instead
-//! ([`crate::persist::restore_from_dir`]).
+//! half-trusted, and the previous one is restored instead (the server's
+//! `persist::restore_from_dir`).
 //!
 //! A release reads its own format and the one before it
 //! ([`READABLE_FORMATS`]), so an upgrade mid-sale continues from the
@@ -47,8 +47,6 @@ pub enum CheckpointError {
     Corrupt(PathBuf),
     #[error("checkpoint payload is malformed: {0}")]
     Payload(&'static str),
-    #[error(transparent)]
-    Publish(#[from] crate::partials::PartialsError),
     #[error("no checkpoint in {dir} can be restored ({reasons}): not starting, since starting empty would show totals from zero. Restore a good checkpoint.bin there, or start with --discard-unreadable-checkpoint to count from zero")]
     Unusable { dir: PathBuf, reasons: String },
 }

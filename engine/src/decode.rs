@@ -347,7 +347,7 @@ fn classify_json_error(e: &serde_json::Error) -> Reject {
 /// in line with typical parcel-delivery averages (about 0.15 kg per parcel
 /// plus 0.25 kg per 1,000 km).
 pub fn estimate_carbon_kg(lat1: f64, lon1: f64, lat2: f64, lon2: f64) -> f64 {
-    0.15 + livemap_events::demo::great_circle_km(lat1, lon1, lat2, lon2) * 0.000_25
+    0.15 + livemap_events::geo::great_circle_km(lat1, lon1, lat2, lon2) * 0.000_25
 }
 
 #[cfg(test)]
