@@ -1,5 +1,8 @@
 //! The ingest path for one message: decode → de-duplicate → aggregate →
-//! offer an arc. One [`Engine`] owns all the state this path changes.
+//! offer an arc. One [`Engine`] owns all the state this path changes; its
+//! other jobs each have a file: `partitions.rs` (which partitions it
+//! counts, from where, and hand-overs), `codec.rs` (its state as bytes)
+//! and `edge.rs` (merging other engines' states, queueing their arcs).
 //!
 //! Previous stage: the server's `source` delivers batches of raw messages.
 //! Next stage: the server's `snapshot` reads the engine on every tick.
@@ -8,9 +11,15 @@ use std::collections::{BTreeMap, VecDeque};
 
 use livemap_events::money::FxTable;
 
-use crate::aggregate::{Aggregate, Breakdowns, MINUTE_MS};
+mod codec;
+mod edge;
+mod partitions;
+
+use partitions::PartitionState;
+pub use partitions::{Handover, Resume};
+
+use crate::aggregate::{Aggregate, Breakdowns};
 use crate::arcs::{ArcSampler, Candidate};
-use crate::checkpoint::{CheckpointError, Reader, Writer};
 use crate::decode::{Decoded, Decoder, Reject};
 use crate::dedup::{Dedup, Seen};
 use crate::event_time::{EventClock, UNPARTITIONED};
@@ -91,97 +100,6 @@ impl IngestCounts {
             .map(|(r, n)| (r.as_str().to_owned(), n))
             .collect()
     }
-}
-
-/// What the engine knows of one source partition.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-struct PartitionState {
-    /// The next offset to count: everything before it is in the state.
-    next_offset: i64,
-    /// The assignment this engine accepts messages from; messages fetched
-    /// under an earlier assignment may have been counted by another member.
-    generation: u64,
-    owned: bool,
-    /// Where each recent minute of event time began in this partition:
-    /// (minute, first offset), oldest first, one per minute within the
-    /// de-duplication horizon. A member taking the partition over re-reads
-    /// from the oldest, so its filter knows every id the old owner knew.
-    marks: VecDeque<(i64, i64)>,
-    /// Whether this engine's filter knows the partition's recent ids. Not
-    /// after a restore from a record without the filter
-    /// ([`Engine::export_view`]): the partition is then re-read from its
-    /// first mark.
-    learned: bool,
-    /// For a by-id partition: per origin partition, the furthest origin
-    /// offset counted.
-    origins: BTreeMap<i32, i64>,
-    /// For a by-id partition: per origin partition, the newest block of
-    /// filtered messages and how many of them were counted.
-    blocks: BTreeMap<i32, (i64, u32)>,
-    /// The offset this assignment resumes counting at, until a message at
-    /// or past it is read (not persisted).
-    resume_at: Option<i64>,
-}
-
-impl PartitionState {
-    /// Notes that an event of `event_time_ms` was counted at `offset`.
-    fn mark(&mut self, offset: i64, event_time_ms: i64, horizon_minutes: i64) {
-        let minute = event_time_ms.div_euclid(MINUTE_MS);
-        if self.marks.back().is_some_and(|&(m, _)| m >= minute) {
-            return;
-        }
-        self.marks.push_back((minute, offset));
-        while self
-            .marks
-            .front()
-            .is_some_and(|&(m, _)| m < minute - horizon_minutes)
-        {
-            self.marks.pop_front();
-        }
-    }
-}
-
-/// Where a newly assigned partition resumes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Resume {
-    pub partition: i32,
-    /// The first offset to count; `None` where nothing has seen the
-    /// partition (the consumer's reset policy decides).
-    pub count_from: Option<i64>,
-    /// The first offset to read: before `count_from` when the filter must
-    /// first re-learn ids another member saw, which are then not counted.
-    pub read_from: Option<i64>,
-}
-
-/// A partition's position as another member left it (from its state
-/// record, or the group's committed offset with no marks).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Handover {
-    pub next_offset: i64,
-    /// That member's minute marks (see [`PartitionState::marks`]).
-    pub marks: VecDeque<(i64, i64)>,
-    /// That member's furthest origin offsets (see [`PartitionState::origins`]).
-    pub origins: BTreeMap<i32, i64>,
-    /// That member's filtered blocks (see [`PartitionState::blocks`]).
-    pub blocks: BTreeMap<i32, (i64, u32)>,
-}
-
-impl Handover {
-    /// Only an offset, as the group's committed offsets say.
-    pub fn at(next_offset: i64) -> Self {
-        Handover {
-            next_offset,
-            ..Handover::default()
-        }
-    }
-}
-
-/// Where to start reading so the filter learns every id within the
-/// horizon: the first minute mark, or the next offset if there is none.
-fn warm_from(marks: &VecDeque<(i64, i64)>, next_offset: i64) -> i64 {
-    marks
-        .front()
-        .map_or(next_offset, |&(_, o)| o.min(next_offset))
 }
 
 /// Messages the engine saw again and did not count: the price of
@@ -444,64 +362,6 @@ impl Engine {
         self.counts.rejected[r as usize] += 1;
     }
 
-    /// This tick's sampled arcs (coarsened); the next tick starts empty.
-    /// Arcs that arrived from elsewhere come first, a tick's worth at most,
-    /// the newest: what is left waits a tick, or is dropped as the queue
-    /// overflows, so a screen shows arcs late only as long as it must.
-    pub fn take_arcs(&mut self) -> Vec<livemap_wire::Arc> {
-        let n = self.arcs_per_tick.min(self.arriving_arcs.len());
-        let from = self.arriving_arcs.len() - n;
-        let mut arcs: Vec<livemap_wire::Arc> = self.arriving_arcs.drain(from..).collect();
-        arcs.extend(self.sampler.take());
-        arcs
-    }
-
-    /// Queues arcs sampled by another engine. At most `backlog_ticks`
-    /// ticks' worth wait: the oldest go first, as a screen would rather
-    /// skip arcs than show them late.
-    pub fn push_arcs(&mut self, arcs: &[livemap_wire::Arc], backlog_ticks: usize) {
-        self.arriving_arcs.extend(arcs.iter().cloned());
-        let cap = self.arcs_per_tick.saturating_mul(backlog_ticks.max(1));
-        while self.arriving_arcs.len() > cap {
-            self.arriving_arcs.pop_front();
-        }
-    }
-
-    /// Adds another engine's counts to this one: what an edge does with
-    /// the aggregators' partial states. Offsets and the de-duplication
-    /// filter are not merged; an edge counts nothing itself.
-    pub fn absorb(&mut self, other: &Engine) {
-        use crate::aggregate::Merge;
-        self.counts.merge(&other.counts);
-        self.replays.already_counted += other.replays.already_counted;
-        self.replays.not_owned += other.replays.not_owned;
-        self.replays.rerouted += other.replays.rerouted;
-        self.replays.skipped_at_resume += other.replays.skipped_at_resume;
-        self.aggregate.merge(&other.aggregate);
-        self.trends.merge(&other.trends);
-        self.breakdowns.merge(&other.breakdowns);
-        self.rankings.merge(&other.rankings);
-        self.clock.merge(&other.clock);
-    }
-
-    /// Takes the counts of `merged` and keeps this engine's arcs waiting
-    /// to be shown: an edge swaps in a new merge without losing them.
-    /// The minute the rates show is kept too: it never goes back.
-    pub fn replace_counts(&mut self, mut merged: Engine) {
-        let arcs = std::mem::take(&mut self.arriving_arcs);
-        merged.clock.keep_shown(&self.clock);
-        *self = merged;
-        self.arriving_arcs = arcs;
-    }
-
-    /// Resumes every partition where this state ends, whatever the
-    /// group's committed offsets say: for a single process restored from
-    /// its previous checkpoint, whose newer progress (and commits) went
-    /// with the unreadable newest one. Holds for the next assignment.
-    pub fn resume_from_own_positions(&mut self) {
-        self.own_positions_only = true;
-    }
-
     /// Event ids the de-duplication filter currently remembers.
     pub fn dedup_entries(&self) -> usize {
         self.dedup.len()
@@ -510,261 +370,6 @@ impl Engine {
     /// Ids the de-duplication filter forgot early to stay within memory.
     pub fn dedup_evicted_early(&self) -> u64 {
         self.dedup.evicted_early()
-    }
-
-    /// Takes ownership of partitions under a new assignment generation and
-    /// says where to resume each. `handed` is, per partition, where another
-    /// member left it (its state record, or the group's committed offset):
-    /// offsets this state has not reached but another member has were
-    /// counted by that member, so counting resumes at the later of the two.
-    /// When the other member is ahead, reading starts earlier, where its
-    /// de-duplication memory of the partition begins, and what lies before
-    /// the resume point only teaches this filter the ids it saw.
-    pub fn assign(&mut self, handed: &[(i32, Option<Handover>)], generation: u64) -> Vec<Resume> {
-        // Only the first assignment after the restore: later ones may hand
-        // over partitions another member counted since.
-        let own_only = std::mem::take(&mut self.own_positions_only);
-        handed
-            .iter()
-            .map(|(p, other)| {
-                let other = other.as_ref().filter(|_| !own_only);
-                let state = self.partitions.entry(*p).or_insert(PartitionState {
-                    next_offset: -1,
-                    ..PartitionState::default()
-                });
-                let mine = (state.next_offset >= 0).then_some(state.next_offset);
-                state.generation = generation;
-                state.owned = true;
-                let mut read_from = match mine {
-                    Some(m) if !state.learned => Some(warm_from(&state.marks, m)),
-                    m => m,
-                };
-                if let Some(other) = other.filter(|o| Some(o.next_offset) > mine) {
-                    let other_from = warm_from(&other.marks, other.next_offset);
-                    // Ids this state counted itself are already in the filter.
-                    read_from = Some(match mine {
-                        Some(m) if state.learned => m.max(other_from),
-                        _ => other_from,
-                    });
-                    state.next_offset = other.next_offset;
-                    state.marks = other.marks.clone();
-                    state.origins = other.origins.clone();
-                    state.blocks = other.blocks.clone();
-                }
-                // What is read from `read_from` on teaches the filter.
-                state.learned = true;
-                let count_from = (state.next_offset >= 0).then_some(state.next_offset);
-                state.resume_at = count_from;
-                if count_from.is_none() {
-                    // Neither this state nor another member has seen it: the
-                    // first message read is the first counted.
-                    state.next_offset = 0;
-                }
-                Resume {
-                    partition: *p,
-                    count_from,
-                    read_from,
-                }
-            })
-            .collect()
-    }
-
-    /// Where this state left partition `p`, for a member taking it over.
-    pub fn handover(&self, p: i32) -> Option<Handover> {
-        self.partitions.get(&p).map(|s| Handover {
-            next_offset: s.next_offset,
-            marks: s.marks.clone(),
-            origins: s.origins.clone(),
-            blocks: s.blocks.clone(),
-        })
-    }
-
-    /// Gives partitions up: messages from them are no longer counted until
-    /// they are assigned again. Their offsets stay in the state.
-    pub fn revoke(&mut self, partitions: &[i32]) {
-        for p in partitions {
-            if let Some(s) = self.partitions.get_mut(p) {
-                s.owned = false;
-            }
-        }
-    }
-
-    /// Partitions this engine currently counts.
-    pub fn owned_partitions(&self) -> Vec<i32> {
-        self.partitions
-            .iter()
-            .filter(|(_, s)| s.owned)
-            .map(|(&p, _)| p)
-            .collect()
-    }
-
-    /// Next offsets of the partitions this engine owns, and of `also`:
-    /// what a member may commit to the group. Committing partitions it no
-    /// longer owns would overwrite the new owner's progress.
-    pub fn committable_positions(&self, also: &[i32]) -> Vec<(i32, i64)> {
-        self.partitions
-            .iter()
-            .filter(|(p, s)| s.owned || also.contains(p))
-            .map(|(&p, s)| (p, s.next_offset))
-            .collect()
-    }
-
-    /// Every partition's next offset: what a checkpoint of this state may
-    /// commit to the source.
-    pub fn positions(&self) -> Vec<(i32, i64)> {
-        self.partitions
-            .iter()
-            .map(|(&p, s)| (p, s.next_offset))
-            .collect()
-    }
-
-    /// Writes the whole state (not the per-tick arc sample) for a
-    /// checkpoint. `source` names what the offsets belong to.
-    pub fn export(&self, source: &str) -> Vec<u8> {
-        self.write(source, true)
-    }
-
-    /// [`Engine::export`] without the de-duplication filter (written
-    /// empty): what an aggregator publishes every second for the edges,
-    /// which never de-duplicate, and for members taking partitions over,
-    /// which re-learn the ids from the partition itself.
-    pub fn export_view(&self, source: &str) -> Vec<u8> {
-        self.write(source, false)
-    }
-
-    fn write(&self, source: &str, with_dedup: bool) -> Vec<u8> {
-        let mut w = Writer::default();
-        w.str(source);
-        w.u64(self.counts.accepted);
-        w.u64(self.counts.duplicates);
-        w.u64(self.counts.filtered);
-        w.u64(self.counts.late);
-        w.u64(self.counts.truncated);
-        self.clock.export(&mut w);
-        w.u64(Reject::ALL.len() as u64);
-        for (r, n) in Reject::ALL.iter().zip(self.counts.rejected) {
-            w.str(r.as_str());
-            w.u64(n);
-        }
-        self.aggregate.export(&mut w);
-        w.u8(u8::from(with_dedup));
-        if with_dedup {
-            self.dedup.export(&mut w);
-        } else {
-            Dedup::new(self.dedup.horizon_minutes() * MINUTE_MS, 0).export(&mut w);
-        }
-        self.trends.export(&mut w);
-        self.breakdowns.export(&mut w);
-        self.rankings.export(&mut w);
-        w.u64(self.partitions.len() as u64);
-        for (&p, s) in &self.partitions {
-            w.i32(p);
-            w.i64(s.next_offset);
-            w.u64(s.marks.len() as u64);
-            for &(minute, offset) in &s.marks {
-                w.i64(minute);
-                w.i64(offset);
-            }
-            w.u64(s.origins.len() as u64);
-            for (&op, &offset) in &s.origins {
-                w.i32(op);
-                w.i64(offset);
-            }
-            w.u64(s.blocks.len() as u64);
-            for (&op, &(block, counted)) in &s.blocks {
-                w.i32(op);
-                w.i64(block);
-                w.u32(counted);
-            }
-        }
-        w.buf
-    }
-
-    /// Rebuilds an engine from [`Engine::export`] of this release.
-    /// Partitions come back unowned: the source assigns them again.
-    pub fn restore(
-        config: EngineConfig,
-        source: &str,
-        bytes: &[u8],
-    ) -> Result<Engine, CheckpointError> {
-        Engine::restore_format(config, source, bytes, crate::checkpoint::FORMAT_VERSION)
-    }
-
-    /// [`Engine::restore`] of a state written in checkpoint format
-    /// `format`: this release's, or the one before it (4: no partition
-    /// watermarks, no truncation count), so a release deployed mid-sale
-    /// continues from its predecessor's checkpoint.
-    pub fn restore_format(
-        config: EngineConfig,
-        source: &str,
-        bytes: &[u8],
-        format: u32,
-    ) -> Result<Engine, CheckpointError> {
-        if !crate::checkpoint::READABLE_FORMATS.contains(&format) {
-            return Err(CheckpointError::Payload("state of an unknown format"));
-        }
-        let lateness = config.allowed_lateness_ms;
-        let mut engine = Engine::new(config);
-        let mut r = Reader::new(bytes);
-        if r.string()? != source {
-            return Err(CheckpointError::Payload(
-                "checkpoint belongs to another source",
-            ));
-        }
-        engine.counts.accepted = r.u64()?;
-        engine.counts.duplicates = r.u64()?;
-        engine.counts.filtered = r.u64()?;
-        engine.counts.late = r.u64()?;
-        if format >= 5 {
-            engine.counts.truncated = r.u64()?;
-            engine.clock = EventClock::restore(&mut r, lateness)?;
-        } else {
-            engine.clock = EventClock::from_newest(r.i64()?, lateness);
-        }
-        for _ in 0..r.count(16)? {
-            let (name, n) = (r.string()?, r.u64()?);
-            let reason = Reject::ALL
-                .iter()
-                .position(|x| x.as_str() == name)
-                .ok_or(CheckpointError::Payload("unknown rejection reason"))?;
-            engine.counts.rejected[reason] = n;
-        }
-        engine.aggregate = Aggregate::restore(&mut r)?;
-        let learned = r.u8()? == 1;
-        engine.dedup.restore(&mut r)?;
-        engine.trends = Trends::restore(&mut r)?;
-        engine.breakdowns = Breakdowns::restore(&mut r)?;
-        engine.rankings = Rankings::restore(&mut r)?;
-        for _ in 0..r.count(20)? {
-            let (p, next_offset) = (r.i32()?, r.i64()?);
-            let mut marks = VecDeque::new();
-            for _ in 0..r.count(16)? {
-                marks.push_back((r.i64()?, r.i64()?));
-            }
-            let mut origins = BTreeMap::new();
-            for _ in 0..r.count(12)? {
-                origins.insert(r.i32()?, r.i64()?);
-            }
-            let mut blocks = BTreeMap::new();
-            for _ in 0..r.count(16)? {
-                blocks.insert(r.i32()?, (r.i64()?, r.u32()?));
-            }
-            engine.partitions.insert(
-                p,
-                PartitionState {
-                    next_offset,
-                    marks,
-                    learned,
-                    origins,
-                    blocks,
-                    ..PartitionState::default()
-                },
-            );
-        }
-        if !r.is_empty() {
-            return Err(CheckpointError::Payload("trailing bytes"));
-        }
-        Ok(engine)
     }
 }
 
