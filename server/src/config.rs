@@ -9,8 +9,8 @@ use std::time::Duration;
 use clap::Parser;
 use livemap_events::money::FxTable;
 
-use crate::partials::PartialsConfig;
-use crate::source::kafka::{KafkaConfig, StartFrom};
+use crate::kafka::partials::PartialsConfig;
+use crate::kafka::source::{KafkaConfig, StartFrom};
 use livemap_engine::ingest::EngineConfig;
 
 /// The live sales map server.

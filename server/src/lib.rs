@@ -13,13 +13,11 @@ pub mod clock;
 pub mod config;
 pub mod encode;
 pub mod fanout;
-pub mod kafka_client;
+pub mod kafka;
 pub mod metrics;
-pub mod partials;
 pub mod persist;
 pub mod snapshot;
 pub mod source;
-pub mod topics;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -34,14 +32,14 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::{Clock, SystemClock};
 pub use crate::config::{Args, Config, Role};
 use crate::encode::Frame;
+use crate::kafka::partials::follow::Follower;
+use crate::kafka::partials::publish::Publisher;
+use crate::kafka::partials::{PartialsConfig, PartialsError};
+use crate::kafka::router::{Router, RouterError, RouterStats};
+use crate::kafka::source::{KafkaConfig, KafkaSource, KafkaSourceError};
 use crate::metrics::{MetricsSources, TickStats};
-use crate::partials::follow::Follower;
-use crate::partials::publish::Publisher;
-use crate::partials::{PartialsConfig, PartialsError};
 use crate::persist::{Checkpointer, Store};
 use crate::snapshot::Snapshotter;
-use crate::source::kafka::{KafkaConfig, KafkaSource, KafkaSourceError};
-use crate::source::repartition::{Router, RouterError, RouterStats};
 use crate::source::{Batch, SourceHealth, CHANNEL_BATCHES};
 use livemap_engine::checkpoint::{CheckpointError, StateDir};
 use livemap_engine::ingest::Engine;
@@ -100,7 +98,7 @@ pub async fn run_with_clock(
     // away), the pipeline threads must still stop.
     let _stop_threads = cancel.clone().drop_guard();
     if let Some(partials) = &config.partials {
-        partials::publish::ensure_topic(partials).await?;
+        crate::kafka::partials::publish::ensure_topic(partials).await?;
     }
     let follower = match &config.partials {
         Some(partials) => Some(start_follower(partials, &config, &clock, &cancel).await?),
@@ -175,7 +173,7 @@ pub async fn run_with_clock(
         std::thread::Builder::new()
             .name("livemap-partials".into())
             .spawn(move || {
-                let edge = partials::follow::Edge {
+                let edge = crate::kafka::partials::follow::Edge {
                     engine: &merged_into,
                     health: &edge_health,
                     fresh_for,
@@ -442,7 +440,7 @@ fn counted(config: &Config) -> Option<KafkaConfig> {
 /// How many partitions `topic` has, asked off the runtime's threads.
 async fn partition_count(kafka: &KafkaConfig, topic: &str) -> Result<i32, ServerError> {
     let (client, name) = (kafka.producer_config(), topic.to_owned());
-    tokio::task::spawn_blocking(move || topics::partition_count(&client, &name))
+    tokio::task::spawn_blocking(move || crate::kafka::topics::partition_count(&client, &name))
         .await
         .map_err(|_| ServerError::Thread("router"))?
         .map_err(|reason| ServerError::Topic {
@@ -460,7 +458,7 @@ async fn start_router(
 ) -> Result<(std::thread::JoinHandle<()>, Arc<RouterStats>), ServerError> {
     let by_id = kafka.by_id();
     let partitions = partition_count(kafka, &kafka.topic).await?;
-    topics::ensure(kafka.producer_config(), &by_id.topic, partitions, &[])
+    crate::kafka::topics::ensure(kafka.producer_config(), &by_id.topic, partitions, &[])
         .await
         .map_err(|reason| ServerError::Topic {
             topic: by_id.topic.clone(),
@@ -468,7 +466,7 @@ async fn start_router(
         })?;
     // The topic may have been made with another count: route by what it has.
     let by_id_partitions = partition_count(kafka, &by_id.topic).await?;
-    let max_batch = topics::max_message_bytes(kafka.producer_config(), &by_id.topic)
+    let max_batch = crate::kafka::topics::max_message_bytes(kafka.producer_config(), &by_id.topic)
         .await
         .unwrap_or_else(|reason| {
             tracing::warn!(%reason, topic = %by_id.topic, "cannot read the topic's max.message.bytes");

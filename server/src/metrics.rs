@@ -55,9 +55,9 @@ pub struct MetricsSources {
     pub clock: Arc<dyn crate::clock::Clock>,
     pub admission: Arc<crate::fanout::Admission>,
     /// The partial-state topic (aggregators and edges).
-    pub follower: Option<Arc<crate::partials::follow::Follower>>,
+    pub follower: Option<Arc<crate::kafka::partials::follow::Follower>>,
     /// The router to the by-id topic (aggregators).
-    pub router: Option<Arc<crate::source::repartition::RouterStats>>,
+    pub router: Option<Arc<crate::kafka::router::RouterStats>>,
 }
 
 impl MetricsSources {
@@ -379,7 +379,7 @@ impl MetricsSources {
 }
 
 impl MetricsSources {
-    fn render_partials(&self, out: &mut String, f: &crate::partials::follow::Follower) {
+    fn render_partials(&self, out: &mut String, f: &crate::kafka::partials::follow::Follower) {
         let s = &f.stats;
         family(
             out,

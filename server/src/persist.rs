@@ -11,8 +11,8 @@ use std::time::Instant;
 use parking_lot::Mutex;
 
 use crate::clock::Clock;
-use crate::partials::publish::Publisher;
-use crate::partials::PartialRecord;
+use crate::kafka::partials::publish::Publisher;
+use crate::kafka::partials::PartialRecord;
 use livemap_engine::checkpoint::{CheckpointError, StateDir};
 use livemap_engine::ingest::{Engine, EngineConfig};
 
@@ -22,7 +22,7 @@ pub enum PersistError {
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
     #[error(transparent)]
-    Publish(#[from] crate::partials::PartialsError),
+    Publish(#[from] crate::kafka::partials::PartialsError),
 }
 
 /// Where checkpoints go.

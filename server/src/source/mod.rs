@@ -6,8 +6,6 @@
 //! thread.
 
 pub mod demo;
-pub mod kafka;
-pub mod repartition;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};

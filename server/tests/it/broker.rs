@@ -218,7 +218,8 @@ impl Broker {
         settings: &[(&str, &str)],
     ) {
         if let Err(reason) =
-            livemap_server::topics::ensure(self.client_config(), name, partitions, settings).await
+            livemap_server::kafka::topics::ensure(self.client_config(), name, partitions, settings)
+                .await
         {
             panic!("creating topic {name}: {reason}");
         }

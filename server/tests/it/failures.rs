@@ -634,7 +634,7 @@ async fn a_rolling_restart_of_every_aggregator_then_every_edge() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_edge_does_not_merge_a_second_process_under_a_live_id() {
     use livemap_engine::ingest::{Engine, EngineConfig};
-    use livemap_server::partials::PartialRecord;
+    use livemap_server::kafka::partials::PartialRecord;
 
     let broker = Broker::shared();
     let topic = "twin-edge";
@@ -714,7 +714,7 @@ async fn an_edge_does_not_merge_a_second_process_under_a_live_id() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_edge_retires_past_aggregator_ids_and_keeps_their_counts() {
     use livemap_engine::ingest::{Engine, EngineConfig};
-    use livemap_server::partials::PartialRecord;
+    use livemap_server::kafka::partials::PartialRecord;
 
     let broker = Broker::shared();
     let topic = "retire";

@@ -14,7 +14,7 @@ use std::time::Duration;
 use livemap_engine::ingest::{Engine, EngineConfig};
 use livemap_events::demo::{DemoMix, Generator};
 use livemap_server::clock::{Clock, SystemClock};
-use livemap_server::source::kafka::{KafkaConfig, StartFrom};
+use livemap_server::kafka::source::{KafkaConfig, StartFrom};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};

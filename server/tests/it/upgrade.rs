@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use livemap_engine::checkpoint::StateDir;
 use livemap_engine::ingest::{Engine, EngineConfig};
 use livemap_events::demo::{DemoMix, Generator};
-use livemap_server::partials::PartialRecord;
+use livemap_server::kafka::partials::PartialRecord;
 use livemap_server::source::Position;
 
 /// The source id the fixtures were written under.

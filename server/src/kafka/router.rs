@@ -47,8 +47,8 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use tokio_util::sync::CancellationToken;
 
-use super::kafka::KafkaConfig;
-use super::{FilteredBlock, Origin};
+use super::source::KafkaConfig;
+use crate::source::{FilteredBlock, Origin};
 use livemap_engine::decode::{Decoded, Decoder, MAX_MESSAGE_BYTES};
 
 /// The header with a routed message's origin: partition (i32) and offset

@@ -66,7 +66,7 @@ pub const CLAIM_SEQ: u64 = u64::MAX;
 
 impl PartialsConfig {
     fn client_config(&self) -> rdkafka::ClientConfig {
-        crate::kafka_client::plain_client_config(&self.brokers, &self.options)
+        crate::kafka::client::plain_client_config(&self.brokers, &self.options)
     }
 }
 

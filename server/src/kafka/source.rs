@@ -35,11 +35,11 @@ use rdkafka::types::RDKafkaRespErr;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{Batch, Message, Position, SourceHealth};
 use crate::clock::Clock;
-use crate::partials::follow::Follower;
+use crate::kafka::partials::follow::Follower;
 use crate::persist::Checkpointer;
 use crate::persist::PersistError;
+use crate::source::{Batch, Message, Position, SourceHealth};
 use livemap_engine::ingest::{Engine, Handover};
 
 /// Where to start in a partition that neither the state nor the group has
@@ -86,7 +86,7 @@ impl KafkaConfig {
     /// A client that is not in the group (the router's producer, the
     /// admin client), with the operator's options.
     pub(crate) fn producer_config(&self) -> ClientConfig {
-        crate::kafka_client::plain_client_config(&self.brokers, &self.options)
+        crate::kafka::client::plain_client_config(&self.brokers, &self.options)
     }
 
     pub(crate) fn client_config(&self) -> ClientConfig {
@@ -350,7 +350,7 @@ impl LivemapContext {
             }),
             // Only the by-id topic's headers are ours to trust.
             origin: if self.routed {
-                super::repartition::origin(m.headers())
+                super::router::origin(m.headers())
             } else {
                 None
             },

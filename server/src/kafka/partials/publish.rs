@@ -25,7 +25,7 @@ const ACK_PATIENCE_LEAVING: Duration = Duration::from_secs(2);
 /// as the brokers' default.
 pub async fn ensure_topic(config: &PartialsConfig) -> Result<(), PartialsError> {
     let max_bytes = MAX_RECORD_BYTES.to_string();
-    crate::topics::ensure(
+    crate::kafka::topics::ensure(
         config.client_config(),
         &config.topic,
         1,
