@@ -23,7 +23,12 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use dashmap::DashMap;
 
-use crate::metrics::family;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeLabelSet, EncodeLabelValue, LabelValueEncoder,
+};
+
+use crate::metrics::{label_values, Families};
 
 /// The three ways a browser follows the snapshot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,14 +81,6 @@ pub struct SocketStats {
     /// keep-alive socket included).
     pub header_timeouts: AtomicU64,
 }
-
-/// A metric family: name, kind, help, and how to read it from a transport.
-type Family = (
-    &'static str,
-    &'static str,
-    &'static str,
-    fn(&TransportStats) -> u64,
-);
 
 /// The limits, from the configuration.
 #[derive(Debug, Clone)]
@@ -327,115 +324,106 @@ impl Admission {
         }
         allowed
     }
+}
 
-    /// The socket and per-transport families for `/metrics`.
-    pub fn render_metrics(&self, out: &mut String) {
+label_values!(
+    /// Which cap turned a socket away.
+    RefusedBy {
+        Full => "full",
+        Address => "address",
+    }
+);
+
+#[derive(Debug, Clone, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: RefusedBy,
+}
+
+impl EncodeLabelValue for Transport {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
+        EncodeLabelValue::encode(&self.as_str(), encoder)
+    }
+}
+
+/// One of the three transports, [`Transport::ALL`].
+#[derive(Debug, Clone, EncodeLabelSet)]
+struct TransportLabel {
+    transport: Transport,
+}
+
+/// The socket and per-transport families for `/metrics`, read at scrape.
+impl Collector for Admission {
+    fn encode(&self, encoder: DescriptorEncoder) -> std::fmt::Result {
         let s = &self.sockets;
-        let sockets: [(&str, &str, &str, u64); 4] = [
-            (
-                "livemap_sockets_open",
-                "gauge",
-                "Client sockets held now on the public listener (any request, any transport).",
-                self.open() as u64,
-            ),
-            (
-                "livemap_sockets_limit",
-                "gauge",
-                "Most client sockets held at once: --max-connections, lowered to fit the open-file limit.",
-                self.limits.max_connections as u64,
-            ),
-            (
-                "livemap_sockets_accepted_total",
-                "counter",
-                "Client sockets admitted under the caps.",
-                s.accepted.load(Ordering::Relaxed),
-            ),
-            (
-                "livemap_sockets_header_timeouts_total",
-                "counter",
-                "Client sockets closed for not sending a whole request head within --header-timeout-secs (idle keep-alive sockets included).",
-                s.header_timeouts.load(Ordering::Relaxed),
-            ),
-        ];
-        for (name, kind, help, value) in sockets {
-            family(out, name, kind, help);
-            let _ = writeln!(out, "{name} {value}");
-        }
-        let refused = "livemap_sockets_refused_total";
-        family(
-            out,
-            refused,
-            "counter",
+        let mut f = Families(encoder);
+        f.gauge(
+            "livemap_sockets_open",
+            "Client sockets held now on the public listener (any request, any transport).",
+            self.open() as u64,
+        )?;
+        f.gauge(
+            "livemap_sockets_limit",
+            "Most client sockets held at once: --max-connections, lowered to fit the open-file limit.",
+            self.limits.max_connections as u64,
+        )?;
+        f.counter(
+            "livemap_sockets_accepted_total",
+            "Client sockets admitted under the caps.",
+            s.accepted.load(Ordering::Relaxed),
+        )?;
+        f.counter(
+            "livemap_sockets_header_timeouts_total",
+            "Client sockets closed for not sending a whole request head within --header-timeout-secs (idle keep-alive sockets included).",
+            s.header_timeouts.load(Ordering::Relaxed),
+        )?;
+        f.counters(
+            "livemap_sockets_refused_total",
             "Client sockets answered 503 (full: the total cap) or 429 (address: the per-address cap) and closed at accept.",
-        );
-        for (reason, n) in [("full", &s.refused_full), ("address", &s.refused_address)] {
-            let _ = writeln!(
-                out,
-                "{refused}{{reason=\"{reason}\"}} {}",
-                n.load(Ordering::Relaxed)
-            );
-        }
-        let families: [Family; 6] = [
-            (
-                "livemap_connections",
-                "gauge",
-                "Streams held now (WebSockets, event streams, waiting long-polls).",
-                |s| s.open.load(Ordering::Relaxed) as u64,
-            ),
-            (
-                "livemap_connections_accepted_total",
-                "counter",
-                "Streams started.",
-                |s| s.accepted.load(Ordering::Relaxed),
-            ),
-            (
-                "livemap_connections_refused_origin_total",
-                "counter",
-                "WebSocket requests from an origin not allowed.",
-                |s| s.refused_origin.load(Ordering::Relaxed),
-            ),
-            (
-                "livemap_frames_sent_total",
-                "counter",
-                "Frames (or responses) sent.",
-                |s| s.frames.load(Ordering::Relaxed),
-            ),
-            (
-                "livemap_bytes_sent_total",
-                "counter",
-                "Bytes of frames sent (before TLS and framing).",
-                |s| s.bytes.load(Ordering::Relaxed),
-            ),
-            (
-                "livemap_clients_dropped_slow_total",
-                "counter",
-                "Clients dropped for not taking frames or not answering pings.",
-                |s| s.dropped_slow.load(Ordering::Relaxed),
-            ),
-        ];
-        let timeouts = "livemap_socket_write_timeouts_total";
-        family(
-            out,
-            timeouts,
-            "counter",
+            [
+                (RefusedBy::Full, &s.refused_full),
+                (RefusedBy::Address, &s.refused_address),
+            ]
+            .map(|(reason, n)| (ReasonLabel { reason }, n.load(Ordering::Relaxed))),
+        )?;
+        f.counter(
+            "livemap_socket_write_timeouts_total",
             "Client sockets cut off for taking no data within the write timeout.",
-        );
-        let _ = writeln!(
-            out,
-            "{timeouts} {}",
-            self.socket_timeouts.load(Ordering::Relaxed)
-        );
-        for (name, kind, help, read) in families {
-            family(out, name, kind, help);
-            for t in Transport::ALL {
-                let _ = writeln!(
-                    out,
-                    "{name}{{transport=\"{}\"}} {}",
-                    t.as_str(),
-                    read(self.stats(t))
-                );
-            }
-        }
+            self.socket_timeouts.load(Ordering::Relaxed),
+        )?;
+        let per_transport = |read: fn(&TransportStats) -> u64| {
+            Transport::ALL
+                .map(|transport| (TransportLabel { transport }, read(self.stats(transport))))
+        };
+        f.gauges(
+            "livemap_connections",
+            "Streams held now (WebSockets, event streams, waiting long-polls).",
+            per_transport(|s| s.open.load(Ordering::Relaxed) as u64),
+        )?;
+        f.counters(
+            "livemap_connections_accepted_total",
+            "Streams started.",
+            per_transport(|s| s.accepted.load(Ordering::Relaxed)),
+        )?;
+        f.counters(
+            "livemap_connections_refused_origin_total",
+            "WebSocket requests from an origin not allowed.",
+            per_transport(|s| s.refused_origin.load(Ordering::Relaxed)),
+        )?;
+        f.counters(
+            "livemap_frames_sent_total",
+            "Frames (or responses) sent.",
+            per_transport(|s| s.frames.load(Ordering::Relaxed)),
+        )?;
+        f.counters(
+            "livemap_bytes_sent_total",
+            "Bytes of frames sent (before TLS and framing).",
+            per_transport(|s| s.bytes.load(Ordering::Relaxed)),
+        )?;
+        f.counters(
+            "livemap_clients_dropped_slow_total",
+            "Clients dropped for not taking frames or not answering pings.",
+            per_transport(|s| s.dropped_slow.load(Ordering::Relaxed)),
+        )
     }
 }
 
@@ -593,8 +581,7 @@ mod tests {
         assert_eq!(a.open(), 0);
         assert!(a.per_address.is_empty(), "no entry left behind");
         let again = a.admit_socket(ip(1)).expect("a freed place");
-        let mut out = String::new();
-        a.render_metrics(&mut out);
+        let out = crate::metrics::render_collector(a.clone());
         assert!(out.contains("livemap_sockets_refused_total{reason=\"full\"} 1\n"));
         assert!(out.contains("livemap_sockets_refused_total{reason=\"address\"} 1\n"));
         assert!(out.contains("livemap_sockets_open 1\n"));
@@ -612,8 +599,7 @@ mod tests {
         drop(ws);
         assert_eq!(a.stats(Transport::Ws).open.load(Ordering::Relaxed), 0);
         assert_eq!(a.stats(Transport::Ws).accepted.load(Ordering::Relaxed), 1);
-        let mut out = String::new();
-        a.render_metrics(&mut out);
+        let out = crate::metrics::render_collector(a.clone());
         assert!(out.contains("livemap_connections{transport=\"sse\"} 1\n"));
         drop(sse);
     }

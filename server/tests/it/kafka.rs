@@ -234,7 +234,7 @@ async fn kafka_totals_are_exact_for_a_mixed_batch() {
         || async {
             let text = server.metrics().await?;
             (text.contains("livemap_consumer_lag_messages{partition=\"0\"}")
-                && text.contains("livemap_consumer_lag_seconds{partition=\"0\"} 0.000")
+                && text.contains("livemap_consumer_lag_seconds{partition=\"0\"} 0.0\n")
                 && text.contains("livemap_event_time_lag_seconds ")
                 && text.contains("livemap_checkpoints_total{result=\"ok\"}")
                 && !text.contains("livemap_checkpoints_total{result=\"ok\"} 0"))

@@ -10,6 +10,7 @@ mod golden;
 mod hostile;
 mod kafka;
 mod limits;
+mod metrics;
 mod privacy;
 mod scaleout;
 mod transports;

@@ -210,11 +210,10 @@ async fn a_second_process_under_a_live_aggregator_id_refuses_to_start() {
     let first = aggregator_in(broker.port, "twins", "twin", "g-twins");
     let published = || async {
         let m = first.metrics().await?;
-        let line = m
-            .lines()
-            .find(|l| l.starts_with("livemap_partials_age_seconds{aggregator=\"twin\""))?;
-        let seq = line.split("seq=\"").nth(1)?.split('"').next()?;
-        seq.parse::<u64>().ok()
+        m.lines()
+            .find_map(|l| l.strip_prefix("livemap_partials_seq{aggregator=\"twin\"} "))?
+            .parse::<u64>()
+            .ok()
     };
     let before = eventually_within(KAFKA_PATIENCE, "the first publishes", published).await;
     let second = tokio::process::Command::new(env!("CARGO_BIN_EXE_livemap"))
