@@ -286,7 +286,7 @@ pub struct Config {
     pub write_timeout: Duration,
     /// See `--header-timeout-secs`.
     pub header_timeout: Duration,
-    pub limits: crate::fanout::Limits,
+    pub limits: crate::http::fanout::Limits,
     /// The Kafka source; `None` runs the demo source.
     pub kafka: Option<KafkaConfig>,
     /// Where checkpoints go (Kafka source only).
@@ -362,7 +362,7 @@ impl Config {
         if let Some(bad) = args
             .allowed_origins
             .iter()
-            .find(|o| crate::fanout::Origin::parse_allowed(o).is_none())
+            .find(|o| crate::http::fanout::Origin::parse_allowed(o).is_none())
         {
             return Err(ConfigError::AllowedOrigin(bad.clone()));
         }
@@ -387,7 +387,7 @@ impl Config {
             poll_timeout: Duration::from_secs(u64::from(args.poll_timeout_secs)),
             write_timeout: Duration::from_secs(u64::from(args.write_timeout_secs.max(1))),
             header_timeout: Duration::from_secs(u64::from(args.header_timeout_secs.max(1))),
-            limits: crate::fanout::Limits {
+            limits: crate::http::fanout::Limits {
                 max_connections: args.max_connections,
                 max_per_address: args.max_connections_per_ip,
                 allowed_origins: args.allowed_origins.clone(),

@@ -9,7 +9,7 @@
 //! encoded on the first request of a tick, and that tick's later requests
 //! share those bytes.
 //!
-//! Previous stage: [`crate::snapshot`]. Next stage: [`crate::fanout`].
+//! Previous stage: [`crate::snapshot`]. Next stage: [`crate::http::fanout`].
 
 use std::io::Write;
 use std::sync::OnceLock;

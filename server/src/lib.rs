@@ -8,13 +8,11 @@
 //! aggregators and edges.
 //! `ARCHITECTURE.md` at the repository root has the map and invariants.
 
-pub mod admin;
 pub mod clock;
 pub mod config;
 pub mod encode;
-pub mod fanout;
+pub mod http;
 pub mod kafka;
-pub mod metrics;
 pub mod persist;
 pub mod snapshot;
 pub mod source;
@@ -32,12 +30,13 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::{Clock, SystemClock};
 pub use crate::config::{Args, Config, Role};
 use crate::encode::Frame;
+use crate::http::metrics::{MetricsSources, TickStats};
+use crate::http::{admin, fanout};
 use crate::kafka::partials::follow::Follower;
 use crate::kafka::partials::publish::Publisher;
 use crate::kafka::partials::{PartialsConfig, PartialsError};
 use crate::kafka::router::{Router, RouterError, RouterStats};
 use crate::kafka::source::{KafkaConfig, KafkaSource, KafkaSourceError};
-use crate::metrics::{MetricsSources, TickStats};
 use crate::persist::{Checkpointer, Store};
 use crate::snapshot::Snapshotter;
 use crate::source::{Batch, SourceHealth, CHANNEL_BATCHES};

@@ -72,13 +72,13 @@ fn fit_to_open_files(config: &mut Config) {
         }
     };
     let wanted = config.limits.max_connections;
-    let fits = livemap_server::fanout::sockets_within(wanted, open_files);
+    let fits = livemap_server::http::fanout::sockets_within(wanted, open_files);
     if fits < wanted {
         tracing::warn!(
             max_connections = wanted,
             open_files,
             lowered_to = fits,
-            kept_back = livemap_server::fanout::FILES_KEPT_BACK,
+            kept_back = livemap_server::http::fanout::FILES_KEPT_BACK,
             "--max-connections {wanted} does not fit the open-file limit of {open_files}: \
              client sockets are capped at {fits} (raise the limit with ulimit -n / LimitNOFILE)"
         );

@@ -309,7 +309,7 @@ async fn idle_and_slow_sockets_are_closed_after_the_header_timeout() {
 async fn an_oversized_head_is_refused() {
     let server = TestServer::start(|_| {}).await;
     let mut stream = TcpStream::connect(server.addr).await.expect("connects");
-    let padding = "a".repeat(livemap_server::fanout::MAX_HEAD + 1024);
+    let padding = "a".repeat(livemap_server::http::fanout::MAX_HEAD + 1024);
     let request = format!("GET /healthz HTTP/1.1\r\nhost: x\r\nx-padding: {padding}\r\n\r\n");
     // The server may close before taking it all.
     let _ = stream.write_all(request.as_bytes()).await;

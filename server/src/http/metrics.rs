@@ -71,7 +71,7 @@ pub struct MetricsSources {
     pub checkpointer: Option<Arc<Checkpointer>>,
     pub ticks: Arc<TickStats>,
     pub clock: Arc<dyn crate::clock::Clock>,
-    pub admission: Arc<crate::fanout::Admission>,
+    pub admission: Arc<crate::http::fanout::Admission>,
     /// The partial-state topic (aggregators and edges).
     pub follower: Option<Arc<crate::kafka::partials::follow::Follower>>,
     /// The router to the by-id topic (aggregators).

@@ -28,7 +28,7 @@ use prometheus_client::encoding::{
     DescriptorEncoder, EncodeLabelSet, EncodeLabelValue, LabelValueEncoder,
 };
 
-use crate::metrics::{label_values, Families};
+use crate::http::metrics::{label_values, Families};
 
 /// The three ways a browser follows the snapshot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -581,7 +581,7 @@ mod tests {
         assert_eq!(a.open(), 0);
         assert!(a.per_address.is_empty(), "no entry left behind");
         let again = a.admit_socket(ip(1)).expect("a freed place");
-        let out = crate::metrics::render_collector(a.clone());
+        let out = crate::http::metrics::render_collector(a.clone());
         assert!(out.contains("livemap_sockets_refused_total{reason=\"full\"} 1\n"));
         assert!(out.contains("livemap_sockets_refused_total{reason=\"address\"} 1\n"));
         assert!(out.contains("livemap_sockets_open 1\n"));
@@ -599,7 +599,7 @@ mod tests {
         drop(ws);
         assert_eq!(a.stats(Transport::Ws).open.load(Ordering::Relaxed), 0);
         assert_eq!(a.stats(Transport::Ws).accepted.load(Ordering::Relaxed), 1);
-        let out = crate::metrics::render_collector(a.clone());
+        let out = crate::http::metrics::render_collector(a.clone());
         assert!(out.contains("livemap_connections{transport=\"sse\"} 1\n"));
         drop(sse);
     }

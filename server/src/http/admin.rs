@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
-use crate::metrics::{Metrics, MetricsSources};
+use crate::http::metrics::{Metrics, MetricsSources};
 
 #[derive(Clone)]
 struct Admin {
@@ -29,7 +29,11 @@ pub fn router(sources: MetricsSources) -> Router {
 
 async fn metrics_text(State(admin): State<Admin>) -> Response {
     match admin.metrics.render() {
-        Ok(text) => ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response(),
+        Ok(text) => (
+            [(header::CONTENT_TYPE, crate::http::metrics::CONTENT_TYPE)],
+            text,
+        )
+            .into_response(),
         // Writing to a String does not fail, so this is a collector that
         // gave up; a scrape error is better than a silently partial page.
         Err(std::fmt::Error) => {
