@@ -1,0 +1,100 @@
+//! `--role edge`: merges the newest state of every aggregator from the
+//! partial-state topic, shows their arcs, and serves browsers exactly as
+//! one process does. Counts nothing itself.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio_util::sync::CancellationToken;
+
+use super::pieces::{serve_public, start_admin, Frames};
+use super::{connect_follower, needs_kafka, PARTIALS_PATIENCE};
+use crate::clock::Clock;
+use crate::http::fanout::Admission;
+use crate::http::metrics::MetricsSources;
+use crate::kafka::partials::follow::{Edge, Follower};
+use crate::source::SourceHealth;
+use crate::{Config, Listeners, ServerError};
+use livemap_engine::ingest::Engine;
+
+pub(super) async fn run(
+    listeners: Listeners,
+    config: Config,
+    clock: Arc<dyn Clock>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    cancel: CancellationToken,
+) -> Result<(), ServerError> {
+    let Some(partials) = &config.partials else {
+        return Err(needs_kafka("edge"));
+    };
+    let follower = connect_follower(partials, &config).await?;
+    let engine = Arc::new(Mutex::new(Engine::new(config.engine.clone())));
+    // Live while aggregators publish (the follower says so).
+    let health = Arc::new(SourceHealth::new(i64::MAX, true));
+    health.mark_restored();
+    follow(&follower, &engine, &health, &clock, &config, &cancel)?;
+    // Catch up before the first browser sees a total: the first frame
+    // shows what was read, not an empty engine.
+    let syncing = follower.clone();
+    let synced = tokio::task::spawn_blocking(move || syncing.sync(PARTIALS_PATIENCE))
+        .await
+        .unwrap_or(false);
+    if !synced {
+        tracing::warn!("partial states not read to the end at start; serving what there is");
+    }
+    engine.lock().replace_counts(follower.merged());
+    let frames = Frames::start(&engine, &health, &clock, config.tick, &cancel);
+    let admission = Admission::new(config.limits.clone());
+    let metrics = MetricsSources {
+        engine,
+        health,
+        checkpointer: None,
+        ticks: frames.ticks.clone(),
+        clock,
+        admission: admission.clone(),
+        follower: Some(follower),
+        router: None,
+    };
+    let admin = start_admin(listeners.admin, metrics, &cancel);
+    let app = frames.app(&config, &admission, &cancel);
+    serve_public(listeners.public, app, admission, &config, shutdown, &cancel).await;
+    frames.stop().await;
+    if let Some(admin) = admin {
+        let _ = admin.await;
+    }
+    Ok(())
+}
+
+/// Follows the partial-state topic into `engine` on a thread of its own.
+fn follow(
+    follower: &Arc<Follower>,
+    engine: &Arc<Mutex<Engine>>,
+    health: &Arc<SourceHealth>,
+    clock: &Arc<dyn Clock>,
+    config: &Config,
+    cancel: &CancellationToken,
+) -> Result<(), ServerError> {
+    let (reader, merged_into, health, clock, cancel) = (
+        follower.clone(),
+        engine.clone(),
+        health.clone(),
+        clock.clone(),
+        cancel.clone(),
+    );
+    // Stale once no aggregator has published for a few publish periods.
+    let fresh_for = (config.publish_every * 5).max(Duration::from_secs(5));
+    let arcs_per_second = config.engine.arcs_per_tick as f64 / config.tick.as_secs_f64();
+    std::thread::Builder::new()
+        .name("livemap-partials".into())
+        .spawn(move || {
+            let edge = Edge {
+                engine: &merged_into,
+                health: &health,
+                fresh_for,
+                arcs_per_second,
+            };
+            reader.run(Some(edge), clock.as_ref(), &cancel);
+        })?;
+    Ok(())
+}
