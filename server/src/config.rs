@@ -95,7 +95,7 @@ pub struct Args {
     #[arg(long, env = "LIVEMAP_MAX_CONNECTIONS_PER_IP", default_value_t = 1_000)]
     pub max_connections_per_ip: usize,
 
-    /// An origin (scheme://host[:port]) whose pages may open the WebSocket,
+    /// An origin (`scheme://host[:port]`) whose pages may open the WebSocket,
     /// besides the server's own; matched exactly (docs/API.md). Repeatable.
     #[arg(
         long = "allowed-origin",

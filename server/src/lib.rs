@@ -5,9 +5,9 @@
 //!
 //! The data path, one module per stage:
 //! [`source`] → the engine (`livemap_engine`: decode, de-duplicate,
-//! aggregate, sample arcs) → [`snapshot`] → [`encode`] → [`fanout`];
-//! [`persist`] checkpoints the engine, [`partials`] carries it between
-//! aggregators and edges.
+//! aggregate, sample arcs) → [`snapshot`] → [`encode`] →
+//! [`http::fanout`]; [`persist`] checkpoints the engine, and
+//! [`kafka::partials`] carries it between aggregators and edges.
 //! `ARCHITECTURE.md` at the repository root has the map and invariants.
 
 pub mod clock;

@@ -72,11 +72,11 @@ pub struct Resume {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Handover {
     pub next_offset: i64,
-    /// That member's minute marks (see [`PartitionState::marks`]).
+    /// That member's minute marks (see `PartitionState::marks`).
     pub marks: VecDeque<(i64, i64)>,
-    /// That member's furthest origin offsets (see [`PartitionState::origins`]).
+    /// That member's furthest origin offsets (see `PartitionState::origins`).
     pub origins: BTreeMap<i32, i64>,
-    /// That member's filtered blocks (see [`PartitionState::blocks`]).
+    /// That member's filtered blocks (see `PartitionState::blocks`).
     pub blocks: BTreeMap<i32, (i64, u32)>,
 }
 

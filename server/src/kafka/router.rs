@@ -5,8 +5,9 @@
 //! calls this a repartition topic.
 //!
 //! - A completed checkout goes as it is, keyed by its event id's hash.
-//! - A message the decoder rejects goes as it is: the counter rejects it
-//!   with its reason.
+//! - A message the decoder rejects goes as it is (one too large is cut to
+//!   just past the limit, so that it fits the by-id topic): the counter
+//!   rejects it with the same reason.
 //! - Messages the decoder filters (nine in ten are not completed
 //!   checkouts) are only counted: per origin partition and block of
 //!   [`FILTERED_BLOCK`] offsets, one small marker says how many of the
@@ -24,7 +25,7 @@
 //! that the committed offset of a partition is never inside a block with
 //! filtered messages: it is that block's start, so a block's counts always
 //! run from its start. A new owner reads from exactly that offset, even
-//! inside a record batch ([`RouterContext`]). A router never routes or
+//! inside a record batch (`RouterContext`). A router never routes or
 //! counts a message twice itself ([`FilteredBlocks::fresh`]): what it
 //! read before (delivered again by the client, or its partition handed
 //! back from an older commit) is routed already.

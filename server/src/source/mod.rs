@@ -21,7 +21,7 @@ pub struct Message {
     /// Where it was read, for sources with offsets; `None` for the demo.
     pub position: Option<Position>,
     /// Where it was first written, for a message an aggregator's router
-    /// re-keyed onto the by-id topic ([`repartition`]).
+    /// re-keyed onto the by-id topic (`crate::kafka::router`).
     pub origin: Option<Origin>,
 }
 

@@ -131,7 +131,7 @@ impl Publisher {
         })
     }
 
-    /// From now on a record waits [`ACK_PATIENCE_LEAVING`] at most.
+    /// From now on a record waits `ACK_PATIENCE_LEAVING` at most.
     pub fn hurry(&self) {
         self.leaving.store(true, Ordering::Relaxed);
     }
