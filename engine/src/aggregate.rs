@@ -489,6 +489,21 @@ mod tests {
                 merged.merge(p);
             }
             prop_assert_eq!(&merged, &whole);
+            // Any grouping and order, and the empty state as identity.
+            let mut ab = parts[0].clone();
+            ab.merge(&parts[1]);
+            let mut bc = parts[1].clone();
+            bc.merge(&parts[2]);
+            let (mut ab_c, mut a_bc) = (ab.clone(), parts[0].clone());
+            ab_c.merge(&parts[2]);
+            a_bc.merge(&bc);
+            prop_assert_eq!(&ab_c, &a_bc);
+            let mut ba = parts[1].clone();
+            ba.merge(&parts[0]);
+            prop_assert_eq!(&ab, &ba);
+            let mut identity = whole.clone();
+            identity.merge(&Breakdowns::default());
+            prop_assert_eq!(&identity, &whole);
             let mut w = Writer::default();
             whole.export(&mut w);
             prop_assert_eq!(Breakdowns::restore(&mut Reader::new(&w.buf)).expect("restores"), whole);

@@ -198,6 +198,18 @@ async fn a_router_resuming_inside_a_record_batch_routes_from_the_committed_offse
             && metrics.contains("livemap_router_failed_deliveries_total 0\n"),
         "{metrics}"
     );
+    // No aggregator serves a browser: its public port sends them to an edge.
+    for path in ["/", "/api/snapshot", "/ws"] {
+        let r = reqwest::get(format!("{}{path}", a.base))
+            .await
+            .expect("the aggregator answers");
+        assert_eq!(r.status(), 404, "{path}");
+        let body = r.text().await.unwrap_or_default();
+        assert!(
+            body.contains("browsers connect to an edge"),
+            "{path}: {body}"
+        );
+    }
 }
 
 /// An aggregator id is one process's: a second process under a live id
