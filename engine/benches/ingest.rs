@@ -40,7 +40,7 @@ fn main() {
             }
         }
         let took = started.elapsed().as_secs_f64();
-        std::hint::black_box(&engine.aggregate.orders);
+        std::hint::black_box(&engine.aggregate().orders);
         if totals_only {
             plain = plain.min(took);
         } else {

@@ -237,13 +237,13 @@ mod tests {
         let restored = restore_from_dir(&dir, &config, "demo", false)
             .expect("falls back")
             .expect("an engine");
-        assert_eq!(restored.aggregate.orders, 10, "the previous checkpoint");
+        assert_eq!(restored.aggregate().orders, 10, "the previous checkpoint");
         // Killed between the two renames: only the previous exists.
         std::fs::remove_file(dir.path()).expect("removed");
         let restored = restore_from_dir(&dir, &config, "demo", false)
             .expect("restores")
             .expect("an engine");
-        assert_eq!(restored.aggregate.orders, 10);
+        assert_eq!(restored.aggregate().orders, 10);
     }
 
     #[test]

@@ -132,7 +132,7 @@ impl Snapshotter {
             self.recent_arcs.push_back(*a);
         }
         let mut countries: Vec<Slice> = engine
-            .breakdowns
+            .breakdowns()
             .by_country()
             .map(|(c, x)| Slice {
                 key: String::from_utf8_lossy(&c).into_owned(),
@@ -147,7 +147,7 @@ impl Snapshotter {
         });
         let channels = Channel::ALL
             .iter()
-            .zip(&engine.breakdowns.by_channel)
+            .zip(&engine.breakdowns().by_channel)
             .map(|(c, x)| Slice {
                 key: c.as_str().to_owned(),
                 orders: x.orders,
@@ -155,7 +155,7 @@ impl Snapshotter {
             })
             .collect();
         let shops: Vec<Ranked> = engine
-            .rankings
+            .rankings()
             .shops
             .top(JSON_RANKED)
             .into_iter()
@@ -168,7 +168,7 @@ impl Snapshotter {
             })
             .collect();
         let cities: Vec<Ranked> = engine
-            .rankings
+            .rankings()
             .cities
             .top(JSON_RANKED)
             .into_iter()
@@ -180,7 +180,7 @@ impl Snapshotter {
                 value: r.estimate,
             })
             .collect();
-        let agg = &engine.aggregate;
+        let agg = &engine.aggregate();
         let minutes = agg.minutes.newest_minute().map_or_else(Vec::new, |newest| {
             (newest - STREAM_MINUTES + 1..=newest)
                 .map(|m| {
@@ -201,20 +201,20 @@ impl Snapshotter {
                 minutes,
             },
         ));
-        let all_trends = engine.trends.current().to_vec();
+        let all_trends = engine.trends().current().to_vec();
         // The minute the rates describe follows the rules in
         // `event_time`: no producer clock can blank or distort it.
         let rates = engine
             .last_full_minute(now_ms)
             .map_or_else(Rates::default, |minute| {
-                let bucket = engine.aggregate.minutes.get(minute);
+                let bucket = engine.aggregate().minutes.get(minute);
                 Rates {
                     orders_per_minute: bucket.orders as f64,
                     gmv_usd_cents_per_minute: bucket.usd_cents,
                     minute_start_ms: minute * MINUTE_MS,
                 }
             });
-        let agg = &engine.aggregate;
+        let agg = &engine.aggregate();
         let snapshot = Snapshot {
             version: self.version,
             generated_at_ms: now_ms,
@@ -227,11 +227,11 @@ impl Snapshotter {
             },
             rates,
             ingest: Ingest {
-                accepted: engine.counts.accepted,
-                duplicates: engine.counts.duplicates,
-                filtered: engine.counts.filtered,
-                rejected: engine.counts.rejected_by_reason(),
-                late: engine.counts.late,
+                accepted: engine.counts().accepted,
+                duplicates: engine.counts().duplicates,
+                filtered: engine.counts().filtered,
+                rejected: engine.counts().rejected_by_reason(),
+                late: engine.counts().late,
             },
             trends: all_trends.iter().take(STREAM_TRENDS).cloned().collect(),
             arcs,

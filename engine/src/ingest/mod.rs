@@ -124,12 +124,12 @@ pub struct Replays {
 pub struct Engine {
     decoder: Decoder,
     dedup: Dedup,
-    pub aggregate: Aggregate,
-    pub counts: IngestCounts,
-    pub replays: Replays,
-    pub trends: Trends,
-    pub breakdowns: Breakdowns,
-    pub rankings: Rankings,
+    aggregate: Aggregate,
+    counts: IngestCounts,
+    replays: Replays,
+    trends: Trends,
+    breakdowns: Breakdowns,
+    rankings: Rankings,
     partitions: BTreeMap<i32, PartitionState>,
     sampler: ArcSampler,
     /// Arcs sampled elsewhere (by aggregators, for an edge), handed out a
@@ -147,6 +147,37 @@ pub struct Engine {
     /// with the newest checkpoint, so counting resumes where this state
     /// ends, not where the group does. Not persisted.
     own_positions_only: bool,
+}
+
+/// Read access to the state: only the engine's own methods change it (the
+/// server reads it into snapshots and metrics).
+impl Engine {
+    /// Exact totals, the per-minute series and unique shoppers.
+    pub fn aggregate(&self) -> &Aggregate {
+        &self.aggregate
+    }
+
+    /// What happened to each message, as `ingest.*` reports it.
+    pub fn counts(&self) -> &IngestCounts {
+        &self.counts
+    }
+
+    /// Messages seen again and not counted.
+    pub fn replays(&self) -> &Replays {
+        &self.replays
+    }
+
+    pub fn trends(&self) -> &Trends {
+        &self.trends
+    }
+
+    pub fn breakdowns(&self) -> &Breakdowns {
+        &self.breakdowns
+    }
+
+    pub fn rankings(&self) -> &Rankings {
+        &self.rankings
+    }
 }
 
 impl Engine {

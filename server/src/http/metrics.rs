@@ -284,12 +284,12 @@ impl Collector for EngineMetrics {
         let (counts, replays, dedup_entries, dedup_evicted, orders, cents, owned, newest) = {
             let e = self.engine.lock();
             (
-                e.counts.clone(),
-                e.replays.clone(),
+                e.counts().clone(),
+                e.replays().clone(),
                 e.dedup_entries() as u64,
                 e.dedup_evicted_early(),
-                e.aggregate.orders,
-                e.aggregate.gmv_usd_cents,
+                e.aggregate().orders,
+                e.aggregate().gmv_usd_cents,
                 e.owned_partitions(),
                 e.newest_event_ms(),
             )

@@ -928,7 +928,7 @@ mod tests {
                 };
                 engine.ingest_routed(None, Some(position), Some(origin), 0);
             }
-            assert_eq!(engine.counts.filtered, want, "seed {seed}");
+            assert_eq!(engine.counts().filtered, want, "seed {seed}");
         }
     }
 }

@@ -170,7 +170,7 @@ async fn restore_own(
             let engine =
                 Engine::restore_format(config.engine.clone(), &source_id, &own.state, own.format)?;
             tracing::info!(
-                orders = engine.aggregate.orders,
+                orders = engine.aggregate().orders,
                 positions = ?engine.positions(),
                 "restored from its own record"
             );

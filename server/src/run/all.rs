@@ -97,7 +97,7 @@ fn restore(
     )?;
     if let Some(engine) = &restored {
         tracing::info!(
-            orders = engine.aggregate.orders,
+            orders = engine.aggregate().orders,
             positions = ?engine.positions(),
             "restored from checkpoint"
         );

@@ -744,7 +744,7 @@ async fn an_edge_retires_past_aggregator_ids_and_keeps_their_counts() {
             for k in 0..(5 + i % 7) {
                 engine.ingest(Some(&g.checkout(published_ms - k)), None, published_ms);
             }
-            orders += engine.aggregate.orders;
+            orders += engine.aggregate().orders;
             let record = PartialRecord {
                 aggregator: format!("host-{i}"),
                 instance: i as u64,

@@ -126,15 +126,15 @@ pub(crate) fn expected(messages: &[Option<Vec<u8>>]) -> serde_json::Value {
     for m in messages {
         e.ingest(m.as_deref(), None, now);
     }
-    let rejected: BTreeMap<String, u64> = e.counts.rejected_by_reason().into_iter().collect();
+    let rejected: BTreeMap<String, u64> = e.counts().rejected_by_reason().into_iter().collect();
     serde_json::json!({
-        "orders": e.aggregate.orders,
-        "gmv_usd_cents": e.aggregate.gmv_usd_cents,
-        "unique_shoppers": e.aggregate.shoppers.estimate(),
-        "carbon_g": e.aggregate.carbon_grams,
-        "accepted": e.counts.accepted,
-        "duplicates": e.counts.duplicates,
-        "filtered": e.counts.filtered,
+        "orders": e.aggregate().orders,
+        "gmv_usd_cents": e.aggregate().gmv_usd_cents,
+        "unique_shoppers": e.aggregate().shoppers.estimate(),
+        "carbon_g": e.aggregate().carbon_grams,
+        "accepted": e.counts().accepted,
+        "duplicates": e.counts().duplicates,
+        "filtered": e.counts().filtered,
         "rejected": rejected,
     })
 }

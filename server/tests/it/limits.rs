@@ -88,9 +88,9 @@ fn state_checkpoints_records_and_frames_stay_within_their_stated_sizes() {
         };
         e.ingest(Some(&m), Some(position), T0 + i * STEP_MS + 1_000);
     }
-    assert_eq!(e.counts.accepted, ORDERS as u64, "cut, never rejected");
+    assert_eq!(e.counts().accepted, ORDERS as u64, "cut, never rejected");
     assert_eq!(
-        e.counts.truncated,
+        e.counts().truncated,
         ORDERS as u64 * 21,
         "20 categories and a city each"
     );

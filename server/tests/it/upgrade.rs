@@ -30,18 +30,18 @@ fn fixtures() -> PathBuf {
 /// What a fixture's state holds, as `expected.json` records it.
 fn summary(e: &Engine) -> serde_json::Value {
     serde_json::json!({
-        "accepted": e.counts.accepted,
-        "duplicates": e.counts.duplicates,
-        "filtered": e.counts.filtered,
-        "rejected": e.counts.rejected.iter().sum::<u64>(),
-        "late": e.counts.late,
-        "orders": e.aggregate.orders,
-        "gmv_usd_cents": e.aggregate.gmv_usd_cents,
-        "carbon_grams": e.aggregate.carbon_grams,
-        "unique_shoppers": e.aggregate.shoppers.estimate(),
-        "minutes": e.aggregate.minutes.minutes().len(),
-        "trend_buckets": e.trends.buckets().len(),
-        "countries": e.breakdowns.by_country().count(),
+        "accepted": e.counts().accepted,
+        "duplicates": e.counts().duplicates,
+        "filtered": e.counts().filtered,
+        "rejected": e.counts().rejected.iter().sum::<u64>(),
+        "late": e.counts().late,
+        "orders": e.aggregate().orders,
+        "gmv_usd_cents": e.aggregate().gmv_usd_cents,
+        "carbon_grams": e.aggregate().carbon_grams,
+        "unique_shoppers": e.aggregate().shoppers.estimate(),
+        "minutes": e.aggregate().minutes.minutes().len(),
+        "trend_buckets": e.trends().buckets().len(),
+        "countries": e.breakdowns().by_country().count(),
         "positions": e.positions(),
     })
 }
@@ -93,7 +93,7 @@ fn every_previous_checkpoint_format_is_restored_with_its_totals() {
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .expect("the fixture has a checkpoint");
         assert!(
-            restored.aggregate.orders > 1_000,
+            restored.aggregate().orders > 1_000,
             "a fixture worth the name"
         );
         assert_holds(

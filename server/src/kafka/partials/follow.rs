@@ -509,9 +509,9 @@ impl Follower {
                     let dt = r.published_ms - prev.published_ms;
                     if dt > 0 {
                         let orders = engine
-                            .counts
+                            .counts()
                             .accepted
-                            .saturating_sub(prev.engine.counts.accepted);
+                            .saturating_sub(prev.engine.counts().accepted);
                         followed
                             .rates
                             .insert(r.aggregator.clone(), orders as f64 / dt as f64);
@@ -816,7 +816,7 @@ mod tests {
         for p in f.latest.values() {
             merged.absorb(&p.engine);
         }
-        assert_eq!(merged.aggregate.orders, 600, "every id's counts stay");
+        assert_eq!(merged.aggregate().orders, 600, "every id's counts stay");
         assert!(f.retired_lineages.len() <= RETIRED_LINEAGES);
         // A retired id's record that continues its state is recognised;
         // a new lineage under it is not.
@@ -833,10 +833,10 @@ mod tests {
         f.latest.insert("a".into(), counted("a", 10_000, 1, 5));
         f.fold("a", &config);
         f.latest.insert("a".into(), counted("a", 11_000, 2, 2));
-        let total = f.retired.as_ref().map_or(0, |r| r.aggregate.orders)
+        let total = f.retired.as_ref().map_or(0, |r| r.aggregate().orders)
             + f.latest
                 .values()
-                .map(|p| p.engine.aggregate.orders)
+                .map(|p| p.engine.aggregate().orders)
                 .sum::<u64>();
         assert_eq!(total, 7);
         assert!(!f.continues_retired("a", 1), "the id is live again");
