@@ -58,6 +58,7 @@ if [ "$K" != 0 ]; then
   target/release/livemap --role edge --kafka-brokers $BROKER --listen $EDGE \
     --admin-listen 127.0.0.1:19091 > /tmp/scaleout-edge.log 2>&1 &
   pids+=($!)
+  EDGE_PID=$!
 fi
 
 cpu_secs() { # summed user+system CPU seconds of the given pids
@@ -107,6 +108,9 @@ EOF
 fi
 target/release/livemap-loadtest produce --brokers $BROKER --rate "$LAG_RATE" --duration 30 --seed 2 > /dev/null 2>&1 &
 pids+=($!)
+# CPU while live: the aggregators' (each, on average) and the edge's, over
+# the lag sampling below.
+LIVE_AGG0=$(cpu_secs "${aggs[@]}"); LIVE_EDGE0=$(cpu_secs "${EDGE_PID:-$$}"); LIVE_T0=$(date +%s.%N)
 python3 - "$EDGE" <<'EOF'
 import json, sys, time, urllib.request, datetime
 edge = sys.argv[1]
@@ -128,3 +132,8 @@ ages.sort()
 q = lambda f: ages[min(len(ages) - 1, int(f * len(ages)))]
 print(f"event to edge snapshot ({len(ages)} samples): p50 {q(0.5):.0f} ms, p99 {q(0.99):.0f} ms, max {ages[-1]:.0f} ms")
 EOF
+LIVE_AGG1=$(cpu_secs "${aggs[@]}"); LIVE_EDGE1=$(cpu_secs "${EDGE_PID:-$$}"); LIVE_T1=$(date +%s.%N)
+python3 -c "
+dt = $LIVE_T1 - $LIVE_T0
+k = max($K, 1)
+print(f'CPU while live at $LAG_RATE msgs/s: {100 * ($LIVE_AGG1 - $LIVE_AGG0) / dt / k:.1f} % of a core per aggregator, the edge {100 * ($LIVE_EDGE1 - $LIVE_EDGE0) / dt:.1f} % ({dt:.0f} s)')"

@@ -82,13 +82,34 @@ pub struct Partial {
     pub seq: u64,
     pub published_ms: i64,
     pub lineage: u64,
-    pub engine: Engine,
+    /// The state, decoded: at once on an edge, which merges every record;
+    /// on an aggregator only when a takeover or a retirement needs it
+    /// ([`Partial::engine`]), since it reads every other aggregator's
+    /// records but needs them only then.
+    pub engine: Option<Engine>,
     /// The exported state, for an aggregator restoring itself, and the
     /// checkpoint format it is in.
     pub state: Vec<u8>,
     pub state_format: u32,
     /// When this follower read it.
     pub received: Instant,
+}
+
+impl Partial {
+    /// The record's state, decoded on first use. `None` (logged) when it
+    /// cannot be: the record is then as good as absent.
+    fn engine(&mut self, config: &EngineConfig, source: &str) -> Option<&Engine> {
+        if self.engine.is_none() {
+            match Engine::restore_format(config.clone(), source, &self.state, self.state_format) {
+                Ok(engine) => self.engine = Some(engine),
+                Err(e) => {
+                    tracing::error!(aggregator = %self.aggregator, error = %e, "partial state cannot be read");
+                    return None;
+                }
+            }
+        }
+        self.engine.as_ref()
+    }
 }
 
 /// A process heard publishing under an aggregator id.
@@ -175,18 +196,20 @@ impl Followed {
 impl Followed {
     /// Folds `aggregator`'s newest record into the retired sum and frees
     /// everything kept per id.
-    fn fold(&mut self, aggregator: &str, config: &EngineConfig) {
-        let Some(partial) = self.latest.remove(aggregator) else {
+    fn fold(&mut self, aggregator: &str, config: &EngineConfig, source: &str) {
+        let Some(mut partial) = self.latest.remove(aggregator) else {
             return;
         };
-        self.retired
-            .get_or_insert_with(|| Engine::new(config.clone()))
-            .absorb(&partial.engine);
-        for (p, _) in partial.engine.positions() {
-            if let Some(h) = partial.engine.handover(p) {
-                let furthest = self.retired_handovers.entry(p).or_insert_with(|| h.clone());
-                if h.next_offset > furthest.next_offset {
-                    *furthest = h;
+        if let Some(engine) = partial.engine(config, source) {
+            self.retired
+                .get_or_insert_with(|| Engine::new(config.clone()))
+                .absorb(engine);
+            for (p, _) in engine.positions() {
+                if let Some(h) = engine.handover(p) {
+                    let furthest = self.retired_handovers.entry(p).or_insert_with(|| h.clone());
+                    if h.next_offset > furthest.next_offset {
+                        *furthest = h;
+                    }
                 }
             }
         }
@@ -203,7 +226,7 @@ impl Followed {
 
     /// Retires every id whose newest state record was published before
     /// `cutoff_ms`; returns how many.
-    fn retire_before(&mut self, cutoff_ms: i64, config: &EngineConfig) -> usize {
+    fn retire_before(&mut self, cutoff_ms: i64, config: &EngineConfig, source: &str) -> usize {
         let old: Vec<String> = self
             .latest
             .iter()
@@ -212,7 +235,7 @@ impl Followed {
             .collect();
         for a in &old {
             tracing::info!(aggregator = %a, "aggregator id retired: its counts stay in the retired sum");
-            self.fold(a, config);
+            self.fold(a, config, source);
         }
         // Ids only ever heard (claims, arcs) are forgotten in time too.
         let now = Instant::now();
@@ -390,8 +413,15 @@ impl Follower {
             let mut drained = false;
             match self.consumer.poll(Duration::from_millis(100)) {
                 Some(Ok(m)) => {
-                    let arrived =
-                        self.apply(m.partition(), m.offset(), m.payload(), clock.now_ms());
+                    // An edge merges every record, so it decodes each at
+                    // once; an aggregator only when it needs one.
+                    let arrived = self.apply(
+                        m.partition(),
+                        m.offset(),
+                        m.payload(),
+                        clock.now_ms(),
+                        edge.is_some(),
+                    );
                     changed = true;
                     if let (Some(edge), Some(a)) = (&edge, arrived) {
                         if clock.now_ms() - a.published_ms <= LIVE_ARCS_MS {
@@ -430,7 +460,7 @@ impl Follower {
         let cutoff = published_ms
             .min(now_ms)
             .saturating_sub(self.retire_after_ms);
-        let n = followed.retire_before(cutoff, &self.engine_config);
+        let n = followed.retire_before(cutoff, &self.engine_config, &self.source_id);
         self.stats.retired.fetch_add(n as u64, Ordering::Relaxed);
     }
 
@@ -441,6 +471,7 @@ impl Follower {
         offset: i64,
         payload: Option<&[u8]>,
         now_ms: i64,
+        decode_now: bool,
     ) -> Option<Arrived> {
         let decoded = match payload
             .ok_or(livemap_engine::checkpoint::CheckpointError::Payload(
@@ -454,12 +485,15 @@ impl Follower {
             other => other,
         };
         let decoded = decoded.and_then(|r| {
-            let engine = Engine::restore_format(
-                self.engine_config.clone(),
-                &self.source_id,
-                &r.state,
-                r.state_format,
-            )?;
+            let engine = match decode_now {
+                true => Some(Engine::restore_format(
+                    self.engine_config.clone(),
+                    &self.source_id,
+                    &r.state,
+                    r.state_format,
+                )?),
+                false => None,
+            };
             Ok((r, engine))
         });
         let mut followed = self.followed.lock();
@@ -491,7 +525,7 @@ impl Follower {
                 .is_some_and(|p| p.lineage != r.lineage)
             {
                 tracing::info!(aggregator = %r.aggregator, "aggregator restarted from zero: its earlier counts go to the retired sum");
-                followed.fold(&r.aggregator, &self.engine_config);
+                followed.fold(&r.aggregator, &self.engine_config, &self.source_id);
                 self.stats.retired.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -505,13 +539,16 @@ impl Follower {
                     .newest_published_ms
                     .fetch_max(r.published_ms.max(0) as u64, Ordering::Relaxed);
                 let mut period_ms = None;
-                if let Some(prev) = followed.latest.get(&r.aggregator) {
-                    let dt = r.published_ms - prev.published_ms;
+                let both = followed.latest.get(&r.aggregator).and_then(|prev| {
+                    Some((prev.published_ms, prev.engine.as_ref()?, engine.as_ref()?))
+                });
+                if let Some((prev_ms, prev, engine)) = both {
+                    let dt = r.published_ms - prev_ms;
                     if dt > 0 {
                         let orders = engine
                             .counts()
                             .accepted
-                            .saturating_sub(prev.engine.counts().accepted);
+                            .saturating_sub(prev.counts().accepted);
                         followed
                             .rates
                             .insert(r.aggregator.clone(), orders as f64 / dt as f64);
@@ -594,11 +631,13 @@ impl Follower {
     /// The furthest any aggregator's record got in partition `p` of the
     /// checkout topic, retired ones included.
     pub fn handover(&self, p: i32) -> Option<Handover> {
-        let followed = self.followed.lock();
+        let mut followed = self.followed.lock();
+        let followed = &mut *followed;
+        let (config, source) = (&self.engine_config, &self.source_id);
         followed
             .latest
-            .values()
-            .filter_map(|partial| partial.engine.handover(p))
+            .values_mut()
+            .filter_map(|partial| partial.engine(config, source)?.handover(p))
             .chain(followed.retired_handovers.get(&p).cloned())
             .max_by_key(|h| h.next_offset)
     }
@@ -698,12 +737,15 @@ impl Follower {
     /// The newest record of every aggregator, and the retired sum, merged.
     pub fn merged(&self) -> Engine {
         let mut merged = Engine::new(self.engine_config.clone());
-        let followed = self.followed.lock();
+        let mut followed = self.followed.lock();
+        let followed = &mut *followed;
         if let Some(retired) = &followed.retired {
             merged.absorb(retired);
         }
-        for partial in followed.latest.values() {
-            merged.absorb(&partial.engine);
+        for partial in followed.latest.values_mut() {
+            if let Some(engine) = partial.engine(&self.engine_config, &self.source_id) {
+                merged.absorb(engine);
+            }
         }
         merged
     }
@@ -728,6 +770,8 @@ impl Follower {
 mod tests {
     use super::*;
 
+    const SOURCE: &str = "kafka:checkouts.livemap-by-id";
+
     fn partial(aggregator: &str, published_ms: i64) -> Partial {
         Partial {
             aggregator: aggregator.to_owned(),
@@ -735,7 +779,7 @@ mod tests {
             seq: 1,
             published_ms,
             lineage: 1,
-            engine: Engine::new(EngineConfig::default()),
+            engine: Some(Engine::new(EngineConfig::default())),
             state: Vec::new(),
             state_format: livemap_engine::checkpoint::FORMAT_VERSION,
             received: Instant::now(),
@@ -783,7 +827,7 @@ mod tests {
         }
         Partial {
             lineage,
-            engine,
+            engine: Some(engine),
             ..partial(aggregator, published_ms)
         }
     }
@@ -797,7 +841,7 @@ mod tests {
         // with 3 orders, then never again.
         for i in 0..200i64 {
             let at = 1_795_788_000_000 + i * 1_000;
-            f.retire_before(at - retire_after, &config);
+            f.retire_before(at - retire_after, &config, SOURCE);
             let id = format!("agg-{i}");
             f.hear(&PartialRecord {
                 aggregator: id.clone(),
@@ -814,7 +858,7 @@ mod tests {
         let mut merged = Engine::new(config.clone());
         merged.absorb(f.retired.as_ref().expect("a retired sum"));
         for p in f.latest.values() {
-            merged.absorb(&p.engine);
+            merged.absorb(p.engine.as_ref().expect("decoded"));
         }
         assert_eq!(merged.aggregate().orders, 600, "every id's counts stay");
         assert!(f.retired_lineages.len() <= RETIRED_LINEAGES);
@@ -831,15 +875,57 @@ mod tests {
         let config = EngineConfig::default();
         let mut f = Followed::default();
         f.latest.insert("a".into(), counted("a", 10_000, 1, 5));
-        f.fold("a", &config);
+        f.fold("a", &config, SOURCE);
         f.latest.insert("a".into(), counted("a", 11_000, 2, 2));
         let total = f.retired.as_ref().map_or(0, |r| r.aggregate().orders)
             + f.latest
                 .values()
-                .map(|p| p.engine.aggregate().orders)
+                .map(|p| p.engine.as_ref().map_or(0, |e| e.aggregate().orders))
                 .sum::<u64>();
         assert_eq!(total, 7);
         assert!(!f.continues_retired("a", 1), "the id is live again");
+    }
+
+    #[test]
+    fn an_aggregators_follower_decodes_a_record_only_when_it_needs_it() {
+        let config = EngineConfig::default();
+        let counted = counted("a", 10_000, 1, 4);
+        let state = counted
+            .engine
+            .as_ref()
+            .expect("decoded")
+            .export_view(SOURCE);
+        let mut lazy = Partial {
+            engine: None,
+            state,
+            ..partial("a", 10_000)
+        };
+        let engine = lazy.engine(&config, SOURCE).expect("decodes on first use");
+        assert_eq!(engine.aggregate().orders, 4);
+        assert_eq!(engine.handover(0).map(|h| h.next_offset), Some(4));
+        let mut broken = Partial {
+            engine: None,
+            state: vec![1, 2, 3],
+            ..partial("b", 10_000)
+        };
+        assert!(
+            broken.engine(&config, SOURCE).is_none(),
+            "logged, as if absent"
+        );
+        // A retirement decodes what it folds.
+        let mut f = Followed::default();
+        f.latest.insert("a".into(), lazy_copy(&lazy));
+        f.fold("a", &config, SOURCE);
+        assert_eq!(f.retired.as_ref().map(|r| r.aggregate().orders), Some(4));
+        assert_eq!(f.retired_handovers.get(&0).map(|h| h.next_offset), Some(4));
+    }
+
+    fn lazy_copy(p: &Partial) -> Partial {
+        Partial {
+            engine: None,
+            state: p.state.clone(),
+            ..partial(&p.aggregator, p.published_ms)
+        }
     }
 
     #[test]
