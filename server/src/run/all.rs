@@ -6,10 +6,9 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 
-use super::pieces::{serve_public, start_admin, start_ingest, Frames, Threads};
+use super::pieces::{serve_browsers, start_ingest, Frames, Threads};
 use super::{start_kafka, Counting};
 use crate::clock::Clock;
-use crate::http::fanout::Admission;
 use crate::http::metrics::MetricsSources;
 use crate::persist::{restore_from_dir, Checkpointer, Store};
 use crate::source::{self, SourceHealth};
@@ -50,24 +49,17 @@ pub(super) async fn run(
         }
     }
     let frames = Frames::start(&engine, &health, &clock, config.tick, &cancel);
-    let admission = Admission::new(config.limits.clone());
-    let metrics = MetricsSources {
+    let metrics = |ticks, admission| MetricsSources {
         engine,
         health,
         checkpointer,
-        ticks: frames.ticks.clone(),
+        ticks,
         clock,
-        admission: admission.clone(),
+        admission,
         follower: None,
         router: None,
     };
-    let admin = start_admin(listeners.admin, metrics, &cancel);
-    let app = frames.app(&config, &admission, &cancel);
-    serve_public(listeners.public, app, admission, &config, shutdown, &cancel).await;
-    frames.stop().await;
-    if let Some(admin) = admin {
-        let _ = admin.await;
-    }
+    serve_browsers(listeners, frames, metrics, &config, shutdown, &cancel).await;
     threads.join().await
 }
 

@@ -8,10 +8,9 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 
-use super::pieces::{serve_public, start_admin, Frames};
+use super::pieces::{serve_browsers, Frames};
 use super::{connect_follower, needs_kafka, PARTIALS_PATIENCE};
 use crate::clock::Clock;
-use crate::http::fanout::Admission;
 use crate::http::metrics::MetricsSources;
 use crate::kafka::partials::follow::{Edge, Follower};
 use crate::source::SourceHealth;
@@ -45,24 +44,17 @@ pub(super) async fn run(
     }
     engine.lock().replace_counts(follower.merged());
     let frames = Frames::start(&engine, &health, &clock, config.tick, &cancel);
-    let admission = Admission::new(config.limits.clone());
-    let metrics = MetricsSources {
+    let metrics = |ticks, admission| MetricsSources {
         engine,
         health,
         checkpointer: None,
-        ticks: frames.ticks.clone(),
+        ticks,
         clock,
-        admission: admission.clone(),
+        admission,
         follower: Some(follower),
         router: None,
     };
-    let admin = start_admin(listeners.admin, metrics, &cancel);
-    let app = frames.app(&config, &admission, &cancel);
-    serve_public(listeners.public, app, admission, &config, shutdown, &cancel).await;
-    frames.stop().await;
-    if let Some(admin) = admin {
-        let _ = admin.await;
-    }
+    serve_browsers(listeners, frames, metrics, &config, shutdown, &cancel).await;
     Ok(())
 }
 

@@ -205,6 +205,29 @@ pub(super) fn start_admin(
     }))
 }
 
+/// Serves browsers from `frames` (the page, the streams, the API) and the
+/// operator's listener until `shutdown`, then stops the tick and the
+/// admin listener. `metrics` names what `/metrics` reads, given the
+/// tick's numbers and the connection caps.
+pub(super) async fn serve_browsers(
+    listeners: crate::Listeners,
+    frames: Frames,
+    metrics: impl FnOnce(Arc<TickStats>, Arc<fanout::Admission>) -> MetricsSources,
+    config: &Config,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    cancel: &CancellationToken,
+) {
+    let admission = fanout::Admission::new(config.limits.clone());
+    let sources = metrics(frames.ticks.clone(), admission.clone());
+    let admin = start_admin(listeners.admin, sources, cancel);
+    let app = frames.app(config, &admission, cancel);
+    serve_public(listeners.public, app, admission, config, shutdown, cancel).await;
+    frames.stop().await;
+    if let Some(admin) = admin {
+        let _ = admin.await;
+    }
+}
+
 /// Serves `app` on the public listener until `shutdown`, then cancels
 /// everything else and returns once the connections have drained.
 pub(super) async fn serve_public(

@@ -669,13 +669,7 @@ async fn an_edge_does_not_merge_a_second_process_under_a_live_id() {
             )
         })
         .collect();
-    // Records are large (the sketches), as the real publisher's are.
-    let producer: BaseProducer = broker
-        .client_config()
-        .set("message.max.bytes", "16000000")
-        .set("compression.type", "gzip")
-        .create()
-        .expect("producer");
+    let producer = record_producer(broker);
     for record in records.into_iter().flatten() {
         producer
             .send(
@@ -730,12 +724,7 @@ async fn an_edge_retires_past_aggregator_ids_and_keeps_their_counts() {
     let now = SystemClock.now_ms();
     let mut g = Generator::new(61, DemoMix::default());
     let mut orders = 0u64;
-    let producer: BaseProducer = broker
-        .client_config()
-        .set("message.max.bytes", "16000000")
-        .set("compression.type", "gzip")
-        .create()
-        .expect("producer");
+    let producer = record_producer(broker);
     let mut rss_after_wave = Vec::new();
     for wave in [0..IDS / 2, IDS / 2..IDS] {
         for i in wave {
@@ -800,4 +789,15 @@ async fn an_edge_retires_past_aggregator_ids_and_keeps_their_counts() {
         value("livemap_partials_retired_ids_total "),
         (IDS - 1) as f64
     );
+}
+
+/// A producer for forged partial-state records: they are large (the
+/// sketches), as the real publisher's are.
+fn record_producer(broker: &Broker) -> BaseProducer {
+    broker
+        .client_config()
+        .set("message.max.bytes", "16000000")
+        .set("compression.type", "gzip")
+        .create()
+        .expect("producer")
 }
