@@ -111,7 +111,7 @@ pids+=($!)
 # CPU while live: the aggregators' (each, on average) and the edge's, over
 # the lag sampling below.
 edge_bytes() { curl -s http://127.0.0.1:19091/metrics | awk '/^livemap_partials_bytes_total /{print $2}'; }
-LIVE_AGG0=$(cpu_secs "${aggs[@]}"); LIVE_EDGE0=$(cpu_secs "${EDGE_PID:-$$}"); LIVE_T0=$(date +%s.%N)
+LIVE_AGG0=$(cpu_secs "${aggs[@]}"); LIVE_EDGE0=$(cpu_secs ${EDGE_PID:-}); LIVE_T0=$(date +%s.%N)
 LIVE_BYTES0=$(edge_bytes)
 python3 - "$EDGE" <<'EOF'
 import json, sys, time, urllib.request, datetime
@@ -134,12 +134,14 @@ ages.sort()
 q = lambda f: ages[min(len(ages) - 1, int(f * len(ages)))]
 print(f"event to edge snapshot ({len(ages)} samples): p50 {q(0.5):.0f} ms, p99 {q(0.99):.0f} ms, max {ages[-1]:.0f} ms")
 EOF
-LIVE_AGG1=$(cpu_secs "${aggs[@]}"); LIVE_EDGE1=$(cpu_secs "${EDGE_PID:-$$}"); LIVE_T1=$(date +%s.%N)
+LIVE_AGG1=$(cpu_secs "${aggs[@]}"); LIVE_EDGE1=$(cpu_secs ${EDGE_PID:-}); LIVE_T1=$(date +%s.%N)
 LIVE_BYTES1=$(edge_bytes)
 python3 -c "
 dt = $LIVE_T1 - $LIVE_T0
 k = max($K, 1)
-print(f'CPU while live at $LAG_RATE msgs/s: {100 * ($LIVE_AGG1 - $LIVE_AGG0) / dt / k:.1f} % of a core per aggregator, the edge {100 * ($LIVE_EDGE1 - $LIVE_EDGE0) / dt:.1f} % ({dt:.0f} s)')
+edge = f', the edge {100 * ($LIVE_EDGE1 - $LIVE_EDGE0) / dt:.1f} %' if $K else ''
+who = 'per aggregator' if $K else 'for the one process'
+print(f'CPU while live at $LAG_RATE msgs/s: {100 * ($LIVE_AGG1 - $LIVE_AGG0) / dt / k:.1f} % of a core {who}{edge} ({dt:.0f} s)')
 b0, b1 = '${LIVE_BYTES0:-0}', '${LIVE_BYTES1:-0}'
 if $K and b0 and b1:
     print(f'the edge read {(float(b1) - float(b0)) / dt / 1e6:.2f} MB/s of partial-state records (as decoded, before gzip: livemap_partials_bytes_total)')"

@@ -82,11 +82,6 @@ impl StateDir {
         self.dir.join(PREVIOUS_FILE_NAME)
     }
 
-    /// Reads the newest checkpoint's payload, or `None` if there is none.
-    pub fn load(&self) -> Result<Option<Vec<u8>>, CheckpointError> {
-        Ok(Self::read(&self.path())?.map(|s| s.payload))
-    }
-
     /// Reads one checkpoint file, or `None` if it does not exist.
     pub fn read(path: &std::path::Path) -> Result<Option<Saved>, CheckpointError> {
         let path = path.to_path_buf();
@@ -291,14 +286,18 @@ mod tests {
         dir
     }
 
+    fn load(dir: &StateDir) -> Result<Option<Vec<u8>>, CheckpointError> {
+        Ok(StateDir::read(&dir.path())?.map(|s| s.payload))
+    }
+
     #[test]
     fn store_then_load_round_trips() {
         let dir = StateDir::new(temp_dir("rt")).expect("dir");
-        assert!(dir.load().expect("no error").is_none());
+        assert!(load(&dir).expect("no error").is_none());
         dir.store(b"hello").expect("store");
         dir.store(b"hello again").expect("store over");
         assert_eq!(
-            dir.load().expect("load").as_deref(),
+            load(&dir).expect("load").as_deref(),
             Some(&b"hello again"[..])
         );
         let previous = StateDir::read(&dir.previous_path())
@@ -316,15 +315,15 @@ mod tests {
         let n = bytes.len();
         bytes[n - 10] ^= 0x40;
         fs::write(dir.path(), &bytes).expect("write");
-        assert!(matches!(dir.load(), Err(CheckpointError::Corrupt(_))));
+        assert!(matches!(load(&dir), Err(CheckpointError::Corrupt(_))));
         fs::write(dir.path(), b"LMCK\x09\0\0\0garbage-garbage-garbage").expect("write");
         assert!(matches!(
-            dir.load(),
+            load(&dir),
             Err(CheckpointError::Format { found: 9, .. })
         ));
         fs::write(dir.path(), b"nope").expect("write");
         assert!(matches!(
-            dir.load(),
+            load(&dir),
             Err(CheckpointError::NotACheckpoint(_))
         ));
     }

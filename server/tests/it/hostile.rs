@@ -4,7 +4,7 @@
 //! then from many, beside real clients (a WebSocket, snapshot requests)
 //! and the operator's `/healthz`.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::net::{IpAddr, SocketAddr};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -74,12 +74,7 @@ impl Livemap {
             .stderr(Stdio::piped())
             .spawn()
             .expect("livemap starts");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut reader = BufReader::new(stdout);
-        let mut line = String::new();
-        reader.read_line(&mut line).expect("first line");
-        // Keep draining both pipes, so the child can never block on one.
-        std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+        let (public, admin) = crate::util::listening_addresses(&mut child);
         let log = Arc::new(Mutex::new(String::new()));
         let mut stderr = child.stderr.take().expect("stderr");
         let kept = log.clone();
@@ -93,17 +88,6 @@ impl Livemap {
                 }
             }
         });
-        let mut addrs = line
-            .split_whitespace()
-            .filter_map(|w| w.strip_prefix("http://"))
-            .map(|w| {
-                w.trim_end_matches(')')
-                    .trim_end_matches('/')
-                    .parse::<SocketAddr>()
-                    .expect("an address in the listening line")
-            });
-        let public = addrs.next().expect("public address");
-        let admin = addrs.next().expect("admin address");
         Livemap {
             child,
             public,

@@ -3,7 +3,6 @@
 //! leaving the group.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -421,18 +420,8 @@ impl Process {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("livemap starts");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut reader = BufReader::new(stdout);
-        let mut line = String::new();
-        reader.read_line(&mut line).expect("first line");
-        // Keep draining, so the child can never block on a full pipe.
-        std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
-        let mut urls = line
-            .split_whitespace()
-            .filter(|w| w.starts_with("http://"))
-            .map(|w| w.trim_end_matches(')').trim_end_matches('/').to_owned());
-        let base = urls.next().expect("listening line");
-        let admin = urls.next().expect("admin in the listening line");
+        let (public, admin) = crate::util::listening_addresses(&mut child);
+        let (base, admin) = (format!("http://{public}"), format!("http://{admin}"));
         Process { child, base, admin }
     }
 

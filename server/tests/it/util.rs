@@ -251,3 +251,27 @@ pub async fn get_once(addr: SocketAddr, path: &str) -> Answer {
     let _ = stream.write_all(request.as_bytes()).await;
     read_answer(&mut stream).await
 }
+
+/// The public and admin addresses a `livemap` child announces on its first
+/// line of output. The rest of its output is drained, so that the child
+/// never blocks on a full pipe.
+pub fn listening_addresses(child: &mut std::process::Child) -> (SocketAddr, SocketAddr) {
+    use std::io::BufRead;
+    let stdout = child.stdout.take().expect("stdout");
+    let mut reader = std::io::BufReader::new(stdout);
+    let mut line = String::new();
+    reader.read_line(&mut line).expect("first line");
+    std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+    let mut addrs = line
+        .split_whitespace()
+        .filter_map(|w| w.strip_prefix("http://"))
+        .map(|w| {
+            w.trim_end_matches(')')
+                .trim_end_matches('/')
+                .parse::<SocketAddr>()
+                .expect("an address in the listening line")
+        });
+    let public = addrs.next().expect("public address");
+    let admin = addrs.next().expect("admin address");
+    (public, admin)
+}

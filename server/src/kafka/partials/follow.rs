@@ -243,8 +243,11 @@ impl Followed {
             instances.retain(|_, h| now.duration_since(h.received) < HEARD_FOR);
             !instances.is_empty()
         });
-        let latest = &self.latest;
-        self.arcs_published.retain(|a, _| latest.contains_key(a));
+        // Arcs come before an aggregator's first state: keep what is still
+        // heard, forget the rest.
+        let (latest, heard) = (&self.latest, &self.heard);
+        self.arcs_published
+            .retain(|a, _| latest.contains_key(a) || heard.contains_key(a));
         old.len()
     }
 
