@@ -25,6 +25,15 @@ impl Merge for HyperLogLog {
 }
 
 pub const MINUTE_MS: i64 = 60_000;
+
+/// Replaces one part's contribution to a sum: `old` out, `new` in. Change
+/// records carry each part's new value (see `ingest/changes.rs`), and a
+/// merged sum takes the difference. Wrapping, so the result is exact
+/// whenever the true sum fits in a u64 (money is capped per order: see
+/// `--max-order-usd`).
+pub fn shift(sum: &mut u64, old: u64, new: u64) {
+    *sum = sum.wrapping_sub(old).wrapping_add(new);
+}
 /// How many event-time minutes the per-minute series keeps: two weeks,
 /// longer than any sale, so the series is the sale's whole history.
 pub const SERIES_MINUTES: usize = 14 * 24 * 60;
@@ -37,6 +46,12 @@ pub struct MinuteBucket {
 }
 
 impl MinuteBucket {
+    fn shift(&mut self, old: &MinuteBucket, new: &MinuteBucket) {
+        shift(&mut self.orders, old.orders, new.orders);
+        shift(&mut self.usd_cents, old.usd_cents, new.usd_cents);
+        shift(&mut self.carbon_grams, old.carbon_grams, new.carbon_grams);
+    }
+
     fn merge(&mut self, other: &MinuteBucket) {
         self.orders += other.orders;
         self.usd_cents = self.usd_cents.saturating_add(other.usd_cents);
@@ -136,12 +151,78 @@ impl MinuteSeries {
                 usd_cents: r.u64()?,
                 carbon_grams: r.u64()?,
             };
-            if minute > s.newest_minute || minute <= s.newest_minute - SERIES_MINUTES as i64 {
+            if minute > s.newest_minute
+                || minute <= s.newest_minute.saturating_sub(SERIES_MINUTES as i64)
+            {
                 return Err(CheckpointError::Payload("minute outside the series"));
             }
             s.slots[minute.rem_euclid(SERIES_MINUTES as i64) as usize] = (minute, bucket);
         }
         Ok(s)
+    }
+
+    /// The minutes whose buckets differ from `before`'s, with their new
+    /// values.
+    fn write_changes(&self, before: &MinuteSeries, w: &mut Writer) {
+        w.i64(self.newest_minute);
+        let changed: Vec<_> = self
+            .slots
+            .iter()
+            .zip(&before.slots)
+            .filter(|(mine, theirs)| mine.0 != i64::MIN && mine != theirs)
+            .map(|(mine, _)| mine)
+            .collect();
+        w.u64(changed.len() as u64);
+        for (minute, b) in changed {
+            w.i64(*minute);
+            w.u64(b.orders);
+            w.u64(b.usd_cents);
+            w.u64(b.carbon_grams);
+        }
+    }
+
+    /// Sets the minutes [`MinuteSeries::write_changes`] wrote; `merged`
+    /// takes the difference, its slots turning over to newer minutes as
+    /// a merge would.
+    fn apply_changes(
+        &mut self,
+        r: &mut Reader,
+        mut merged: Option<&mut MinuteSeries>,
+    ) -> Result<(), CheckpointError> {
+        let newest = r.i64()?;
+        if newest < self.newest_minute {
+            return Err(CheckpointError::Payload("the series went back"));
+        }
+        self.newest_minute = newest;
+        if let Some(m) = merged.as_deref_mut() {
+            m.newest_minute = m.newest_minute.max(newest);
+        }
+        for _ in 0..r.count(32)? {
+            let minute = r.i64()?;
+            let bucket = MinuteBucket {
+                orders: r.u64()?,
+                usd_cents: r.u64()?,
+                carbon_grams: r.u64()?,
+            };
+            if minute > newest || minute <= newest.saturating_sub(SERIES_MINUTES as i64) {
+                return Err(CheckpointError::Payload("minute outside the series"));
+            }
+            let i = minute.rem_euclid(SERIES_MINUTES as i64) as usize;
+            let old = self.get(minute);
+            self.slots[i] = (minute, bucket);
+            if let Some(m) = merged.as_deref_mut() {
+                let slot = &mut m.slots[i];
+                if slot.0 < minute {
+                    *slot = (minute, MinuteBucket::default());
+                }
+                // A slot already holding a newer minute: this one fell out
+                // of the merged window.
+                if slot.0 == minute {
+                    slot.1.shift(&old, &bucket);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The bucket for an event-time minute (zero if nothing was seen).
@@ -197,6 +278,11 @@ pub struct Slice {
 }
 
 impl Slice {
+    fn shift(&mut self, old: &Slice, new: &Slice) {
+        shift(&mut self.orders, old.orders, new.orders);
+        shift(&mut self.usd_cents, old.usd_cents, new.usd_cents);
+    }
+
     fn add(&mut self, usd_cents: u64) {
         self.orders += 1;
         self.usd_cents = self.usd_cents.saturating_add(usd_cents);
@@ -263,6 +349,64 @@ impl Breakdowns {
             w.u64(s.orders);
             w.u64(s.usd_cents);
         }
+    }
+
+    /// The countries whose slices differ from `before`'s, and every
+    /// channel, with their new values.
+    pub fn write_changes(&self, before: &Breakdowns, w: &mut Writer) {
+        let changed: Vec<(usize, &Slice)> = self
+            .by_country
+            .iter()
+            .zip(before.by_country.iter())
+            .enumerate()
+            .filter(|(_, (a, b))| a != b)
+            .map(|(i, (a, _))| (i, a))
+            .collect();
+        w.u64(changed.len() as u64);
+        for (i, s) in changed {
+            w.u32(i as u32);
+            w.u64(s.orders);
+            w.u64(s.usd_cents);
+        }
+        for s in &self.by_channel {
+            w.u64(s.orders);
+            w.u64(s.usd_cents);
+        }
+    }
+
+    /// Sets what [`Breakdowns::write_changes`] wrote; `merged` takes the
+    /// difference.
+    pub fn apply_changes(
+        &mut self,
+        r: &mut Reader,
+        mut merged: Option<&mut Breakdowns>,
+    ) -> Result<(), CheckpointError> {
+        for _ in 0..r.count(20)? {
+            let i = r.u32()? as usize;
+            let new = Slice {
+                orders: r.u64()?,
+                usd_cents: r.u64()?,
+            };
+            let old = self
+                .by_country
+                .get_mut(i)
+                .ok_or(CheckpointError::Payload("country code"))?;
+            if let Some(m) = merged.as_deref_mut() {
+                m.by_country[i].shift(old, &new);
+            }
+            *old = new;
+        }
+        for (c, old) in self.by_channel.iter_mut().enumerate() {
+            let new = Slice {
+                orders: r.u64()?,
+                usd_cents: r.u64()?,
+            };
+            if let Some(m) = merged.as_deref_mut() {
+                m.by_channel[c].shift(old, &new);
+            }
+            *old = new;
+        }
+        Ok(())
     }
 
     pub fn restore(r: &mut Reader) -> Result<Breakdowns, CheckpointError> {
@@ -343,6 +487,36 @@ impl Aggregate {
         w.u64(self.carbon_grams);
         w.bytes(self.shoppers.registers());
         self.minutes.export(w);
+    }
+
+    /// The totals, and what changed in the sketch and the series since
+    /// `before`.
+    pub fn write_changes(&self, before: &Aggregate, w: &mut Writer) {
+        w.u64(self.orders);
+        w.u64(self.gmv_usd_cents);
+        w.u64(self.carbon_grams);
+        self.shoppers.write_changes(&before.shoppers, w);
+        self.minutes.write_changes(&before.minutes, w);
+    }
+
+    /// Sets what [`Aggregate::write_changes`] wrote; `merged` takes the
+    /// difference.
+    pub fn apply_changes(
+        &mut self,
+        r: &mut Reader,
+        mut merged: Option<&mut Aggregate>,
+    ) -> Result<(), CheckpointError> {
+        let (orders, gmv, carbon) = (r.u64()?, r.u64()?, r.u64()?);
+        if let Some(m) = merged.as_deref_mut() {
+            shift(&mut m.orders, self.orders, orders);
+            shift(&mut m.gmv_usd_cents, self.gmv_usd_cents, gmv);
+            shift(&mut m.carbon_grams, self.carbon_grams, carbon);
+        }
+        (self.orders, self.gmv_usd_cents, self.carbon_grams) = (orders, gmv, carbon);
+        self.shoppers
+            .apply_changes(r, merged.as_deref_mut().map(|m| &mut m.shoppers))?;
+        self.minutes
+            .apply_changes(r, merged.map(|m| &mut m.minutes))
     }
 
     pub fn restore(r: &mut Reader) -> Result<Aggregate, CheckpointError> {

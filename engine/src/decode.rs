@@ -122,7 +122,7 @@ pub enum Decoded<'a> {
 }
 
 /// Decodes messages against the contract, converting money with its table.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Decoder {
     fx: FxTable,
     max_order_usd_cents: u64,

@@ -126,6 +126,11 @@ impl EventClock {
         Some(shown)
     }
 
+    /// How far behind its partition's watermark an order may be.
+    pub fn allowed_lateness_ms(&self) -> i64 {
+        self.allowed_lateness_ms
+    }
+
     /// The watermark of one partition.
     pub fn mark(&self, partition: i32) -> Option<Mark> {
         self.marks.get(&partition).copied()

@@ -6,6 +6,8 @@
 //! estimate is biased. Registers merge by maximum, so sketches from
 //! different partitions or aggregators combine exactly.
 
+use crate::checkpoint::{CheckpointError, Reader, Writer};
+
 const P: u32 = 14;
 const M: usize = 1 << P;
 
@@ -78,6 +80,45 @@ impl HyperLogLog {
         for (a, &b) in self.registers.iter_mut().zip(other.registers.iter()) {
             *a = (*a).max(b);
         }
+    }
+
+    /// The registers that differ from `before`'s, with their new values:
+    /// what a change record carries (see `ingest/changes.rs`).
+    pub fn write_changes(&self, before: &HyperLogLog, w: &mut Writer) {
+        let changed: Vec<(usize, u8)> = self
+            .registers
+            .iter()
+            .zip(before.registers.iter())
+            .enumerate()
+            .filter(|(_, (a, b))| a != b)
+            .map(|(i, (a, _))| (i, *a))
+            .collect();
+        w.u64(changed.len() as u64);
+        for (i, v) in changed {
+            w.u32(i as u32);
+            w.u8(v);
+        }
+    }
+
+    /// Sets the registers [`HyperLogLog::write_changes`] wrote, and raises
+    /// the same ones in `merged`: registers merge by maximum, so that is
+    /// all a merged sketch needs.
+    pub fn apply_changes(
+        &mut self,
+        r: &mut Reader,
+        mut merged: Option<&mut HyperLogLog>,
+    ) -> Result<(), CheckpointError> {
+        for _ in 0..r.count(5)? {
+            let (i, v) = (r.u32()? as usize, r.u8()?);
+            if i >= M || u32::from(v) > 65 - P {
+                return Err(CheckpointError::Payload("HyperLogLog register"));
+            }
+            self.registers[i] = v;
+            if let Some(m) = merged.as_deref_mut() {
+                m.registers[i] = m.registers[i].max(v);
+            }
+        }
+        Ok(())
     }
 }
 

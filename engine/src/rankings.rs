@@ -47,6 +47,16 @@ pub trait Cell: Clone + PartialEq + std::fmt::Debug {
     fn estimate(&self) -> u64;
     fn export(&self, w: &mut Writer);
     fn restore(r: &mut Reader) -> Result<Self, CheckpointError>;
+    /// What changed from `before` (a cell that differs), for a change
+    /// record.
+    fn write_change(&self, before: &Self, w: &mut Writer);
+    /// Sets what [`Cell::write_change`] wrote, and brings `merged` (the
+    /// same cell of a merged grid) along.
+    fn apply_change(
+        &mut self,
+        r: &mut Reader,
+        merged: Option<&mut Self>,
+    ) -> Result<(), CheckpointError>;
 }
 
 /// A Count-Min grid: `ROWS` rows of `width` cells (a power of two).
@@ -100,6 +110,34 @@ impl<C: Cell> Grid<C> {
         }
     }
 
+    /// The cells that differ from `before`'s.
+    fn write_changes(&self, before: &Self, w: &mut Writer) {
+        let changed: Vec<usize> = (0..self.cells.len())
+            .filter(|&i| self.cells[i] != before.cells[i])
+            .collect();
+        w.u64(changed.len() as u64);
+        for i in changed {
+            w.u32(i as u32);
+            self.cells[i].write_change(&before.cells[i], w);
+        }
+    }
+
+    fn apply_changes(
+        &mut self,
+        r: &mut Reader,
+        mut merged: Option<&mut Self>,
+    ) -> Result<(), CheckpointError> {
+        for _ in 0..r.count(5)? {
+            let i = r.u32()? as usize;
+            let cell = self
+                .cells
+                .get_mut(i)
+                .ok_or(CheckpointError::Payload("sketch cell"))?;
+            cell.apply_change(r, merged.as_deref_mut().map(|m| &mut m.cells[i]))?;
+        }
+        Ok(())
+    }
+
     fn restore(width: usize, r: &mut Reader) -> Result<Self, CheckpointError> {
         let mut g = Grid::new(width);
         for c in &mut g.cells {
@@ -128,6 +166,21 @@ impl Cell for Count {
     }
     fn restore(r: &mut Reader) -> Result<Self, CheckpointError> {
         Ok(Count(r.u64()?))
+    }
+    fn write_change(&self, _before: &Self, w: &mut Writer) {
+        w.u64(self.0);
+    }
+    fn apply_change(
+        &mut self,
+        r: &mut Reader,
+        merged: Option<&mut Self>,
+    ) -> Result<(), CheckpointError> {
+        let new = r.u64()?;
+        if let Some(m) = merged {
+            crate::aggregate::shift(&mut m.0, self.0, new);
+        }
+        self.0 = new;
+        Ok(())
     }
 }
 
@@ -160,6 +213,22 @@ impl SmallHll {
         let rest = (hash << SMALL_P) | (1 << (SMALL_P - 1));
         let rank = rest.leading_zeros() as u8 + 1;
         self.raise(index, rank);
+    }
+
+    /// Sets a register to `rank`, lower or higher, keeping the sums exact.
+    fn set(&mut self, index: usize, rank: u8) {
+        let r = self.registers[index];
+        if r == rank {
+            return;
+        }
+        if r == 0 {
+            self.zeros -= 1;
+        }
+        if rank == 0 {
+            self.zeros += 1;
+        }
+        self.sum = self.sum - (ONE >> r) + (ONE >> rank);
+        self.registers[index] = rank;
     }
 
     fn raise(&mut self, index: usize, rank: u8) {
@@ -214,6 +283,38 @@ impl Cell for SmallHll {
             h.raise(i, rank);
         }
         Ok(h)
+    }
+
+    /// The registers that differ: (index, value) pairs. Registers only
+    /// rise, and a merged cell takes their maximum.
+    fn write_change(&self, before: &Self, w: &mut Writer) {
+        let changed: Vec<(u8, u8)> = (0..SMALL_M)
+            .filter(|&i| self.registers[i] != before.registers[i])
+            .map(|i| (i as u8, self.registers[i]))
+            .collect();
+        w.u8(changed.len() as u8);
+        for (i, v) in changed {
+            w.u8(i);
+            w.u8(v);
+        }
+    }
+
+    fn apply_change(
+        &mut self,
+        r: &mut Reader,
+        mut merged: Option<&mut Self>,
+    ) -> Result<(), CheckpointError> {
+        for _ in 0..r.u8()? {
+            let (i, v) = (usize::from(r.u8()?), r.u8()?);
+            if i >= SMALL_M || u32::from(v) > 65 - SMALL_P {
+                return Err(CheckpointError::Payload("HyperLogLog register"));
+            }
+            self.set(i, v);
+            if let Some(m) = merged.as_deref_mut() {
+                m.raise(i, v);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -337,6 +438,71 @@ impl<C: Cell, L: Label> Ranking<C, L> {
             candidates,
             bar,
         })
+    }
+}
+
+impl<C: Cell, L: Label> Ranking<C, L> {
+    /// The admission bar, the sketch's changed cells, and the candidates
+    /// added (or renamed) and dropped since `before`.
+    fn write_changes(&self, before: &Self, w: &mut Writer) {
+        w.u64(self.bar);
+        self.grid.write_changes(&before.grid, w);
+        let mut added: Vec<(&u64, &L)> = self
+            .candidates
+            .iter()
+            .filter(|(h, l)| before.candidates.get(h) != Some(l))
+            .collect();
+        added.sort_by_key(|(h, _)| **h);
+        w.u64(added.len() as u64);
+        for (h, l) in added {
+            w.u64(*h);
+            l.export(w);
+        }
+        let mut dropped: Vec<u64> = before
+            .candidates
+            .keys()
+            .filter(|h| !self.candidates.contains_key(h))
+            .copied()
+            .collect();
+        dropped.sort_unstable();
+        w.u64(dropped.len() as u64);
+        for h in dropped {
+            w.u64(h);
+        }
+    }
+
+    /// Sets what [`Ranking::write_changes`] wrote. `merged` takes the
+    /// sketch's changes and the added candidates, and cuts its own list
+    /// as a merge does; a candidate one side dropped stays until the
+    /// merged list's own cut.
+    fn apply_changes(
+        &mut self,
+        r: &mut Reader,
+        mut merged: Option<&mut Self>,
+    ) -> Result<(), CheckpointError> {
+        self.bar = r.u64()?;
+        self.grid
+            .apply_changes(r, merged.as_deref_mut().map(|m| &mut m.grid))?;
+        for _ in 0..r.count(9)? {
+            let (h, l) = (r.u64()?, L::restore(r)?);
+            if let Some(m) = merged.as_deref_mut() {
+                let entry = m.candidates.entry(h).or_insert_with(|| l.clone());
+                if l < *entry {
+                    *entry = l.clone();
+                }
+                if m.candidates.len() >= 2 * CANDIDATES {
+                    m.cut();
+                }
+            }
+            self.candidates.insert(h, l);
+        }
+        for _ in 0..r.count(8)? {
+            self.candidates.remove(&r.u64()?);
+        }
+        if self.candidates.len() > 2 * CANDIDATES {
+            return Err(CheckpointError::Payload("too many ranking candidates"));
+        }
+        Ok(())
     }
 }
 
@@ -487,6 +653,23 @@ impl Rankings {
     pub fn export(&self, w: &mut Writer) {
         self.shops.export(w);
         self.cities.export(w);
+    }
+
+    /// What changed since `before` (see `ingest/changes.rs`).
+    pub fn write_changes(&self, before: &Rankings, w: &mut Writer) {
+        self.shops.write_changes(&before.shops, w);
+        self.cities.write_changes(&before.cities, w);
+    }
+
+    /// Sets what [`Rankings::write_changes`] wrote; `merged` follows.
+    pub fn apply_changes(
+        &mut self,
+        r: &mut Reader,
+        mut merged: Option<&mut Rankings>,
+    ) -> Result<(), CheckpointError> {
+        self.shops
+            .apply_changes(r, merged.as_deref_mut().map(|m| &mut m.shops))?;
+        self.cities.apply_changes(r, merged.map(|m| &mut m.cities))
     }
 
     pub fn restore(r: &mut Reader) -> Result<Rankings, CheckpointError> {

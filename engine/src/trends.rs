@@ -260,6 +260,119 @@ impl Trends {
         &self.current
     }
 
+    /// The id of a category already tracked.
+    fn known(&self, category: &str) -> Option<usize> {
+        let &id = self.ids.get(&xxh3_64(category.as_bytes()))?;
+        (self.names[id] == category).then_some(id)
+    }
+
+    /// Quantity of category `id` in `bucket`, zero if its slot holds
+    /// another bucket.
+    fn value(&self, id: usize, bucket: i64) -> u64 {
+        let slot = bucket.rem_euclid(RING as i64) as usize;
+        if self.slot_bucket[slot] == bucket {
+            self.counts[id][slot]
+        } else {
+            0
+        }
+    }
+
+    /// The buckets of the window whose quantities differ from `before`'s,
+    /// per category, with their new values; categories `before` did not
+    /// know are named even without any (see `ingest/changes.rs`).
+    pub fn write_changes(&self, before: &Trends, w: &mut Writer) {
+        w.i64(self.newest_bucket.unwrap_or(i64::MIN));
+        w.i64(self.first_bucket.unwrap_or(i64::MIN));
+        w.u64(self.untracked_items);
+        // Empty while nothing was counted.
+        let window = match self.newest_bucket {
+            Some(n) => n - RING as i64 + 1..n + 1,
+            None => 0..0,
+        };
+        let mut changed = Vec::new();
+        for (id, name) in self.names.iter().enumerate() {
+            let theirs = before.known(name);
+            let buckets: Vec<(i64, u64)> = window
+                .clone()
+                .map(|b| (b, self.value(id, b)))
+                .filter(|&(b, v)| v != theirs.map_or(0, |t| before.value(t, b)))
+                .collect();
+            if theirs.is_none() || !buckets.is_empty() {
+                changed.push((name, buckets));
+            }
+        }
+        w.u64(changed.len() as u64);
+        for (name, buckets) in changed {
+            w.str(name);
+            w.u64(buckets.len() as u64);
+            for (b, v) in buckets {
+                w.i64(b);
+                w.u64(v);
+            }
+        }
+    }
+
+    /// Sets what [`Trends::write_changes`] wrote. `merged` takes the
+    /// difference, turning its ring over to newer buckets as a merge
+    /// would; its trends are recomputed by the caller ([`Trends::refresh`]),
+    /// once for many changes.
+    pub fn apply_changes(
+        &mut self,
+        r: &mut Reader,
+        mut merged: Option<&mut Trends>,
+    ) -> Result<(), CheckpointError> {
+        let opt = |v: i64| (v != i64::MIN).then_some(v);
+        let (newest, first) = (opt(r.i64()?), opt(r.i64()?));
+        let untracked = r.u64()?;
+        if newest < self.newest_bucket {
+            return Err(CheckpointError::Payload("trends went back"));
+        }
+        (self.newest_bucket, self.first_bucket) = (newest, first);
+        if let Some(m) = merged.as_deref_mut() {
+            crate::aggregate::shift(&mut m.untracked_items, self.untracked_items, untracked);
+            m.newest_bucket = m.newest_bucket.max(newest);
+            m.first_bucket = match (m.first_bucket, first) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        self.untracked_items = untracked;
+        for _ in 0..r.count(16)? {
+            let name = r.string()?;
+            if name.len() > 2 * MAX_LEVEL_BYTES + 3 {
+                return Err(CheckpointError::Payload("trend category too long"));
+            }
+            let id = self
+                .id_of(&name)
+                .ok_or(CheckpointError::Payload("too many trend categories"))?;
+            let mut merged_id = merged.as_deref_mut().map(|m| m.id_of(&name));
+            for _ in 0..r.count(16)? {
+                let (bucket, value) = (r.i64()?, r.u64()?);
+                let newest = newest.ok_or(CheckpointError::Payload("bucket without trends"))?;
+                if bucket > newest || bucket <= newest - RING as i64 {
+                    return Err(CheckpointError::Payload("bucket outside the window"));
+                }
+                let old = self.value(id, bucket);
+                self.claim(bucket);
+                let slot = bucket.rem_euclid(RING as i64) as usize;
+                self.counts[id][slot] = value;
+                if let (Some(m), Some(merged_id)) = (merged.as_deref_mut(), merged_id.as_mut()) {
+                    let m_newest = m.newest_bucket.unwrap_or(newest);
+                    if bucket <= m_newest - RING as i64 {
+                        continue;
+                    }
+                    m.claim(bucket);
+                    match merged_id {
+                        Some(mid) => crate::aggregate::shift(&mut m.counts[*mid][slot], old, value),
+                        // Past the merged state's cap on categories.
+                        None => m.untracked_items += 1,
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     pub fn export(&self, w: &mut Writer) {
         w.i64(self.newest_bucket.unwrap_or(i64::MIN));
         w.i64(self.first_bucket.unwrap_or(i64::MIN));

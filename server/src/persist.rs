@@ -12,7 +12,6 @@ use parking_lot::Mutex;
 
 use crate::clock::Clock;
 use crate::kafka::partials::publish::Publisher;
-use crate::kafka::partials::PartialRecord;
 use livemap_engine::checkpoint::{CheckpointError, StateDir};
 use livemap_engine::ingest::{Engine, EngineConfig};
 
@@ -98,14 +97,11 @@ impl Checkpointer {
                 (dir.store(&bytes).map_err(PersistError::from), bytes.len())
             }
             Store::Partials(publisher) => {
-                let record = PartialRecord {
-                    arcs: engine.take_arcs(),
-                    state: engine.export_view(&self.source_id),
-                    published_ms: self.clock.now_ms(),
-                    ..PartialRecord::default()
-                };
+                let arcs = engine.take_arcs();
+                let prepared =
+                    publisher.prepare(&engine, &self.source_id, arcs, self.clock.now_ms());
                 drop(engine);
-                match publisher.publish(record) {
+                match publisher.publish(prepared) {
                     Ok(bytes) => (Ok(()), bytes),
                     Err(e) => (Err(PersistError::from(e)), 0),
                 }

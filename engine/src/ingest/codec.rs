@@ -32,18 +32,9 @@ impl Engine {
 
     fn write(&self, source: &str, with_dedup: bool) -> Vec<u8> {
         let mut w = Writer::default();
-        w.str(source);
-        w.u64(self.counts.accepted);
-        w.u64(self.counts.duplicates);
-        w.u64(self.counts.filtered);
-        w.u64(self.counts.late);
-        w.u64(self.counts.truncated);
+        self.write_counts(source, &mut w);
         self.clock.export(&mut w);
-        w.u64(Reject::ALL.len() as u64);
-        for (r, n) in Reject::ALL.iter().zip(self.counts.rejected) {
-            w.str(r.as_str());
-            w.u64(n);
-        }
+        self.write_rejected(&mut w);
         self.aggregate.export(&mut w);
         w.u8(u8::from(with_dedup));
         if with_dedup {
@@ -54,27 +45,7 @@ impl Engine {
         self.trends.export(&mut w);
         self.breakdowns.export(&mut w);
         self.rankings.export(&mut w);
-        w.u64(self.partitions.len() as u64);
-        for (&p, s) in &self.partitions {
-            w.i32(p);
-            w.i64(s.next_offset);
-            w.u64(s.marks.len() as u64);
-            for &(minute, offset) in &s.marks {
-                w.i64(minute);
-                w.i64(offset);
-            }
-            w.u64(s.origins.len() as u64);
-            for (&op, &offset) in &s.origins {
-                w.i32(op);
-                w.i64(offset);
-            }
-            w.u64(s.blocks.len() as u64);
-            for (&op, &(block, counted)) in &s.blocks {
-                w.i32(op);
-                w.i64(block);
-                w.u32(counted);
-            }
-        }
+        self.write_partitions(&mut w);
         w.buf
     }
 
@@ -119,20 +90,87 @@ impl Engine {
         } else {
             engine.clock = EventClock::from_newest(r.i64()?, lateness);
         }
-        for _ in 0..r.count(16)? {
-            let (name, n) = (r.string()?, r.u64()?);
-            let reason = Reject::ALL
-                .iter()
-                .position(|x| x.as_str() == name)
-                .ok_or(CheckpointError::Payload("unknown rejection reason"))?;
-            engine.counts.rejected[reason] = n;
-        }
+        engine.counts.rejected = Engine::read_rejected(&mut r)?;
         engine.aggregate = Aggregate::restore(&mut r)?;
         let learned = r.u8()? == 1;
         engine.dedup.restore(&mut r)?;
         engine.trends = Trends::restore(&mut r)?;
         engine.breakdowns = Breakdowns::restore(&mut r)?;
         engine.rankings = Rankings::restore(&mut r)?;
+        engine.partitions = Engine::read_partitions(&mut r, learned)?;
+        if !r.is_empty() {
+            return Err(CheckpointError::Payload("trailing bytes"));
+        }
+        Ok(engine)
+    }
+}
+
+impl Engine {
+    /// The counts every state carries whole, in front.
+    pub(super) fn write_counts(&self, source: &str, w: &mut Writer) {
+        w.str(source);
+        w.u64(self.counts.accepted);
+        w.u64(self.counts.duplicates);
+        w.u64(self.counts.filtered);
+        w.u64(self.counts.late);
+        w.u64(self.counts.truncated);
+    }
+
+    pub(super) fn write_rejected(&self, w: &mut Writer) {
+        w.u64(Reject::ALL.len() as u64);
+        for (r, n) in Reject::ALL.iter().zip(self.counts.rejected) {
+            w.str(r.as_str());
+            w.u64(n);
+        }
+    }
+
+    pub(super) fn read_rejected(
+        r: &mut Reader,
+    ) -> Result<[u64; Reject::ALL.len()], CheckpointError> {
+        let mut rejected = [0; Reject::ALL.len()];
+        for _ in 0..r.count(16)? {
+            let (name, n) = (r.string()?, r.u64()?);
+            let reason = Reject::ALL
+                .iter()
+                .position(|x| x.as_str() == name)
+                .ok_or(CheckpointError::Payload("unknown rejection reason"))?;
+            rejected[reason] = n;
+        }
+        Ok(rejected)
+    }
+
+    /// Where each partition is counted to, with what a member taking it
+    /// over needs.
+    pub(super) fn write_partitions(&self, w: &mut Writer) {
+        w.u64(self.partitions.len() as u64);
+        for (&p, s) in &self.partitions {
+            w.i32(p);
+            w.i64(s.next_offset);
+            w.u64(s.marks.len() as u64);
+            for &(minute, offset) in &s.marks {
+                w.i64(minute);
+                w.i64(offset);
+            }
+            w.u64(s.origins.len() as u64);
+            for (&op, &offset) in &s.origins {
+                w.i32(op);
+                w.i64(offset);
+            }
+            w.u64(s.blocks.len() as u64);
+            for (&op, &(block, counted)) in &s.blocks {
+                w.i32(op);
+                w.i64(block);
+                w.u32(counted);
+            }
+        }
+    }
+
+    /// Reads [`Engine::write_partitions`]: every partition unowned.
+    pub(super) fn read_partitions(
+        r: &mut Reader,
+        learned: bool,
+    ) -> Result<BTreeMap<i32, PartitionState>, CheckpointError> {
+        let mut partitions = BTreeMap::new();
         for _ in 0..r.count(20)? {
             let (p, next_offset) = (r.i32()?, r.i64()?);
             let mut marks = VecDeque::new();
@@ -147,7 +185,7 @@ impl Engine {
             for _ in 0..r.count(16)? {
                 blocks.insert(r.i32()?, (r.i64()?, r.u32()?));
             }
-            engine.partitions.insert(
+            partitions.insert(
                 p,
                 PartitionState {
                     next_offset,
@@ -159,9 +197,6 @@ impl Engine {
                 },
             );
         }
-        if !r.is_empty() {
-            return Err(CheckpointError::Payload("trailing bytes"));
-        }
-        Ok(engine)
+        Ok(partitions)
     }
 }

@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, VecDeque};
 
 use livemap_events::money::FxTable;
 
+mod changes;
 mod codec;
 mod edge;
 mod partitions;

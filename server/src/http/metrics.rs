@@ -470,6 +470,21 @@ impl Collector for PartialsMetrics {
             s.bytes.load(Ordering::Relaxed),
         )?;
         f.counter(
+            "livemap_partials_change_records_total",
+            "State records read that carried changes since the previous one (the rest of those read carried whole states).",
+            s.change_records.load(Ordering::Relaxed),
+        )?;
+        f.counter(
+            "livemap_partials_wholes_decoded_total",
+            "Whole states decoded by an edge: one per aggregator at start, then only after a gap.",
+            s.wholes_decoded.load(Ordering::Relaxed),
+        )?;
+        f.counter(
+            "livemap_partials_gaps_total",
+            "Change records that did not follow the state held (a record lost): the aggregator's state waits for its next whole state.",
+            s.gaps.load(Ordering::Relaxed),
+        )?;
+        f.counter(
             "livemap_partials_twin_records_total",
             "Records not merged: a second process publishes under a live aggregator id (the log names it).",
             s.conflicts.load(Ordering::Relaxed),

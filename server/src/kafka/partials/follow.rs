@@ -16,7 +16,7 @@ use rdkafka::message::Message as _;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
-use super::{PartialRecord, PartialsConfig, PartialsError, CLAIM_SEQ, MAX_RECORD_BYTES};
+use super::{Kind, PartialRecord, PartialsConfig, PartialsError, CLAIM_SEQ, MAX_RECORD_BYTES};
 use crate::clock::Clock;
 use crate::source::SourceHealth;
 use livemap_engine::ingest::{Engine, EngineConfig, Handover};
@@ -24,6 +24,8 @@ use livemap_engine::ingest::{Engine, EngineConfig, Handover};
 /// Arcs of a record published longer ago than this are not shown: an edge
 /// catching up on the topic shows no stale arcs.
 const LIVE_ARCS_MS: i64 = 5_000;
+/// How often at most an edge hands its merge to the snapshot stage.
+const MERGE_EVERY: Duration = Duration::from_millis(200);
 /// How many ticks of arcs may wait on an edge. Arcs arrive every tick
 /// about as fast as they are shown, so a longer queue would only fill up
 /// with jitter and show every arc that much later.
@@ -50,6 +52,8 @@ struct Arrived {
     share: f64,
     /// The period the record covers: since the aggregator's previous one.
     period_ms: Option<i64>,
+    /// Whether the record moved a state (the merge changed).
+    moved: bool,
 }
 
 /// How many of a record's `arcs` an edge keeps so that arcs stay a uniform
@@ -74,34 +78,58 @@ fn spread<T: Clone>(arcs: &[T], quota: usize) -> Vec<T> {
         .collect()
 }
 
-/// The newest record of one aggregator.
+/// Change records an aggregator's follower keeps undecoded per id before
+/// it decodes them: past this it applies them as they come.
+const PENDING_BYTES: usize = 16 << 20;
+
+/// The newest state of one aggregator: its last whole state and the
+/// change records since, as far as they follow one another.
 #[derive(Debug)]
 pub struct Partial {
     pub aggregator: String,
     pub instance: u64,
+    /// The record the state stands at.
     pub seq: u64,
     pub published_ms: i64,
     pub lineage: u64,
     /// The state, decoded: at once on an edge, which merges every record;
-    /// on an aggregator only when a takeover or a retirement needs it
-    /// ([`Partial::engine`]), since it reads every other aggregator's
-    /// records but needs them only then.
+    /// on an aggregator only when a takeover, a restore or a retirement
+    /// needs it ([`Partial::engine`]), since it reads every other
+    /// aggregator's records but needs them only then. Once decoded, change
+    /// records apply to it as they come.
     pub engine: Option<Engine>,
-    /// The exported state, for an aggregator restoring itself, and the
-    /// checkpoint format it is in.
-    pub state: Vec<u8>,
+    /// Until decoded: the whole state (and the checkpoint format it is
+    /// in) and the change records since, in order.
+    pub whole: Vec<u8>,
     pub state_format: u32,
+    pub pending: Vec<Vec<u8>>,
+    /// A change record did not follow the state held (one was lost, or
+    /// could not be read): later ones cannot apply until the next whole
+    /// state, and the state stays where it was.
+    pub broken: bool,
     /// When this follower read it.
     pub received: Instant,
 }
 
 impl Partial {
-    /// The record's state, decoded on first use. `None` (logged) when it
-    /// cannot be: the record is then as good as absent.
+    /// The state, decoded on first use. `None` (logged) when it cannot
+    /// be: the record is then as good as absent.
     fn engine(&mut self, config: &EngineConfig, source: &str) -> Option<&Engine> {
         if self.engine.is_none() {
-            match Engine::restore_format(config.clone(), source, &self.state, self.state_format) {
-                Ok(engine) => self.engine = Some(engine),
+            let decoded =
+                Engine::restore_format(config.clone(), source, &self.whole, self.state_format)
+                    .and_then(|mut engine| {
+                        for changes in &self.pending {
+                            engine.apply_changes(source, changes, None)?;
+                        }
+                        Ok(engine)
+                    });
+            match decoded {
+                Ok(engine) => {
+                    self.engine = Some(engine);
+                    self.whole = Vec::new();
+                    self.pending = Vec::new();
+                }
                 Err(e) => {
                     tracing::error!(aggregator = %self.aggregator, error = %e, "partial state cannot be read");
                     return None;
@@ -158,6 +186,9 @@ struct Followed {
     retired_handovers: BTreeMap<i32, Handover>,
     /// Lineages retired lately (id, lineage), oldest first.
     retired_lineages: VecDeque<(String, u64)>,
+    /// On an edge, the merge of every aggregator's state and the retired
+    /// sum, kept change by change (see `livemap_engine::ingest::changes`).
+    merged: Option<Engine>,
 }
 
 impl Followed {
@@ -222,6 +253,22 @@ impl Followed {
         self.arcs_published.remove(aggregator);
         self.heard.remove(aggregator);
         self.conflicts.retain(|(a, _)| a != aggregator);
+    }
+
+    /// Makes the merge anew from every state held and the retired sum:
+    /// at an edge's start, and after a change record that could not be
+    /// applied whole.
+    fn rebuild_merged(&mut self, config: &EngineConfig, source: &str) {
+        let mut merged = Engine::new(config.clone());
+        if let Some(retired) = &self.retired {
+            merged.absorb(retired);
+        }
+        for partial in self.latest.values_mut() {
+            if let Some(engine) = partial.engine(config, source) {
+                merged.absorb(engine);
+            }
+        }
+        self.merged = Some(merged);
     }
 
     /// Retires every id whose newest state record was published before
@@ -307,6 +354,14 @@ pub struct FollowStats {
     pub retired: AtomicU64,
     /// Records refused because they continue a retired id's state.
     pub retired_refused: AtomicU64,
+    /// State records that carried changes (the others carried whole
+    /// states).
+    pub change_records: AtomicU64,
+    /// Whole states decoded: an edge decodes one at start per aggregator,
+    /// and again only after a gap.
+    pub wholes_decoded: AtomicU64,
+    /// Change records that did not follow the state held.
+    pub gaps: AtomicU64,
 }
 
 pub struct Follower {
@@ -425,7 +480,7 @@ impl Follower {
                         clock.now_ms(),
                         edge.is_some(),
                     );
-                    changed = true;
+                    changed |= arrived.as_ref().is_some_and(|a| a.moved);
                     if let (Some(edge), Some(a)) = (&edge, arrived) {
                         if clock.now_ms() - a.published_ms <= LIVE_ARCS_MS {
                             // A first record covers no known period: one
@@ -443,9 +498,16 @@ impl Follower {
                 }
                 None => drained = true,
             }
-            // Merge when the topic is drained, or each second while it is
-            // still catching up.
-            if changed && (drained || last_merge.elapsed() >= Duration::from_secs(1)) {
+            // The snapshot stage gets a copy of the merge at most every
+            // MERGE_EVERY (it is kept change by change; copying it costs
+            // the same whatever changed), or each second while the topic
+            // is still catching up.
+            let due = if drained {
+                MERGE_EVERY
+            } else {
+                Duration::from_secs(1)
+            };
+            if changed && last_merge.elapsed() >= due {
                 if let Some(edge) = &edge {
                     let merged = self.merged();
                     edge.engine.lock().replace_counts(merged);
@@ -468,128 +530,266 @@ impl Follower {
     }
 
     /// Takes one record: returns its arcs and their share if it was good.
+    /// `edge`: keep every state decoded and the merge up to date.
     fn apply(
         &self,
         partition: i32,
         offset: i64,
         payload: Option<&[u8]>,
         now_ms: i64,
-        decode_now: bool,
+        edge: bool,
     ) -> Option<Arrived> {
-        let decoded = match payload
+        let decoded = payload
             .ok_or(livemap_engine::checkpoint::CheckpointError::Payload(
                 "empty record",
             ))
-            .and_then(PartialRecord::decode)
-        {
+            .and_then(PartialRecord::decode);
+        let r = match decoded {
             Ok(r) if r.state.is_empty() => {
                 return Some(self.apply_arcs(partition, offset, r, now_ms))
             }
-            other => other,
-        };
-        let decoded = decoded.and_then(|r| {
-            let engine = match decode_now {
-                true => Some(Engine::restore_format(
-                    self.engine_config.clone(),
-                    &self.source_id,
-                    &r.state,
-                    r.state_format,
-                )?),
-                false => None,
-            };
-            Ok((r, engine))
-        });
-        let mut followed = self.followed.lock();
-        followed.positions.insert(partition, offset + 1);
-        if let Ok((r, _)) = &decoded {
-            self.retire(&mut followed, r.published_ms, now_ms);
-            if followed.continues_retired(&r.aggregator, r.lineage) {
-                self.stats.retired_refused.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(
-                    aggregator = %r.aggregator,
-                    "a record continues a retired aggregator's state (it published nothing for --retire-after-secs): not merged, its counts are in the retired sum; restart that aggregator"
-                );
-                drop(followed);
-                self.advanced.notify_all();
-                return None;
-            }
-            followed.hear(r);
-            if self.twin(&mut followed, r) {
-                self.stats.conflicts.fetch_add(1, Ordering::Relaxed);
-                drop(followed);
-                self.advanced.notify_all();
-                return None;
-            }
-            // A new lineage started from zero: the old one's counts must
-            // stay, in the retired sum.
-            if followed
-                .latest
-                .get(&r.aggregator)
-                .is_some_and(|p| p.lineage != r.lineage)
-            {
-                tracing::info!(aggregator = %r.aggregator, "aggregator restarted from zero: its earlier counts go to the retired sum");
-                followed.fold(&r.aggregator, &self.engine_config, &self.source_id);
-                self.stats.retired.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        let result = match decoded {
-            Ok((r, engine)) => {
-                self.stats.records.fetch_add(1, Ordering::Relaxed);
-                self.stats
-                    .bytes
-                    .fetch_add(payload.map_or(0, <[u8]>::len) as u64, Ordering::Relaxed);
-                self.stats
-                    .newest_published_ms
-                    .fetch_max(r.published_ms.max(0) as u64, Ordering::Relaxed);
-                let mut period_ms = None;
-                let both = followed.latest.get(&r.aggregator).and_then(|prev| {
-                    Some((prev.published_ms, prev.engine.as_ref()?, engine.as_ref()?))
-                });
-                if let Some((prev_ms, prev, engine)) = both {
-                    let dt = r.published_ms - prev_ms;
-                    if dt > 0 {
-                        let orders = engine
-                            .counts()
-                            .accepted
-                            .saturating_sub(prev.counts().accepted);
-                        followed
-                            .rates
-                            .insert(r.aggregator.clone(), orders as f64 / dt as f64);
-                        period_ms = Some(dt);
-                    }
-                }
-                let share = followed.share_of(&r.aggregator, r.published_ms);
-                let out = Arrived {
-                    published_ms: r.published_ms,
-                    arcs: r.arcs,
-                    share,
-                    period_ms,
-                };
-                followed.latest.insert(
-                    r.aggregator.clone(),
-                    Partial {
-                        aggregator: r.aggregator,
-                        instance: r.instance,
-                        seq: r.seq,
-                        published_ms: r.published_ms,
-                        lineage: r.lineage,
-                        engine,
-                        state: r.state,
-                        state_format: r.state_format,
-                        received: Instant::now(),
-                    },
-                );
-                Some(out)
-            }
+            Ok(r) => r,
             Err(e) => {
+                self.followed.lock().positions.insert(partition, offset + 1);
                 self.stats.rejected.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(error = %e, partition, offset, topic = %self.topic, "partial record refused");
-                None
+                self.advanced.notify_all();
+                return None;
             }
         };
+        let mut followed = self.followed.lock();
+        followed.positions.insert(partition, offset + 1);
+        let result = self.take_state(
+            &mut followed,
+            r,
+            payload.map_or(0, <[u8]>::len),
+            now_ms,
+            edge,
+        );
         drop(followed);
         self.advanced.notify_all();
         result
+    }
+
+    /// Takes a state record (whole or changes) that decoded.
+    fn take_state(
+        &self,
+        followed: &mut Followed,
+        mut r: PartialRecord,
+        size: usize,
+        now_ms: i64,
+        edge: bool,
+    ) -> Option<Arrived> {
+        self.retire(followed, r.published_ms, now_ms);
+        if followed.continues_retired(&r.aggregator, r.lineage) {
+            self.stats.retired_refused.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(
+                aggregator = %r.aggregator,
+                "a record continues a retired aggregator's state (it published nothing for --retire-after-secs): not merged, its counts are in the retired sum; restart that aggregator"
+            );
+            return None;
+        }
+        followed.hear(&r);
+        if self.twin(followed, &r) {
+            self.stats.conflicts.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        // A new lineage started from zero: the old one's counts must
+        // stay, in the retired sum.
+        if followed
+            .latest
+            .get(&r.aggregator)
+            .is_some_and(|p| p.lineage != r.lineage)
+        {
+            tracing::info!(aggregator = %r.aggregator, "aggregator restarted from zero: its earlier counts go to the retired sum");
+            followed.fold(&r.aggregator, &self.engine_config, &self.source_id);
+            self.stats.retired.fetch_add(1, Ordering::Relaxed);
+        }
+        self.stats.records.fetch_add(1, Ordering::Relaxed);
+        self.stats.bytes.fetch_add(size as u64, Ordering::Relaxed);
+        self.stats
+            .newest_published_ms
+            .fetch_max(r.published_ms.max(0) as u64, Ordering::Relaxed);
+        let previous = followed.latest.get(&r.aggregator).map(|p| {
+            (
+                p.published_ms,
+                p.engine.as_ref().map(|e| e.counts().accepted),
+            )
+        });
+        let arcs = std::mem::take(&mut r.arcs);
+        let published_ms = r.published_ms;
+        let aggregator = r.aggregator.clone();
+        let advanced = match r.kind {
+            Kind::Whole => self.take_whole(followed, r, edge),
+            Kind::Changes => {
+                self.stats.change_records.fetch_add(1, Ordering::Relaxed);
+                self.take_changes(followed, r, edge)
+            }
+        };
+        let mut period_ms = None;
+        if let (true, Some((prev_ms, Some(before)))) = (advanced, previous) {
+            let after = followed
+                .latest
+                .get(&aggregator)
+                .and_then(|p| p.engine.as_ref())
+                .map(|e| e.counts().accepted);
+            let dt = published_ms - prev_ms;
+            if let (Some(after), true) = (after, dt > 0) {
+                let orders = after.saturating_sub(before);
+                followed
+                    .rates
+                    .insert(aggregator.clone(), orders as f64 / dt as f64);
+                period_ms = Some(dt);
+            }
+        }
+        Some(Arrived {
+            published_ms,
+            arcs,
+            share: followed.share_of(&aggregator, published_ms),
+            period_ms,
+            moved: advanced,
+        })
+    }
+
+    /// Takes a whole state. A reader that holds the state of the same
+    /// moment (it applied the change record sent with it) has nothing to
+    /// do; one that does not (it starts, or lost a change record) starts
+    /// over from it. Returns whether the held state moved.
+    fn take_whole(&self, followed: &mut Followed, r: PartialRecord, edge: bool) -> bool {
+        let (config, source) = (&self.engine_config, &self.source_id);
+        if let Some(p) = followed.latest.get_mut(&r.aggregator) {
+            let in_step = p.instance == r.instance && p.seq == r.seq && !p.broken;
+            if in_step && (edge || p.engine.is_some()) {
+                p.published_ms = r.published_ms;
+                p.received = Instant::now();
+                return false;
+            }
+        }
+        if !edge {
+            // An aggregator decodes only when it needs the state; a newer
+            // whole state leaves nothing pending.
+            followed.latest.insert(
+                r.aggregator.clone(),
+                Partial {
+                    aggregator: r.aggregator,
+                    instance: r.instance,
+                    seq: r.seq,
+                    published_ms: r.published_ms,
+                    lineage: r.lineage,
+                    engine: None,
+                    whole: r.state,
+                    state_format: r.state_format,
+                    pending: Vec::new(),
+                    broken: false,
+                    received: Instant::now(),
+                },
+            );
+            return true;
+        }
+        let engine = match Engine::restore_format(config.clone(), source, &r.state, r.state_format)
+        {
+            Ok(engine) => engine,
+            Err(e) => {
+                self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(aggregator = %r.aggregator, error = %e, "partial state cannot be read");
+                return false;
+            }
+        };
+        self.stats.wholes_decoded.fetch_add(1, Ordering::Relaxed);
+        if followed.merged.is_none() {
+            followed.rebuild_merged(config, source);
+        }
+        let Followed { latest, merged, .. } = followed;
+        let mut rebuild = false;
+        if let Some(merged) = merged.as_mut() {
+            match latest
+                .get_mut(&r.aggregator)
+                .and_then(|p| p.engine.as_mut())
+            {
+                // What the merge holds of this aggregator moves to the new
+                // state, as if one change record carried everything.
+                Some(held) => {
+                    let changes = engine.export_changes(held, source);
+                    rebuild = held.apply_changes(source, &changes, Some(merged)).is_err();
+                }
+                None => merged.absorb(&engine),
+            }
+        }
+        latest.insert(
+            r.aggregator.clone(),
+            Partial {
+                aggregator: r.aggregator,
+                instance: r.instance,
+                seq: r.seq,
+                published_ms: r.published_ms,
+                lineage: r.lineage,
+                engine: Some(engine),
+                whole: Vec::new(),
+                state_format: r.state_format,
+                pending: Vec::new(),
+                broken: false,
+                received: Instant::now(),
+            },
+        );
+        if rebuild {
+            followed.rebuild_merged(config, source);
+        }
+        true
+    }
+
+    /// Takes a change record if it follows the state held; returns
+    /// whether it did. One that does not (a record was lost, or this
+    /// reader started after it) waits for the next whole state.
+    fn take_changes(&self, followed: &mut Followed, r: PartialRecord, edge: bool) -> bool {
+        let (config, source) = (&self.engine_config, &self.source_id);
+        let Followed { latest, merged, .. } = followed;
+        let Some(p) = latest.get_mut(&r.aggregator) else {
+            // Before this reader's first whole state of the id.
+            return false;
+        };
+        if p.instance != r.instance || r.seq <= p.seq {
+            // An earlier process's or an earlier record (a catch-up reads
+            // the records compaction kept from before the whole state).
+            return false;
+        }
+        if p.broken || p.seq != r.prev_seq {
+            if !p.broken {
+                p.broken = true;
+                self.stats.gaps.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(aggregator = %r.aggregator, held = p.seq, follows = r.prev_seq, "a change record does not follow the state held: waiting for the next whole state");
+            }
+            return false;
+        }
+        let applied = match (p.engine.as_mut(), edge) {
+            (Some(held), true) => held
+                .apply_changes(source, &r.state, merged.as_mut())
+                .map_err(|e| (e, true)),
+            (Some(held), false) => held
+                .apply_changes(source, &r.state, None)
+                .map_err(|e| (e, false)),
+            (None, _) => {
+                p.pending.push(r.state);
+                let pending: usize = p.pending.iter().map(Vec::len).sum();
+                if pending > PENDING_BYTES {
+                    // Decoded now, so that what is held stays bounded.
+                    let _ = p.engine(config, source);
+                }
+                Ok(())
+            }
+        };
+        if let Err((e, rebuild)) = applied {
+            p.broken = true;
+            self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(aggregator = %r.aggregator, error = %e, "a change record cannot be applied: waiting for the next whole state");
+            if rebuild {
+                followed.rebuild_merged(config, source);
+            }
+            return false;
+        }
+        p.seq = r.seq;
+        p.published_ms = r.published_ms;
+        p.received = Instant::now();
+        true
     }
 
     /// Waits until every record in the topic now has been read, so that
@@ -705,6 +905,7 @@ impl Follower {
                 arcs: Vec::new(),
                 share: 0.0,
                 period_ms: None,
+                moved: false,
             };
         }
         let period_ms = followed
@@ -720,37 +921,40 @@ impl Follower {
             arcs: r.arcs,
             share,
             period_ms,
+            moved: false,
         }
     }
 
     /// The state `aggregator` last published, unless the id is retired.
     pub fn state_of(&self, aggregator: &str) -> Option<Published> {
-        self.followed
-            .lock()
-            .latest
-            .get(aggregator)
-            .map(|p| Published {
-                state: p.state.clone(),
-                format: p.state_format,
-                lineage: p.lineage,
-                published_ms: p.published_ms,
-            })
+        let mut followed = self.followed.lock();
+        let p = followed.latest.get_mut(aggregator)?;
+        let (lineage, published_ms) = (p.lineage, p.published_ms);
+        let state = p
+            .engine(&self.engine_config, &self.source_id)?
+            .export_view(&self.source_id);
+        Some(Published {
+            state,
+            format: livemap_engine::checkpoint::FORMAT_VERSION,
+            lineage,
+            published_ms,
+        })
     }
 
-    /// The newest record of every aggregator, and the retired sum, merged.
+    /// The newest state of every aggregator, and the retired sum, merged:
+    /// a copy of the merge the follower keeps (made at the first call).
     pub fn merged(&self) -> Engine {
-        let mut merged = Engine::new(self.engine_config.clone());
         let mut followed = self.followed.lock();
-        let followed = &mut *followed;
-        if let Some(retired) = &followed.retired {
-            merged.absorb(retired);
+        if followed.merged.is_none() {
+            followed.rebuild_merged(&self.engine_config, &self.source_id);
         }
-        for partial in followed.latest.values_mut() {
-            if let Some(engine) = partial.engine(&self.engine_config, &self.source_id) {
-                merged.absorb(engine);
+        match followed.merged.as_mut() {
+            Some(merged) => {
+                merged.refresh_trends();
+                merged.view_clone()
             }
+            None => Engine::new(self.engine_config.clone()),
         }
-        merged
     }
 
     /// How many aggregator ids this follower holds a state for.
@@ -783,8 +987,10 @@ mod tests {
             published_ms,
             lineage: 1,
             engine: Some(Engine::new(EngineConfig::default())),
-            state: Vec::new(),
+            whole: Vec::new(),
             state_format: livemap_engine::checkpoint::FORMAT_VERSION,
+            pending: Vec::new(),
+            broken: false,
             received: Instant::now(),
         }
     }
@@ -900,15 +1106,16 @@ mod tests {
             .export_view(SOURCE);
         let mut lazy = Partial {
             engine: None,
-            state,
+            whole: state,
             ..partial("a", 10_000)
         };
+        let copy = lazy_copy(&lazy);
         let engine = lazy.engine(&config, SOURCE).expect("decodes on first use");
         assert_eq!(engine.aggregate().orders, 4);
         assert_eq!(engine.handover(0).map(|h| h.next_offset), Some(4));
         let mut broken = Partial {
             engine: None,
-            state: vec![1, 2, 3],
+            whole: vec![1, 2, 3],
             ..partial("b", 10_000)
         };
         assert!(
@@ -917,7 +1124,7 @@ mod tests {
         );
         // A retirement decodes what it folds.
         let mut f = Followed::default();
-        f.latest.insert("a".into(), lazy_copy(&lazy));
+        f.latest.insert("a".into(), copy);
         f.fold("a", &config, SOURCE);
         assert_eq!(f.retired.as_ref().map(|r| r.aggregate().orders), Some(4));
         assert_eq!(f.retired_handovers.get(&0).map(|h| h.next_offset), Some(4));
@@ -926,7 +1133,7 @@ mod tests {
     fn lazy_copy(p: &Partial) -> Partial {
         Partial {
             engine: None,
-            state: p.state.clone(),
+            whole: p.whole.clone(),
             ..partial(&p.aggregator, p.published_ms)
         }
     }

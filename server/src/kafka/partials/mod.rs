@@ -27,17 +27,18 @@ use livemap_engine::checkpoint::{CheckpointError, Reader, Writer};
 pub const MAX_RECORD_BYTES: usize = 64 << 20;
 
 const MAGIC: &[u8; 4] = b"LMPS";
-/// The record format this release writes. 2: its state is in checkpoint
-/// format 5. A release reads its own records and its predecessor's (1,
-/// state in checkpoint format 4), so edges upgraded first keep merging
-/// the aggregators that are not upgraded yet.
-const FORMAT_VERSION: u32 = 2;
+/// The record format this release writes. 3: a record is a whole state
+/// or a change record ([`Kind`]). A release reads its own records and its
+/// predecessors' (2: whole states in checkpoint format 5; 1: in format 4),
+/// so edges upgraded first keep merging the aggregators that are not
+/// upgraded yet.
+const FORMAT_VERSION: u32 = 3;
 
 /// The checkpoint format of the state in a record of `record_format`.
 fn state_format(record_format: u32) -> Option<u32> {
     match record_format {
         1 => Some(4),
-        2 => Some(5),
+        2 | 3 => Some(5),
         _ => None,
     }
 }
@@ -93,6 +94,22 @@ pub enum PartialsError {
     CreateTopic { topic: String, reason: String },
 }
 
+/// What a state record's `state` holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Kind {
+    /// The whole state ([`livemap_engine::ingest::Engine::export_view`]),
+    /// keyed by the aggregator id: what compaction keeps, and where a
+    /// reader starts. Sent every [`publish::WHOLE_EVERY`] records, and
+    /// whenever the previous record may not have arrived.
+    #[default]
+    Whole,
+    /// What changed since record `prev_seq` of the same process
+    /// ([`livemap_engine::ingest::Engine::export_changes`]), keyed
+    /// `<id>/c<n>` where `n` counts from the last whole state, so that
+    /// compaction keeps every change record since it.
+    Changes,
+}
+
 /// One aggregator's partial state as published.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PartialRecord {
@@ -108,6 +125,12 @@ pub struct PartialRecord {
     /// does not hold the old one's counts, which stay in the totals. 0 in
     /// records of format 1.
     pub lineage: u64,
+    pub kind: Kind,
+    /// For [`Kind::Changes`], the record its changes are taken against.
+    pub prev_seq: u64,
+    /// The sequence number of the newest whole state this process
+    /// published up to this record (this one's own, for a whole state).
+    pub whole_seq: u64,
     /// Arcs sampled since the previous record, oldest first.
     pub arcs: Vec<Arc>,
     /// [`livemap_engine::ingest::Engine::export_view`]; empty in a record that
@@ -130,6 +153,12 @@ impl PartialRecord {
         w.u64(self.seq);
         w.i64(self.published_ms);
         w.u64(self.lineage);
+        w.u8(match self.kind {
+            Kind::Whole => 0,
+            Kind::Changes => 1,
+        });
+        w.u64(self.prev_seq);
+        w.u64(self.whole_seq);
         w.u64(self.arcs.len() as u64);
         for a in &self.arcs {
             for p in [a.from, a.to] {
@@ -161,6 +190,16 @@ impl PartialRecord {
         let aggregator = r.string()?;
         let (instance, seq, published_ms) = (r.u64()?, r.u64()?, r.i64()?);
         let lineage = if record_format >= 2 { r.u64()? } else { 0 };
+        let (kind, prev_seq, whole_seq) = if record_format >= 3 {
+            let kind = match r.u8()? {
+                0 => Kind::Whole,
+                1 => Kind::Changes,
+                _ => return Err(CheckpointError::Payload("unknown kind of partial record")),
+            };
+            (kind, r.u64()?, r.u64()?)
+        } else {
+            (Kind::Whole, 0, seq)
+        };
         let n = r.count(33)?;
         let mut arcs = Vec::with_capacity(n);
         for _ in 0..n {
@@ -194,6 +233,9 @@ impl PartialRecord {
             seq,
             published_ms,
             lineage,
+            kind,
+            prev_seq,
+            whole_seq,
             arcs,
             state,
             state_format,
@@ -212,6 +254,9 @@ mod tests {
             seq: 42,
             published_ms: 1_795_788_000_000,
             lineage: 99,
+            kind: Kind::Changes,
+            prev_seq: 41,
+            whole_seq: 30,
             arcs: vec![Arc {
                 from: LatLon {
                     lat: 45.5,

@@ -10,7 +10,15 @@ use rdkafka::client::ClientContext;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 
-use super::{PartialRecord, PartialsConfig, PartialsError, CLAIM_SEQ, MAX_RECORD_BYTES};
+use super::{Kind, PartialRecord, PartialsConfig, PartialsError, CLAIM_SEQ, MAX_RECORD_BYTES};
+use livemap_engine::ingest::Engine;
+
+/// A whole state goes out every this many state records (30 s at the
+/// default `--publish-ms`), with the change record of the same moment:
+/// compaction keeps the newest whole state and the change records since
+/// it, which is what a starting reader needs. Between, a record carries
+/// only what changed.
+pub const WHOLE_EVERY: u64 = 30;
 
 /// How long a record may wait for its acknowledgement. Past it the
 /// publish fails and nothing is committed; the next publish tries again.
@@ -87,6 +95,11 @@ pub struct Publisher {
     /// One record in flight at a time, so records of one aggregator land
     /// in the order they were taken.
     sending: Mutex<()>,
+    /// The newest state record the brokers acknowledged, and the state it
+    /// carried: the next change record is taken against it. `None` at
+    /// start and after a failed publish (the record may or may not have
+    /// landed): the next record is then a whole state.
+    acked: Mutex<Option<Acked>>,
     /// Set once the process shuts down: shorter patience.
     leaving: AtomicBool,
 }
@@ -127,6 +140,7 @@ impl Publisher {
             lineage: AtomicU64::new(rand::random::<u64>().max(1)),
             seq: AtomicU64::new(0),
             sending: Mutex::new(()),
+            acked: Mutex::new(None),
             leaving: AtomicBool::new(false),
         })
     }
@@ -206,20 +220,101 @@ impl Publisher {
         Ok(())
     }
 
-    /// Publishes `record` (its aggregator, instance and sequence filled
-    /// in) and waits for the brokers to acknowledge it.
-    pub fn publish(&self, mut record: PartialRecord) -> Result<usize, PartialsError> {
+    /// Takes the next state record from `engine` (under its lock, so the
+    /// state is one moment's): the changes since the last acknowledged
+    /// record, or the whole state, or both (see [`WHOLE_EVERY`]).
+    pub fn prepare(
+        &self,
+        engine: &Engine,
+        source: &str,
+        arcs: Vec<livemap_wire::Arc>,
+        published_ms: i64,
+    ) -> Prepared {
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+        let acked = self.acked.lock();
+        let base = PartialRecord {
+            aggregator: self.aggregator.clone(),
+            instance: self.instance,
+            seq,
+            published_ms,
+            lineage: self.lineage.load(Ordering::Relaxed),
+            ..PartialRecord::default()
+        };
+        let mut records = Vec::with_capacity(2);
+        let mut whole_seq = seq;
+        if let Some(last) = acked.as_ref() {
+            records.push(PartialRecord {
+                kind: Kind::Changes,
+                prev_seq: last.seq,
+                whole_seq: last.whole_seq,
+                state: engine.export_changes(&last.view, source),
+                ..base.clone()
+            });
+            whole_seq = last.whole_seq;
+        }
+        // Arcs ride on the first record: the change record if there is one.
+        let due = acked
+            .as_ref()
+            .is_none_or(|last| seq - last.whole_seq >= WHOLE_EVERY);
+        if due {
+            whole_seq = seq;
+            records.push(PartialRecord {
+                kind: Kind::Whole,
+                whole_seq: seq,
+                state: engine.export_view(source),
+                ..base
+            });
+        }
+        if let Some(first) = records.first_mut() {
+            first.arcs = arcs;
+        }
+        Prepared {
+            records,
+            view: engine.view_clone(),
+            seq,
+            whole_seq,
+        }
+    }
+
+    /// Publishes a [`Publisher::prepare`]d state and waits for the brokers
+    /// to acknowledge every record of it; returns the bytes sent.
+    pub fn publish(&self, prepared: Prepared) -> Result<usize, PartialsError> {
         let _one_at_a_time = self.sending.lock();
-        record.aggregator.clone_from(&self.aggregator);
-        record.instance = self.instance;
-        record.lineage = self.lineage.load(Ordering::Relaxed);
-        record.seq = self.seq.fetch_add(1, Ordering::Relaxed);
+        let mut bytes = 0;
+        for record in &prepared.records {
+            let key = match record.kind {
+                Kind::Whole => self.aggregator.clone(),
+                Kind::Changes => format!(
+                    "{}/c{}",
+                    self.aggregator,
+                    record.seq.saturating_sub(record.whole_seq)
+                ),
+            };
+            match self.send_and_wait(record, &key) {
+                Ok(n) => bytes += n,
+                Err(e) => {
+                    *self.acked.lock() = None;
+                    return Err(e);
+                }
+            }
+        }
+        *self.acked.lock() = Some(Acked {
+            seq: prepared.seq,
+            whole_seq: prepared.whole_seq,
+            view: prepared.view,
+        });
+        Ok(bytes)
+    }
+
+    /// Sends `record` under `key` and waits for the brokers to acknowledge
+    /// it.
+    fn send_and_wait(&self, record: &PartialRecord, key: &str) -> Result<usize, PartialsError> {
         let bytes = record.encode();
         let ctx = self.producer.context();
         self.producer
             .send(
                 BaseRecord::with_opaque_to(&self.topic, Box::new(record.seq))
-                    .key(&self.aggregator)
+                    .key(key)
                     .payload(&bytes),
             )
             .map_err(|(source, _)| PartialsError::Publish {
@@ -248,4 +343,20 @@ impl Publisher {
             topic: self.topic.clone(),
         })
     }
+}
+
+/// The last acknowledged state record.
+struct Acked {
+    seq: u64,
+    whole_seq: u64,
+    view: Engine,
+}
+
+/// A state ready to publish: one or two records (see
+/// [`Publisher::prepare`]) and the state they bring a reader to.
+pub struct Prepared {
+    pub records: Vec<PartialRecord>,
+    view: Engine,
+    seq: u64,
+    whole_seq: u64,
 }
