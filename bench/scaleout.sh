@@ -16,6 +16,10 @@
 # 2. Lag: LAG_RATE messages/s for 30 s, live; every 200 ms the age of the
 #    newest order arc on the edge's /api/snapshot (event time to the edge's
 #    snapshot) is sampled; p50/p99 of those ages.
+#    Meanwhile the CPU of each role, and what the edge reads: records as
+#    decoded, and bytes from the brokers on the wire.
+# 3. A late edge: started once the live traffic is over, the time until it
+#    shows what the first edge shows, from the partial-state topic alone.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 K=${1:?usage: bench/scaleout.sh AGGREGATORS [MESSAGES] [LAG_RATE]}
@@ -108,11 +112,13 @@ EOF
 fi
 target/release/livemap-loadtest produce --brokers $BROKER --rate "$LAG_RATE" --duration 30 --seed 2 > /dev/null 2>&1 &
 pids+=($!)
+LIVE_PRODUCER=$!
 # CPU while live: the aggregators' (each, on average) and the edge's, over
 # the lag sampling below.
 edge_bytes() { curl -s http://127.0.0.1:19091/metrics | awk '/^livemap_partials_bytes_total /{print $2}'; }
+edge_wire() { curl -s http://127.0.0.1:19091/metrics | awk '/^livemap_partials_received_bytes_total /{print $2}'; }
 LIVE_AGG0=$(cpu_secs "${aggs[@]}"); LIVE_EDGE0=$(cpu_secs ${EDGE_PID:-}); LIVE_T0=$(date +%s.%N)
-LIVE_BYTES0=$(edge_bytes)
+LIVE_BYTES0=$(edge_bytes); LIVE_WIRE0=$(edge_wire)
 python3 - "$EDGE" <<'EOF'
 import json, sys, time, urllib.request, datetime
 edge = sys.argv[1]
@@ -135,7 +141,7 @@ q = lambda f: ages[min(len(ages) - 1, int(f * len(ages)))]
 print(f"event to edge snapshot ({len(ages)} samples): p50 {q(0.5):.0f} ms, p99 {q(0.99):.0f} ms, max {ages[-1]:.0f} ms")
 EOF
 LIVE_AGG1=$(cpu_secs "${aggs[@]}"); LIVE_EDGE1=$(cpu_secs ${EDGE_PID:-}); LIVE_T1=$(date +%s.%N)
-LIVE_BYTES1=$(edge_bytes)
+LIVE_BYTES1=$(edge_bytes); LIVE_WIRE1=$(edge_wire)
 python3 -c "
 dt = $LIVE_T1 - $LIVE_T0
 k = max($K, 1)
@@ -144,4 +150,36 @@ who = 'per aggregator' if $K else 'for the one process'
 print(f'CPU while live at $LAG_RATE msgs/s: {100 * ($LIVE_AGG1 - $LIVE_AGG0) / dt / k:.1f} % of a core {who}{edge} ({dt:.0f} s)')
 b0, b1 = '${LIVE_BYTES0:-0}', '${LIVE_BYTES1:-0}'
 if $K and b0 and b1:
-    print(f'the edge read {(float(b1) - float(b0)) / dt / 1e6:.2f} MB/s of partial-state records (as decoded, before gzip: livemap_partials_bytes_total)')"
+    print(f'the edge read {(float(b1) - float(b0)) / dt / 1e6:.2f} MB/s of partial-state records (as decoded, before gzip: livemap_partials_bytes_total)')
+w0, w1 = '${LIVE_WIRE0:-0}', '${LIVE_WIRE1:-0}'
+if $K and w0 and w1:
+    print(f'the edge received {(float(w1) - float(w0)) / dt / 1e6:.3f} MB/s from the brokers (on the wire, arcs included: livemap_partials_received_bytes_total)')"
+if [ "$K" != 0 ]; then
+  # A late edge: from the partial-state topic alone, how long until it
+  # shows what the first edge shows (the live traffic over).
+  wait "$LIVE_PRODUCER" 2>/dev/null || true
+  sleep 3
+  LATE_T0=$(date +%s.%N)
+  target/release/livemap --role edge --kafka-brokers $BROKER --listen 127.0.0.1:18082 \
+    --admin-listen 127.0.0.1:19098 > /tmp/scaleout-late-edge.log 2>&1 &
+  pids+=($!)
+  python3 - "$EDGE" 127.0.0.1:18082 "$LATE_T0" <<'EOF'
+import json, sys, time, urllib.request
+edge, late, t0 = sys.argv[1], sys.argv[2], float(sys.argv[3])
+def ingest(addr):
+    try:
+        return json.load(urllib.request.urlopen(f"http://{addr}/api/snapshot", timeout=5))["ingest"]
+    except Exception:
+        return None
+deadline = time.time() + 120
+while time.time() < deadline:
+    a, b = ingest(edge), ingest(late)
+    if a is not None and a == b:
+        print(f"a late edge showed what the first shows {time.time() - t0:.1f} s after it started (process start included)")
+        break
+    time.sleep(0.1)
+else:
+    print("a late edge did NOT catch up within 120 s")
+EOF
+fi
+

@@ -470,6 +470,11 @@ impl Collector for PartialsMetrics {
             s.bytes.load(Ordering::Relaxed),
         )?;
         f.counter(
+            "livemap_partials_received_bytes_total",
+            "Bytes the partial-state reader received from the brokers, as on the wire (compressed, protocol included; librdkafka's statistics, each second).",
+            self.follower.received_bytes(),
+        )?;
+        f.counter(
             "livemap_partials_change_records_total",
             "State records read that carried changes since the previous one (the rest of those read carried whole states).",
             s.change_records.load(Ordering::Relaxed),

@@ -76,6 +76,9 @@ impl Broker {
                  SASL_PLAINTEXT:SASL_PLAINTEXT,PROXIED:PLAINTEXT"
                     .to_owned(),
                 "sasl.enabled.mechanisms=PLAIN".to_owned(),
+                // The log cleaner looks for work every half second (Kafka:
+                // 15 s), so a test sees a compacted topic soon.
+                "log.cleaner.backoff.ms=500".to_owned(),
                 format!("listener.name.sasl_plaintext.plain.sasl.jaas.config={jaas}"),
             ];
             let mut b = Broker::new("shared", port, settings);

@@ -8,6 +8,10 @@ use crate::kafka::{
 };
 use crate::util::eventually_within;
 use livemap_events::demo::DemoMix;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message as _;
+use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+use std::time::{Duration, Instant};
 
 fn aggregator(port: u16, topic: &str, id: &str) -> Process {
     aggregator_in(port, topic, id, "g-scaled")
@@ -158,6 +162,42 @@ async fn two_aggregators_and_two_edges_end_exact_after_a_kill_9() {
             );
         }
     }
+    // Records carry changes; an edge decoded a whole state once per
+    // aggregator (at its start) and lost none of the change records.
+    let value = |text: &str, name: &str| -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse().ok())
+    };
+    for (name, e) in [("edge 1", &e1), ("edge 2", &e2)] {
+        let m = e.metrics().await.unwrap_or_default();
+        let changes = value(&m, "livemap_partials_change_records_total ");
+        assert!(changes > Some(5.0), "{name}: {changes:?} change records");
+        let wholes = value(&m, "livemap_partials_wholes_decoded_total ");
+        assert!(
+            wholes >= Some(2.0) && wholes <= Some(3.0),
+            "{name}: {wholes:?} whole states decoded"
+        );
+        assert_eq!(
+            value(&m, "livemap_partials_gaps_total "),
+            Some(0.0),
+            "{name}"
+        );
+    }
+    // A late edge rebuilds everything from the topic: each aggregator's
+    // newest whole state and the change records since.
+    let late = edge(broker.port, "scaled");
+    let s = eventually_within(
+        KAFKA_PATIENCE,
+        "a late edge shows every message",
+        || async {
+            let s = late.snapshot().await?;
+            (processed(&s) >= total).then_some(s)
+        },
+    )
+    .await;
+    assert_eq!(observed(&s), want, "a late edge against one process");
+
     let routed = a1.metrics().await.unwrap_or_default();
     assert!(
         routed.contains("livemap_routed_messages_total{kind=\"filtered\"}"),
@@ -254,4 +294,112 @@ async fn a_second_process_under_a_live_aggregator_id_refuses_to_start() {
         published().await.filter(|&now| now > before)
     })
     .await;
+}
+
+/// How many records partition 0 of `topic` holds now, and its high
+/// watermark: fewer records than offsets once compaction removed some.
+fn records_held(broker: &Broker, topic: &str) -> (u64, i64) {
+    let consumer: BaseConsumer = broker
+        .client_config()
+        .set("group.id", "records-held")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let (_, high) = consumer
+        .fetch_watermarks(topic, 0, Duration::from_secs(10))
+        .expect("watermarks");
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Beginning)
+        .expect("partition");
+    consumer.assign(&tpl).expect("assigned");
+    let (mut count, mut next) = (0, 0);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while next < high && Instant::now() < deadline {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+            count += 1;
+            next = m.offset() + 1;
+        }
+    }
+    assert!(next >= high, "read {topic} to its end");
+    (count, high)
+}
+
+/// Compaction keeps what a reader that starts late needs: each
+/// aggregator's newest whole state and the change records since. An edge
+/// started after compaction removed the earlier records rebuilds every
+/// count from what is left, within seconds.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_late_edge_rebuilds_every_count_from_the_compacted_topic() {
+    let broker = Broker::shared();
+    broker.create_topic("compacting", 2).await;
+    // The partial-state topic made as the product makes it, with segments
+    // that roll every 300 ms so that the cleaner has something to do.
+    let partials = "compacting.livemap-partials";
+    broker
+        .create_topic_with(
+            partials,
+            1,
+            &[
+                ("cleanup.policy", "compact"),
+                ("segment.ms", "300"),
+                ("min.cleanable.dirty.ratio", "0.01"),
+                ("max.message.bytes", "67108864"),
+            ],
+        )
+        .await;
+    let messages = mixed_batch_with(23, 20_000, DemoMix::default());
+    let want = expected(&messages);
+    let total = messages.len() as u64;
+    let port = broker.port;
+    tokio::task::spawn_blocking(move || produce_keyed(port, "compacting", &messages, spread))
+        .await
+        .expect("produced");
+    let a1 = aggregator_in(broker.port, "compacting", "agg-1", "g-compacting");
+    let a2 = aggregator_in(broker.port, "compacting", "agg-2", "g-compacting");
+    let early = edge(broker.port, "compacting");
+    let s = eventually_within(KAFKA_PATIENCE, "an edge shows every message", || async {
+        let s = early.snapshot().await?;
+        (processed(&s) >= total).then_some(s)
+    })
+    .await;
+    assert_eq!(observed(&s), want, "the early edge against one process");
+    // Whole states every 30 records of 200 ms: wait for several, and for
+    // the cleaner to drop what they made redundant.
+    let (held, offsets) = eventually_within(
+        Duration::from_secs(120),
+        "the partial-state topic compacted",
+        || async {
+            let (held, high) =
+                tokio::task::spawn_blocking(move || records_held(Broker::shared(), partials))
+                    .await
+                    .ok()?;
+            // Two ids, each: a whole state, up to 30 change records, a
+            // claim and an arcs record, plus the active segment's.
+            (high > 400 && (held as i64) < high / 2).then_some((held, high))
+        },
+    )
+    .await;
+    eprintln!("compacted: {held} records held of {offsets} offsets");
+    let started = Instant::now();
+    let late = edge(broker.port, "compacting");
+    let s = eventually_within(
+        KAFKA_PATIENCE,
+        "the late edge shows every message",
+        || async {
+            let s = late.snapshot().await?;
+            (processed(&s) >= total).then_some(s)
+        },
+    )
+    .await;
+    let took = started.elapsed();
+    eprintln!("a late edge rebuilt every count in {took:?}");
+    assert_eq!(observed(&s), want, "the late edge against one process");
+    assert!(took < Duration::from_secs(20), "{took:?}");
+    let m = late.metrics().await.unwrap_or_default();
+    let wholes = m
+        .lines()
+        .find_map(|l| l.strip_prefix("livemap_partials_wholes_decoded_total "))
+        .and_then(|v| v.trim().parse::<f64>().ok());
+    assert_eq!(wholes, Some(2.0), "one whole state per aggregator:\n{m}");
+    drop((a1, a2));
 }

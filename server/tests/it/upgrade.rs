@@ -3,7 +3,10 @@
 //! `tests/fixtures/v<N>/` holds a checkpoint file and a partial-state
 //! record written by the release whose checkpoint format was N (gzipped:
 //! the sketches are mostly zeros), with the totals they hold
-//! (`expected.json`). The files are committed and never
+//! (`expected.json`); `v<N>-r<R>/` also says which partial-record format
+//! (R), and holds a change record that follows the whole state
+//! (`changes.bin.gz`): the totals are those of the whole state and the
+//! changes together. The files are committed and never
 //! rewritten: when a format changes, the new release writes a new folder
 //! (`LIVEMAP_WRITE_FIXTURES=1 cargo test -p livemap-server --test it
 //! upgrade::write_fixtures -- --ignored`) and the old ones stay, so every
@@ -14,7 +17,7 @@ use std::path::PathBuf;
 use livemap_engine::checkpoint::StateDir;
 use livemap_engine::ingest::{Engine, EngineConfig};
 use livemap_events::demo::{DemoMix, Generator};
-use livemap_server::kafka::partials::PartialRecord;
+use livemap_server::kafka::partials::{Kind, PartialRecord};
 use livemap_server::source::Position;
 
 /// The source id the fixtures were written under.
@@ -111,13 +114,22 @@ fn every_previous_checkpoint_format_is_restored_with_its_totals() {
             .unwrap_or_else(|e| panic!("{} partial record: {e}", dir.display()));
         assert_eq!(record.aggregator, "agg-fixture");
         assert!(!record.arcs.is_empty());
-        let view = Engine::restore_format(
+        let mut view = Engine::restore_format(
             EngineConfig::default(),
             SOURCE,
             &record.state,
             record.state_format,
         )
         .unwrap_or_else(|e| panic!("{} partial state: {e}", dir.display()));
+        let changes = dir.join("changes.bin.gz");
+        if changes.exists() {
+            let changes = PartialRecord::decode(&gunzip(&changes))
+                .unwrap_or_else(|e| panic!("{} change record: {e}", dir.display()));
+            assert_eq!(changes.kind, Kind::Changes);
+            assert_eq!(changes.prev_seq, record.seq, "it follows the whole state");
+            view.apply_changes(SOURCE, &changes.state, None)
+                .unwrap_or_else(|e| panic!("{} changes: {e}", dir.display()));
+        }
         assert_holds(
             &view,
             &expected,
@@ -181,13 +193,51 @@ fn write_fixtures() {
     if std::env::var_os("LIVEMAP_WRITE_FIXTURES").is_none() {
         return;
     }
-    let dir = fixtures().join(format!("v{}", livemap_engine::checkpoint::FORMAT_VERSION));
+    let dir = fixtures().join(format!(
+        "v{}-r{}",
+        livemap_engine::checkpoint::FORMAT_VERSION,
+        livemap_server::kafka::partials::FORMAT_VERSION
+    ));
     assert!(
         !dir.exists(),
         "{} exists: fixtures are never rewritten",
         dir.display()
     );
     let mut e = fixture_engine();
+    // A whole state, then a minute more of traffic and the change record
+    // that follows it; the checkpoint and the totals are of the end.
+    let whole = PartialRecord {
+        aggregator: "agg-fixture".into(),
+        instance: 7,
+        seq: 3,
+        whole_seq: 3,
+        published_ms: T0 + 1_200_500,
+        arcs: e.take_arcs(),
+        state: e.export_view(SOURCE),
+        ..PartialRecord::default()
+    };
+    let before = e.view_clone();
+    let mut g = Generator::new(2027, DemoMix::default());
+    let mut buf = Vec::new();
+    for i in 0..3_000i64 {
+        let at = T0 + 1_200_000 + i * 20;
+        g.next_message(at, &mut buf);
+        let position = Position {
+            partition: (i % i64::from(PARTITIONS)) as i32,
+            offset: 20_000 + i / i64::from(PARTITIONS),
+            generation: 1,
+        };
+        e.ingest(Some(&buf), Some(position), at + 500);
+    }
+    let changes = PartialRecord {
+        kind: Kind::Changes,
+        seq: 4,
+        prev_seq: 3,
+        whole_seq: 3,
+        published_ms: T0 + 1_260_500,
+        state: e.export_changes(&before, SOURCE),
+        ..whole.clone()
+    };
     let scratch = std::env::temp_dir().join(format!("livemap-fixture-w-{}", std::process::id()));
     let state = StateDir::new(&scratch).expect("scratch dir");
     state.store(&e.export(SOURCE)).expect("checkpoint written");
@@ -197,16 +247,8 @@ fn write_fixtures() {
         &std::fs::read(state.path()).expect("checkpoint read"),
     );
     let _ = std::fs::remove_dir_all(&scratch);
-    let record = PartialRecord {
-        aggregator: "agg-fixture".into(),
-        instance: 7,
-        seq: 3,
-        published_ms: T0 + 1_200_500,
-        arcs: e.take_arcs(),
-        state: e.export_view(SOURCE),
-        ..PartialRecord::default()
-    };
-    gzip(&dir.join("partial.bin.gz"), &record.encode());
+    gzip(&dir.join("partial.bin.gz"), &whole.encode());
+    gzip(&dir.join("changes.bin.gz"), &changes.encode());
     let mut expected = summary(&e);
     expected["format"] = serde_json::json!(livemap_engine::checkpoint::FORMAT_VERSION);
     std::fs::write(

@@ -11,8 +11,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::{Condvar, Mutex};
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::message::Message as _;
+use rdkafka::statistics::Statistics;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
 
@@ -147,6 +149,8 @@ struct Heard {
     /// Only claims so far: the process is still watching whether the id
     /// is taken, and has counted nothing.
     claiming: bool,
+    /// When its first claim heard was published, by its own clock.
+    first_claim_ms: Option<i64>,
 }
 
 /// How long a process heard under an id is remembered.
@@ -204,6 +208,19 @@ impl Followed {
         quiet: Duration,
     ) -> Option<u64> {
         let current = self.latest.get(aggregator)?;
+        // A process that began claiming the id after the newest state
+        // under it started once that one was gone: its successor, however
+        // soon after (its own claim watched the topic; this follower's
+        // `quiet` may be longer than the one it waited).
+        let claimed_after = self
+            .heard
+            .get(aggregator)
+            .and_then(|instances| instances.get(&instance))
+            .and_then(|h| h.first_claim_ms)
+            .is_some_and(|claimed| claimed > current.published_ms);
+        if claimed_after {
+            return None;
+        }
         let quiet_ms = i64::try_from(quiet.as_millis()).unwrap_or(i64::MAX);
         let alive = current.received.elapsed() < quiet
             && published_ms.saturating_sub(current.published_ms) < quiet_ms;
@@ -218,9 +235,13 @@ impl Followed {
         let heard = instances.entry(r.instance).or_insert(Heard {
             received: now,
             claiming,
+            first_claim_ms: None,
         });
         heard.received = now;
         heard.claiming &= claiming;
+        if claiming && heard.first_claim_ms.is_none() {
+            heard.first_claim_ms = Some(r.published_ms);
+        }
     }
 }
 
@@ -364,13 +385,29 @@ pub struct FollowStats {
     pub gaps: AtomicU64,
 }
 
+/// What the follower's client received from the brokers, as librdkafka
+/// counts it (compressed, protocol included): an edge's inbound bytes.
+#[derive(Debug, Default)]
+pub struct Received {
+    bytes: AtomicU64,
+}
+
+impl ClientContext for Received {
+    fn stats(&self, statistics: Statistics) {
+        self.bytes
+            .store(statistics.rx_bytes.max(0) as u64, Ordering::Relaxed);
+    }
+}
+
+impl ConsumerContext for Received {}
+
 pub struct Follower {
     topic: String,
     quiet: Duration,
     retire_after_ms: i64,
     source_id: String,
     engine_config: EngineConfig,
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<Received>,
     followed: Mutex<Followed>,
     advanced: Condvar,
     pub stats: FollowStats,
@@ -392,8 +429,10 @@ impl Follower {
         engine_config: EngineConfig,
         source_id: String,
     ) -> Result<Arc<Follower>, PartialsError> {
-        let consumer: BaseConsumer = config
+        let consumer: BaseConsumer<Received> = config
             .client_config()
+            // For `Received`: what arrives, counted each second.
+            .set("statistics.interval.ms", "1000")
             // librdkafka wants a group even for a consumer that only
             // assigns; it never joins it or commits to it.
             .set("group.id", "livemap-partials-reader")
@@ -410,7 +449,7 @@ impl Follower {
                 "receive.message.max.bytes",
                 (MAX_RECORD_BYTES * 2).to_string(),
             )
-            .create()
+            .create_with_context(Received::default())
             .map_err(|source| PartialsError::Client {
                 topic: config.topic.clone(),
                 source,
@@ -957,6 +996,11 @@ impl Follower {
         }
     }
 
+    /// Bytes received from the brokers so far (updated each second).
+    pub fn received_bytes(&self) -> u64 {
+        self.consumer.context().bytes.load(Ordering::Relaxed)
+    }
+
     /// How many aggregator ids this follower holds a state for.
     pub fn held(&self) -> usize {
         self.followed.lock().latest.len()
@@ -1014,6 +1058,24 @@ mod tests {
         assert_eq!(f.live_other("a", 2, 11_000, quiet), None);
         // An id never seen: no one to conflict with.
         assert_eq!(f.live_other("b", 2, 11_000, quiet), None);
+        // Read in a catch-up (everything just received): a process that
+        // began claiming after the newest state under the id is its
+        // successor, even sooner than this follower's `quiet` (it waited
+        // its own); one that claimed before that state is a twin.
+        if let Some(p) = f.latest.get_mut("a") {
+            p.received = Instant::now();
+        }
+        let claim = |instance: u64, published_ms: i64| PartialRecord {
+            aggregator: "a".into(),
+            instance,
+            seq: CLAIM_SEQ,
+            published_ms,
+            ..PartialRecord::default()
+        };
+        f.hear(&claim(3, 10_100));
+        assert_eq!(f.live_other("a", 3, 12_000, quiet), None, "a successor");
+        f.hear(&claim(4, 9_000));
+        assert_eq!(f.live_other("a", 4, 12_000, quiet), Some(1), "a twin");
     }
 
     /// A partial of `orders` demo orders counted from partition 0 up to

@@ -32,7 +32,7 @@ const MAGIC: &[u8; 4] = b"LMPS";
 /// predecessors' (2: whole states in checkpoint format 5; 1: in format 4),
 /// so edges upgraded first keep merging the aggregators that are not
 /// upgraded yet.
-const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 3;
 
 /// The checkpoint format of the state in a record of `record_format`.
 fn state_format(record_format: u32) -> Option<u32> {

@@ -40,6 +40,11 @@ pub async fn ensure_topic(config: &PartialsConfig) -> Result<(), PartialsError> 
         &[
             ("cleanup.policy", "compact"),
             ("max.message.bytes", &max_bytes),
+            // Only closed segments are compacted: a segment closes every
+            // 10 minutes however little it holds (Kafka: 7 days), so the
+            // topic stays about one whole state and 30 change records per
+            // aggregator.
+            ("segment.ms", "600000"),
         ],
     )
     .await
