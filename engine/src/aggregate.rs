@@ -181,23 +181,12 @@ impl MinuteSeries {
         }
     }
 
-    /// Sets the minutes [`MinuteSeries::write_changes`] wrote; `merged`
-    /// takes the difference, its slots turning over to newer minutes as
-    /// a merge would.
-    fn apply_changes(
-        &mut self,
-        r: &mut Reader,
-        mut merged: Option<&mut MinuteSeries>,
-    ) -> Result<(), CheckpointError> {
+    /// Reads what [`MinuteSeries::write_changes`] wrote, every minute
+    /// inside the window it names.
+    fn read_changes(r: &mut Reader) -> Result<MinuteChanges, CheckpointError> {
         let newest = r.i64()?;
-        if newest < self.newest_minute {
-            return Err(CheckpointError::Payload("the series went back"));
-        }
-        self.newest_minute = newest;
-        if let Some(m) = merged.as_deref_mut() {
-            m.newest_minute = m.newest_minute.max(newest);
-        }
-        for _ in 0..r.count(32)? {
+        let mut minutes = Vec::with_capacity(r.count(32)?);
+        for _ in 0..minutes.capacity() {
             let minute = r.i64()?;
             let bucket = MinuteBucket {
                 orders: r.u64()?,
@@ -207,7 +196,24 @@ impl MinuteSeries {
             if minute > newest || minute <= newest.saturating_sub(SERIES_MINUTES as i64) {
                 return Err(CheckpointError::Payload("minute outside the series"));
             }
+            minutes.push((minute, bucket));
+        }
+        Ok(MinuteChanges { newest, minutes })
+    }
+
+    /// Sets the minutes read; `merged` takes the difference, its slots
+    /// turning over to newer minutes as a merge would. A slot that already
+    /// holds a newer minute keeps it (a record older than the copy).
+    fn apply_changes(&mut self, changes: &MinuteChanges, mut merged: Option<&mut MinuteSeries>) {
+        self.newest_minute = self.newest_minute.max(changes.newest);
+        if let Some(m) = merged.as_deref_mut() {
+            m.newest_minute = m.newest_minute.max(changes.newest);
+        }
+        for &(minute, bucket) in &changes.minutes {
             let i = minute.rem_euclid(SERIES_MINUTES as i64) as usize;
+            if self.slots[i].0 > minute {
+                continue;
+            }
             let old = self.get(minute);
             self.slots[i] = (minute, bucket);
             if let Some(m) = merged.as_deref_mut() {
@@ -222,7 +228,6 @@ impl MinuteSeries {
                 }
             }
         }
-        Ok(())
     }
 
     /// The bucket for an event-time minute (zero if nothing was seen).
@@ -374,39 +379,53 @@ impl Breakdowns {
         }
     }
 
-    /// Sets what [`Breakdowns::write_changes`] wrote; `merged` takes the
-    /// difference.
+    /// Reads what [`Breakdowns::write_changes`] wrote.
+    pub fn read_changes(r: &mut Reader) -> Result<BreakdownChanges, CheckpointError> {
+        let mut countries = Vec::with_capacity(r.count(20)?);
+        for _ in 0..countries.capacity() {
+            let i = r.u32()? as usize;
+            if i >= COUNTRY_CODES {
+                return Err(CheckpointError::Payload("country code"));
+            }
+            countries.push((
+                i,
+                Slice {
+                    orders: r.u64()?,
+                    usd_cents: r.u64()?,
+                },
+            ));
+        }
+        let mut channels = [Slice::default(); livemap_wire::Channel::ALL.len()];
+        for c in &mut channels {
+            *c = Slice {
+                orders: r.u64()?,
+                usd_cents: r.u64()?,
+            };
+        }
+        Ok(BreakdownChanges {
+            countries,
+            channels,
+        })
+    }
+
+    /// Sets what was read; `merged` takes the difference.
     pub fn apply_changes(
         &mut self,
-        r: &mut Reader,
+        changes: &BreakdownChanges,
         mut merged: Option<&mut Breakdowns>,
-    ) -> Result<(), CheckpointError> {
-        for _ in 0..r.count(20)? {
-            let i = r.u32()? as usize;
-            let new = Slice {
-                orders: r.u64()?,
-                usd_cents: r.u64()?,
-            };
-            let old = self
-                .by_country
-                .get_mut(i)
-                .ok_or(CheckpointError::Payload("country code"))?;
+    ) {
+        for &(i, new) in &changes.countries {
             if let Some(m) = merged.as_deref_mut() {
-                m.by_country[i].shift(old, &new);
+                m.by_country[i].shift(&self.by_country[i], &new);
             }
-            *old = new;
+            self.by_country[i] = new;
         }
-        for (c, old) in self.by_channel.iter_mut().enumerate() {
-            let new = Slice {
-                orders: r.u64()?,
-                usd_cents: r.u64()?,
-            };
+        for (c, new) in changes.channels.iter().enumerate() {
             if let Some(m) = merged.as_deref_mut() {
-                m.by_channel[c].shift(old, &new);
+                m.by_channel[c].shift(&self.by_channel[c], new);
             }
-            *old = new;
+            self.by_channel[c] = *new;
         }
-        Ok(())
     }
 
     pub fn restore(r: &mut Reader) -> Result<Breakdowns, CheckpointError> {
@@ -437,6 +456,30 @@ impl Merge for Breakdowns {
             a.merge(b);
         }
     }
+}
+
+/// A change record's minutes, checked: the newest minute, and the
+/// minutes that changed with their new buckets.
+#[derive(Debug, Default)]
+pub struct MinuteChanges {
+    newest: i64,
+    minutes: Vec<(i64, MinuteBucket)>,
+}
+
+/// A change record's breakdowns, checked.
+#[derive(Debug, Default)]
+pub struct BreakdownChanges {
+    countries: Vec<(usize, Slice)>,
+    channels: [Slice; livemap_wire::Channel::ALL.len()],
+}
+
+/// A change record's aggregate, checked: the totals (orders, sales,
+/// emissions), the sketch's registers and the minutes.
+#[derive(Debug, Default)]
+pub struct AggregateChanges {
+    totals: [u64; 3],
+    shoppers: crate::hll::RegisterChanges,
+    minutes: MinuteChanges,
 }
 
 /// Everything counted about accepted orders.
@@ -499,24 +542,34 @@ impl Aggregate {
         self.minutes.write_changes(&before.minutes, w);
     }
 
-    /// Sets what [`Aggregate::write_changes`] wrote; `merged` takes the
-    /// difference.
+    /// Reads what [`Aggregate::write_changes`] wrote.
+    pub fn read_changes(r: &mut Reader) -> Result<AggregateChanges, CheckpointError> {
+        Ok(AggregateChanges {
+            totals: [r.u64()?, r.u64()?, r.u64()?],
+            shoppers: HyperLogLog::read_changes(r)?,
+            minutes: MinuteSeries::read_changes(r)?,
+        })
+    }
+
+    /// Sets what was read; `merged` takes the difference.
     pub fn apply_changes(
         &mut self,
-        r: &mut Reader,
+        changes: &AggregateChanges,
         mut merged: Option<&mut Aggregate>,
-    ) -> Result<(), CheckpointError> {
-        let (orders, gmv, carbon) = (r.u64()?, r.u64()?, r.u64()?);
+    ) {
+        let [orders, gmv, carbon] = changes.totals;
         if let Some(m) = merged.as_deref_mut() {
             shift(&mut m.orders, self.orders, orders);
             shift(&mut m.gmv_usd_cents, self.gmv_usd_cents, gmv);
             shift(&mut m.carbon_grams, self.carbon_grams, carbon);
         }
         (self.orders, self.gmv_usd_cents, self.carbon_grams) = (orders, gmv, carbon);
-        self.shoppers
-            .apply_changes(r, merged.as_deref_mut().map(|m| &mut m.shoppers))?;
+        self.shoppers.apply_changes(
+            &changes.shoppers,
+            merged.as_deref_mut().map(|m| &mut m.shoppers),
+        );
         self.minutes
-            .apply_changes(r, merged.map(|m| &mut m.minutes))
+            .apply_changes(&changes.minutes, merged.map(|m| &mut m.minutes));
     }
 
     pub fn restore(r: &mut Reader) -> Result<Aggregate, CheckpointError> {

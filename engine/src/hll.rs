@@ -11,6 +11,10 @@ use crate::checkpoint::{CheckpointError, Reader, Writer};
 const P: u32 = 14;
 const M: usize = 1 << P;
 
+/// Registers of a change record, checked: (index, new value).
+#[derive(Debug, Default)]
+pub struct RegisterChanges(Vec<(usize, u8)>);
+
 #[derive(Clone, PartialEq, Eq)]
 pub struct HyperLogLog {
     registers: Box<[u8; M]>,
@@ -100,25 +104,33 @@ impl HyperLogLog {
         }
     }
 
-    /// Sets the registers [`HyperLogLog::write_changes`] wrote, and raises
-    /// the same ones in `merged`: registers merge by maximum, so that is
-    /// all a merged sketch needs.
-    pub fn apply_changes(
-        &mut self,
-        r: &mut Reader,
-        mut merged: Option<&mut HyperLogLog>,
-    ) -> Result<(), CheckpointError> {
-        for _ in 0..r.count(5)? {
+    /// Reads what [`HyperLogLog::write_changes`] wrote, every register
+    /// checked.
+    pub fn read_changes(r: &mut Reader) -> Result<RegisterChanges, CheckpointError> {
+        let mut changes = Vec::with_capacity(r.count(5)?);
+        for _ in 0..changes.capacity() {
             let (i, v) = (r.u32()? as usize, r.u8()?);
             if i >= M || u32::from(v) > 65 - P {
                 return Err(CheckpointError::Payload("HyperLogLog register"));
             }
+            changes.push((i, v));
+        }
+        Ok(RegisterChanges(changes))
+    }
+
+    /// Sets the registers read, and raises the same ones in `merged`:
+    /// registers merge by maximum, so that is all a merged sketch needs.
+    pub fn apply_changes(
+        &mut self,
+        changes: &RegisterChanges,
+        mut merged: Option<&mut HyperLogLog>,
+    ) {
+        for &(i, v) in &changes.0 {
             self.registers[i] = v;
             if let Some(m) = merged.as_deref_mut() {
                 m.registers[i] = m.registers[i].max(v);
             }
         }
-        Ok(())
     }
 }
 

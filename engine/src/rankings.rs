@@ -47,16 +47,16 @@ pub trait Cell: Clone + PartialEq + std::fmt::Debug {
     fn estimate(&self) -> u64;
     fn export(&self, w: &mut Writer);
     fn restore(r: &mut Reader) -> Result<Self, CheckpointError>;
+    /// A cell's change as a change record carries it, checked.
+    type Change: std::fmt::Debug;
     /// What changed from `before` (a cell that differs), for a change
     /// record.
     fn write_change(&self, before: &Self, w: &mut Writer);
-    /// Sets what [`Cell::write_change`] wrote, and brings `merged` (the
-    /// same cell of a merged grid) along.
-    fn apply_change(
-        &mut self,
-        r: &mut Reader,
-        merged: Option<&mut Self>,
-    ) -> Result<(), CheckpointError>;
+    /// Reads what [`Cell::write_change`] wrote.
+    fn read_change(r: &mut Reader) -> Result<Self::Change, CheckpointError>;
+    /// Sets a change read, and brings `merged` (the same cell of a merged
+    /// grid) along.
+    fn apply_change(&mut self, change: &Self::Change, merged: Option<&mut Self>);
 }
 
 /// A Count-Min grid: `ROWS` rows of `width` cells (a power of two).
@@ -122,20 +122,25 @@ impl<C: Cell> Grid<C> {
         }
     }
 
-    fn apply_changes(
-        &mut self,
+    fn read_changes(
+        width: usize,
         r: &mut Reader,
-        mut merged: Option<&mut Self>,
-    ) -> Result<(), CheckpointError> {
-        for _ in 0..r.count(5)? {
+    ) -> Result<Vec<(usize, C::Change)>, CheckpointError> {
+        let mut changes = Vec::with_capacity(r.count(5)?);
+        for _ in 0..changes.capacity() {
             let i = r.u32()? as usize;
-            let cell = self
-                .cells
-                .get_mut(i)
-                .ok_or(CheckpointError::Payload("sketch cell"))?;
-            cell.apply_change(r, merged.as_deref_mut().map(|m| &mut m.cells[i]))?;
+            if i >= ROWS * width {
+                return Err(CheckpointError::Payload("sketch cell"));
+            }
+            changes.push((i, C::read_change(r)?));
         }
-        Ok(())
+        Ok(changes)
+    }
+
+    fn apply_changes(&mut self, changes: &[(usize, C::Change)], mut merged: Option<&mut Self>) {
+        for (i, change) in changes {
+            self.cells[*i].apply_change(change, merged.as_deref_mut().map(|m| &mut m.cells[*i]));
+        }
     }
 
     fn restore(width: usize, r: &mut Reader) -> Result<Self, CheckpointError> {
@@ -152,6 +157,7 @@ impl<C: Cell> Grid<C> {
 pub struct Count(pub u64);
 
 impl Cell for Count {
+    type Change = u64;
     fn empty() -> Self {
         Count(0)
     }
@@ -170,17 +176,14 @@ impl Cell for Count {
     fn write_change(&self, _before: &Self, w: &mut Writer) {
         w.u64(self.0);
     }
-    fn apply_change(
-        &mut self,
-        r: &mut Reader,
-        merged: Option<&mut Self>,
-    ) -> Result<(), CheckpointError> {
-        let new = r.u64()?;
+    fn read_change(r: &mut Reader) -> Result<u64, CheckpointError> {
+        r.u64()
+    }
+    fn apply_change(&mut self, new: &u64, merged: Option<&mut Self>) {
         if let Some(m) = merged {
-            crate::aggregate::shift(&mut m.0, self.0, new);
+            crate::aggregate::shift(&mut m.0, self.0, *new);
         }
-        self.0 = new;
-        Ok(())
+        self.0 = *new;
     }
 }
 
@@ -244,6 +247,7 @@ impl SmallHll {
 }
 
 impl Cell for SmallHll {
+    type Change = Vec<(u8, u8)>;
     fn empty() -> Self {
         SmallHll {
             registers: [0; SMALL_M],
@@ -299,22 +303,26 @@ impl Cell for SmallHll {
         }
     }
 
-    fn apply_change(
-        &mut self,
-        r: &mut Reader,
-        mut merged: Option<&mut Self>,
-    ) -> Result<(), CheckpointError> {
-        for _ in 0..r.u8()? {
-            let (i, v) = (usize::from(r.u8()?), r.u8()?);
-            if i >= SMALL_M || u32::from(v) > 65 - SMALL_P {
+    fn read_change(r: &mut Reader) -> Result<Vec<(u8, u8)>, CheckpointError> {
+        let n = r.u8()?;
+        let mut changes = Vec::with_capacity(usize::from(n));
+        for _ in 0..n {
+            let (i, v) = (r.u8()?, r.u8()?);
+            if usize::from(i) >= SMALL_M || u32::from(v) > 65 - SMALL_P {
                 return Err(CheckpointError::Payload("HyperLogLog register"));
             }
-            self.set(i, v);
+            changes.push((i, v));
+        }
+        Ok(changes)
+    }
+
+    fn apply_change(&mut self, changes: &Vec<(u8, u8)>, mut merged: Option<&mut Self>) {
+        for &(i, v) in changes {
+            self.set(usize::from(i), v);
             if let Some(m) = merged.as_deref_mut() {
-                m.raise(i, v);
+                m.raise(usize::from(i), v);
             }
         }
-        Ok(())
     }
 }
 
@@ -471,38 +479,54 @@ impl<C: Cell, L: Label> Ranking<C, L> {
         }
     }
 
-    /// Sets what [`Ranking::write_changes`] wrote. `merged` takes the
-    /// sketch's changes and the added candidates, and cuts its own list
-    /// as a merge does; a candidate one side dropped stays until the
-    /// merged list's own cut.
-    fn apply_changes(
-        &mut self,
-        r: &mut Reader,
-        mut merged: Option<&mut Self>,
-    ) -> Result<(), CheckpointError> {
-        self.bar = r.u64()?;
+    fn read_changes(width: usize, r: &mut Reader) -> Result<RankingChanges<C, L>, CheckpointError> {
+        let bar = r.u64()?;
+        let cells = Grid::<C>::read_changes(width, r)?;
+        let n = r.count(9)?;
+        if n > 2 * CANDIDATES {
+            return Err(CheckpointError::Payload("too many ranking candidates"));
+        }
+        let mut added = Vec::with_capacity(n);
+        for _ in 0..n {
+            added.push((r.u64()?, L::restore(r)?));
+        }
+        let mut dropped = Vec::with_capacity(r.count(8)?);
+        for _ in 0..dropped.capacity() {
+            dropped.push(r.u64()?);
+        }
+        Ok(RankingChanges {
+            bar,
+            cells,
+            added,
+            dropped,
+        })
+    }
+
+    /// Sets what was read. `merged` takes the sketch's changes and the
+    /// added candidates, and cuts its own list as a merge does; a
+    /// candidate one side dropped stays until the merged list's own cut.
+    /// The list held never passes its bound.
+    fn apply_changes(&mut self, changes: &RankingChanges<C, L>, mut merged: Option<&mut Self>) {
+        self.bar = changes.bar;
         self.grid
-            .apply_changes(r, merged.as_deref_mut().map(|m| &mut m.grid))?;
-        for _ in 0..r.count(9)? {
-            let (h, l) = (r.u64()?, L::restore(r)?);
+            .apply_changes(&changes.cells, merged.as_deref_mut().map(|m| &mut m.grid));
+        for h in &changes.dropped {
+            self.candidates.remove(h);
+        }
+        for (h, l) in &changes.added {
             if let Some(m) = merged.as_deref_mut() {
-                let entry = m.candidates.entry(h).or_insert_with(|| l.clone());
-                if l < *entry {
+                let entry = m.candidates.entry(*h).or_insert_with(|| l.clone());
+                if l < entry {
                     *entry = l.clone();
                 }
                 if m.candidates.len() >= 2 * CANDIDATES {
                     m.cut();
                 }
             }
-            self.candidates.insert(h, l);
+            if self.candidates.len() < 2 * CANDIDATES || self.candidates.contains_key(h) {
+                self.candidates.insert(*h, l.clone());
+            }
         }
-        for _ in 0..r.count(8)? {
-            self.candidates.remove(&r.u64()?);
-        }
-        if self.candidates.len() > 2 * CANDIDATES {
-            return Err(CheckpointError::Payload("too many ranking candidates"));
-        }
-        Ok(())
     }
 }
 
@@ -596,6 +620,23 @@ impl Label for CityLabel {
 const SHOP_WIDTH: usize = 4_096;
 const CITY_WIDTH: usize = 16_384;
 
+/// A change record's ranking, checked: the admission bar, the changed
+/// cells, and the candidates added and dropped.
+#[derive(Debug)]
+pub struct RankingChanges<C: Cell, L: Label> {
+    bar: u64,
+    cells: Vec<(usize, C::Change)>,
+    added: Vec<(u64, L)>,
+    dropped: Vec<u64>,
+}
+
+/// A change record's rankings, checked.
+#[derive(Debug)]
+pub struct RankingsChanges {
+    shops: RankingChanges<SmallHll, ShopLabel>,
+    cities: RankingChanges<Count, CityLabel>,
+}
+
 /// Shops by estimated unique shoppers and buyer cities by estimated orders.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rankings {
@@ -661,15 +702,20 @@ impl Rankings {
         self.cities.write_changes(&before.cities, w);
     }
 
-    /// Sets what [`Rankings::write_changes`] wrote; `merged` follows.
-    pub fn apply_changes(
-        &mut self,
-        r: &mut Reader,
-        mut merged: Option<&mut Rankings>,
-    ) -> Result<(), CheckpointError> {
+    /// Reads what [`Rankings::write_changes`] wrote.
+    pub fn read_changes(r: &mut Reader) -> Result<RankingsChanges, CheckpointError> {
+        Ok(RankingsChanges {
+            shops: Ranking::read_changes(SHOP_WIDTH, r)?,
+            cities: Ranking::read_changes(CITY_WIDTH, r)?,
+        })
+    }
+
+    /// Sets what was read; `merged` follows.
+    pub fn apply_changes(&mut self, changes: &RankingsChanges, mut merged: Option<&mut Rankings>) {
         self.shops
-            .apply_changes(r, merged.as_deref_mut().map(|m| &mut m.shops))?;
-        self.cities.apply_changes(r, merged.map(|m| &mut m.cities))
+            .apply_changes(&changes.shops, merged.as_deref_mut().map(|m| &mut m.shops));
+        self.cities
+            .apply_changes(&changes.cities, merged.map(|m| &mut m.cities));
     }
 
     pub fn restore(r: &mut Reader) -> Result<Rankings, CheckpointError> {

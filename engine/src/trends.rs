@@ -91,6 +91,17 @@ pub fn category_key(path: &str) -> Option<(Cow<'_, str>, bool)> {
     ))
 }
 
+/// A change record's trends, checked: the newest and first buckets, the
+/// untracked items, and per category the buckets that changed with their
+/// new quantities.
+#[derive(Debug, Default)]
+pub struct TrendChanges {
+    newest: Option<i64>,
+    first: Option<i64>,
+    untracked: u64,
+    categories: Vec<(String, Vec<(i64, u64)>)>,
+}
+
 #[derive(Debug, Default, Clone)]
 pub struct Trends {
     /// xxh3 of the category → its id. This lookup runs for every line
@@ -312,65 +323,86 @@ impl Trends {
         }
     }
 
-    /// Sets what [`Trends::write_changes`] wrote. `merged` takes the
-    /// difference, turning its ring over to newer buckets as a merge
-    /// would; its trends are recomputed by the caller ([`Trends::refresh`]),
-    /// once for many changes.
-    pub fn apply_changes(
-        &mut self,
-        r: &mut Reader,
-        mut merged: Option<&mut Trends>,
-    ) -> Result<(), CheckpointError> {
+    /// Reads what [`Trends::write_changes`] wrote: names within their
+    /// length, buckets within the window the record names.
+    pub fn read_changes(r: &mut Reader) -> Result<TrendChanges, CheckpointError> {
         let opt = |v: i64| (v != i64::MIN).then_some(v);
         let (newest, first) = (opt(r.i64()?), opt(r.i64()?));
         let untracked = r.u64()?;
-        if newest < self.newest_bucket {
-            return Err(CheckpointError::Payload("trends went back"));
-        }
-        (self.newest_bucket, self.first_bucket) = (newest, first);
-        if let Some(m) = merged.as_deref_mut() {
-            crate::aggregate::shift(&mut m.untracked_items, self.untracked_items, untracked);
-            m.newest_bucket = m.newest_bucket.max(newest);
-            m.first_bucket = match (m.first_bucket, first) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
-        }
-        self.untracked_items = untracked;
-        for _ in 0..r.count(16)? {
+        let mut categories = Vec::with_capacity(r.count(16)?);
+        for _ in 0..categories.capacity() {
             let name = r.string()?;
             if name.len() > 2 * MAX_LEVEL_BYTES + 3 {
                 return Err(CheckpointError::Payload("trend category too long"));
             }
-            let id = self
-                .id_of(&name)
-                .ok_or(CheckpointError::Payload("too many trend categories"))?;
-            let mut merged_id = merged.as_deref_mut().map(|m| m.id_of(&name));
-            for _ in 0..r.count(16)? {
+            let mut buckets = Vec::with_capacity(r.count(16)?);
+            for _ in 0..buckets.capacity() {
                 let (bucket, value) = (r.i64()?, r.u64()?);
                 let newest = newest.ok_or(CheckpointError::Payload("bucket without trends"))?;
                 if bucket > newest || bucket <= newest - RING as i64 {
                     return Err(CheckpointError::Payload("bucket outside the window"));
                 }
+                buckets.push((bucket, value));
+            }
+            categories.push((name, buckets));
+        }
+        Ok(TrendChanges {
+            newest,
+            first,
+            untracked,
+            categories,
+        })
+    }
+
+    /// Sets what was read. `merged` takes the difference, turning its ring
+    /// over to newer buckets as a merge would; its trends are recomputed by
+    /// the caller ([`Trends::refresh`]), once for many changes. A slot
+    /// that already holds a newer bucket keeps it, and a category past the
+    /// cap is not tracked (as when counting).
+    pub fn apply_changes(&mut self, changes: &TrendChanges, mut merged: Option<&mut Trends>) {
+        self.newest_bucket = self.newest_bucket.max(changes.newest);
+        self.first_bucket = changes.first.or(self.first_bucket);
+        if let Some(m) = merged.as_deref_mut() {
+            crate::aggregate::shift(
+                &mut m.untracked_items,
+                self.untracked_items,
+                changes.untracked,
+            );
+            m.newest_bucket = m.newest_bucket.max(changes.newest);
+            m.first_bucket = match (m.first_bucket, changes.first) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+        self.untracked_items = changes.untracked;
+        for (name, buckets) in &changes.categories {
+            let Some(id) = self.id_of(name) else {
+                continue;
+            };
+            let merged_id = merged.as_deref_mut().map(|m| m.id_of(name));
+            for &(bucket, value) in buckets {
+                let slot = bucket.rem_euclid(RING as i64) as usize;
+                if self.slot_bucket[slot] > bucket {
+                    continue;
+                }
                 let old = self.value(id, bucket);
                 self.claim(bucket);
-                let slot = bucket.rem_euclid(RING as i64) as usize;
                 self.counts[id][slot] = value;
-                if let (Some(m), Some(merged_id)) = (merged.as_deref_mut(), merged_id.as_mut()) {
-                    let m_newest = m.newest_bucket.unwrap_or(newest);
-                    if bucket <= m_newest - RING as i64 {
-                        continue;
-                    }
-                    m.claim(bucket);
-                    match merged_id {
-                        Some(mid) => crate::aggregate::shift(&mut m.counts[*mid][slot], old, value),
-                        // Past the merged state's cap on categories.
-                        None => m.untracked_items += 1,
-                    }
+                let (Some(m), Some(merged_id)) = (merged.as_deref_mut(), merged_id) else {
+                    continue;
+                };
+                let m_newest = m.newest_bucket.unwrap_or(bucket);
+                if bucket <= m_newest - RING as i64 || m.slot_bucket[slot] > bucket {
+                    continue;
+                }
+                m.claim(bucket);
+                match merged_id {
+                    Some(mid) => crate::aggregate::shift(&mut m.counts[mid][slot], old, value),
+                    // Past the merged state's cap on categories.
+                    None => m.untracked_items += 1,
                 }
             }
         }
-        Ok(())
     }
 
     pub fn export(&self, w: &mut Writer) {

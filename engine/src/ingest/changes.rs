@@ -20,9 +20,28 @@
 //! that is (`kafka/partials`), and send the whole state now and then so
 //! that a reader can start, or start over, from it.
 
+use std::collections::BTreeMap;
+
+use super::partitions::PartitionState;
 use super::Engine;
+use crate::aggregate::{Aggregate, AggregateChanges, BreakdownChanges, Breakdowns};
 use crate::checkpoint::{CheckpointError, Reader, Writer};
+use crate::decode::Reject;
 use crate::event_time::EventClock;
+use crate::rankings::{Rankings, RankingsChanges};
+use crate::trends::{TrendChanges, Trends};
+
+/// A change record, read and checked whole before any of it is applied.
+struct EngineChanges {
+    counts: [u64; 5],
+    rejected: [u64; Reject::ALL.len()],
+    clock: EventClock,
+    aggregate: AggregateChanges,
+    trends: TrendChanges,
+    breakdowns: BreakdownChanges,
+    rankings: RankingsChanges,
+    partitions: BTreeMap<i32, PartitionState>,
+}
 
 impl Engine {
     /// What changed from `before` (this engine's state as last published)
@@ -45,23 +64,41 @@ impl Engine {
     /// and adds the same change to `merged`: afterwards `merged` holds what
     /// a merge of every sender's newest state would.
     ///
-    /// On an error the record was not whole: part of it may be applied,
-    /// each element at its old or its new value. Neither state is then
-    /// exact; the caller rebuilds the merge and waits for a whole state.
+    /// A record is read and checked whole first: on an error nothing is
+    /// applied, to this engine or to `merged`.
     pub fn apply_changes(
         &mut self,
         source: &str,
         bytes: &[u8],
-        mut merged: Option<&mut Engine>,
+        merged: Option<&mut Engine>,
     ) -> Result<(), CheckpointError> {
+        let changes = self.read_changes(source, bytes)?;
+        self.apply_read(&changes, merged);
+        Ok(())
+    }
+
+    fn read_changes(&self, source: &str, bytes: &[u8]) -> Result<EngineChanges, CheckpointError> {
         let mut r = Reader::new(bytes);
         if r.string()? != source {
             return Err(CheckpointError::Payload("changes of another source"));
         }
-        let counts = [r.u64()?, r.u64()?, r.u64()?, r.u64()?, r.u64()?];
-        let rejected = Engine::read_rejected(&mut r)?;
-        let lateness = self.clock.allowed_lateness_ms();
-        let clock = EventClock::restore(&mut r, lateness)?;
+        let changes = EngineChanges {
+            counts: [r.u64()?, r.u64()?, r.u64()?, r.u64()?, r.u64()?],
+            rejected: Engine::read_rejected(&mut r)?,
+            clock: EventClock::restore(&mut r, self.clock.allowed_lateness_ms())?,
+            aggregate: Aggregate::read_changes(&mut r)?,
+            trends: Trends::read_changes(&mut r)?,
+            breakdowns: Breakdowns::read_changes(&mut r)?,
+            rankings: Rankings::read_changes(&mut r)?,
+            partitions: Engine::read_partitions(&mut r, false)?,
+        };
+        if !r.is_empty() {
+            return Err(CheckpointError::Payload("trailing bytes"));
+        }
+        Ok(changes)
+    }
+
+    fn apply_read(&mut self, changes: &EngineChanges, mut merged: Option<&mut Engine>) {
         if let Some(m) = merged.as_deref_mut() {
             let (mine, theirs) = (&self.counts, &mut m.counts);
             let old = [
@@ -78,31 +115,34 @@ impl Engine {
                 &mut theirs.late,
                 &mut theirs.truncated,
             ];
-            for ((sum, old), new) in sums.into_iter().zip(old).zip(counts) {
+            for ((sum, old), new) in sums.into_iter().zip(old).zip(changes.counts) {
                 crate::aggregate::shift(sum, old, new);
             }
-            for ((sum, old), new) in theirs.rejected.iter_mut().zip(mine.rejected).zip(rejected) {
+            let rejected = theirs.rejected.iter_mut().zip(mine.rejected);
+            for ((sum, old), new) in rejected.zip(changes.rejected) {
                 crate::aggregate::shift(sum, old, new);
             }
-            m.clock.merge(&clock);
+            m.clock.merge(&changes.clock);
         }
         let c = &mut self.counts;
-        [c.accepted, c.duplicates, c.filtered, c.late, c.truncated] = counts;
-        c.rejected = rejected;
-        self.clock = clock;
-        self.aggregate
-            .apply_changes(&mut r, merged.as_deref_mut().map(|m| &mut m.aggregate))?;
-        self.trends
-            .apply_changes(&mut r, merged.as_deref_mut().map(|m| &mut m.trends))?;
-        self.breakdowns
-            .apply_changes(&mut r, merged.as_deref_mut().map(|m| &mut m.breakdowns))?;
+        [c.accepted, c.duplicates, c.filtered, c.late, c.truncated] = changes.counts;
+        c.rejected = changes.rejected;
+        self.clock = changes.clock.clone();
+        self.aggregate.apply_changes(
+            &changes.aggregate,
+            merged.as_deref_mut().map(|m| &mut m.aggregate),
+        );
+        self.trends.apply_changes(
+            &changes.trends,
+            merged.as_deref_mut().map(|m| &mut m.trends),
+        );
+        self.breakdowns.apply_changes(
+            &changes.breakdowns,
+            merged.as_deref_mut().map(|m| &mut m.breakdowns),
+        );
         self.rankings
-            .apply_changes(&mut r, merged.map(|m| &mut m.rankings))?;
-        self.partitions = Engine::read_partitions(&mut r, false)?;
-        if !r.is_empty() {
-            return Err(CheckpointError::Payload("trailing bytes"));
-        }
-        Ok(())
+            .apply_changes(&changes.rankings, merged.map(|m| &mut m.rankings));
+        self.partitions = changes.partitions.clone();
     }
 
     /// A copy of what [`Engine::export_view`] writes (counts, sketches,
@@ -288,6 +328,15 @@ mod tests {
         }
         let mut held = Engine::new(config.clone());
         assert!(held.apply_changes("another", &changes, None).is_err());
+        // A record that fails to read changes nothing: cut at its end, all
+        // of it but its partitions reads, and none of it applies.
+        let mut held = Engine::new(config.clone());
+        let mut merged = Engine::new(config.clone());
+        assert!(held
+            .apply_changes(SOURCE, &changes[..changes.len() - 1], Some(&mut merged))
+            .is_err());
+        assert_eq!(merged.aggregate().orders, 0);
+        assert_eq!(held.counts().accepted, 0);
         // Flipped bytes: an error or a state, never a panic.
         for i in (0..changes.len()).step_by(changes.len() / 211 + 1) {
             let mut bad = changes.clone();

@@ -702,6 +702,113 @@ async fn an_edge_does_not_merge_a_second_process_under_a_live_id() {
     assert!(backwards.is_empty(), "totals went backwards: {backwards:?}");
 }
 
+/// The newest state record under `aggregator` on `topic` (partition 0).
+fn newest_state_record(
+    broker: &Broker,
+    topic: &str,
+    aggregator: &str,
+) -> livemap_server::kafka::partials::PartialRecord {
+    use livemap_server::kafka::partials::PartialRecord;
+    let consumer: BaseConsumer = broker
+        .client_config()
+        .set("group.id", "newest-state-record")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let (_, high) = consumer
+        .fetch_watermarks(topic, 0, Duration::from_secs(10))
+        .expect("watermarks");
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Beginning)
+        .expect("partition");
+    consumer.assign(&tpl).expect("assigned");
+    let (mut newest, mut next) = (None, 0);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while next < high && std::time::Instant::now() < deadline {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+            next = m.offset() + 1;
+            let record = m.payload().and_then(|p| PartialRecord::decode(p).ok());
+            if let Some(r) = record.filter(|r| r.aggregator == aggregator && !r.state.is_empty()) {
+                newest = Some(r);
+            }
+        }
+    }
+    newest.expect("a state record")
+}
+
+/// A change record that continues a live aggregator's records but cannot
+/// be read (here forged: cut short) is counted and applies not at all:
+/// the edge's totals do not move, and the aggregator's next whole state
+/// brings the edge back in step, exact.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_change_record_that_cannot_be_read_changes_nothing() {
+    use livemap_server::kafka::partials::{Kind, PartialRecord};
+
+    let broker = Broker::shared();
+    let topic = "bad-change";
+    let partials = "bad-change.livemap-partials";
+    broker.create_topic(topic, 2).await;
+    let messages = mixed_batch_with(41, 6_000, DemoMix::default());
+    let want = expected(&messages);
+    let (first, rest) = messages.split_at(3_000);
+    let port = broker.port;
+    produce_now(port, topic, first).await;
+    let a = aggregator_in(port, topic, "agg-bc", "g-bad-change");
+    let e = edge(port, topic);
+    eventually_within(KAFKA_PATIENCE, "the edge shows the first part", || async {
+        (processed(&e.snapshot().await?) >= first.len() as u64).then_some(())
+    })
+    .await;
+    let watcher = Monotonic::watch(vec![e.base.clone()]);
+    // Frozen, the aggregator publishes nothing while the forged record
+    // goes out: it follows exactly what the edge holds.
+    a.signal("STOP");
+    let newest = tokio::task::spawn_blocking(move || {
+        newest_state_record(Broker::shared(), partials, "agg-bc")
+    })
+    .await
+    .expect("read");
+    // The next change record of that process, as far as the edge can
+    // tell, but its state cut in half.
+    let whole = livemap_engine::ingest::Engine::new(Default::default()).export_changes(
+        &livemap_engine::ingest::Engine::new(Default::default()),
+        "kafka:bad-change.livemap-by-id",
+    );
+    let forged = PartialRecord {
+        kind: Kind::Changes,
+        seq: newest.seq + 1,
+        prev_seq: newest.seq,
+        whole_seq: newest.whole_seq,
+        published_ms: SystemClock.now_ms(),
+        state: whole[..whole.len() / 2].to_vec(),
+        arcs: Vec::new(),
+        ..newest
+    };
+    let producer = record_producer(broker);
+    producer
+        .send(
+            BaseRecord::<str, [u8]>::to(partials)
+                .key("agg-bc/forged")
+                .payload(&forged.encode()),
+        )
+        .map_err(|(e, _)| e)
+        .expect("queued");
+    producer.flush(Duration::from_secs(30)).expect("delivered");
+    let refused = |m: &str| m.contains("livemap_partials_records_total{outcome=\"refused\"} 1\n");
+    eventually_within(KAFKA_PATIENCE, "the edge refuses the record", || async {
+        refused(&e.metrics().await?).then_some(())
+    })
+    .await;
+    a.signal("CONT");
+    // The rest of the traffic: the edge catches up at the next whole
+    // state (every 30 records of 200 ms) and ends exact.
+    produce_now(port, topic, rest).await;
+    let s = shows_all(&e, messages.len()).await;
+    assert_eq!(observed(&s), want, "the edge against one process");
+    let (backwards, _) = watcher.finish().await;
+    assert!(backwards.is_empty(), "totals went backwards: {backwards:?}");
+}
+
 /// Rollouts under new aggregator ids: an edge retires ids that stopped
 /// publishing, keeps their counts in one retired sum, and holds no state
 /// per past id, so its memory does not grow with them.

@@ -465,6 +465,15 @@ impl Process {
     /// SIGTERM, as a deploy stops a process; waits for it to exit (at
     /// most `patience`, then SIGKILL) and says how long it took and
     /// whether it exited cleanly.
+    /// Sends the process a signal by name (`STOP`, `CONT`, ...).
+    pub(crate) fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "SIG{name} sent");
+    }
+
     pub(crate) async fn terminate(mut self, patience: Duration) -> (Duration, bool) {
         let started = std::time::Instant::now();
         let status = Command::new("kill")

@@ -119,15 +119,19 @@ impl Partial {
     fn engine(&mut self, config: &EngineConfig, source: &str) -> Option<&Engine> {
         if self.engine.is_none() {
             let decoded =
-                Engine::restore_format(config.clone(), source, &self.whole, self.state_format)
-                    .and_then(|mut engine| {
-                        for changes in &self.pending {
-                            engine.apply_changes(source, changes, None)?;
-                        }
-                        Ok(engine)
-                    });
+                Engine::restore_format(config.clone(), source, &self.whole, self.state_format);
             match decoded {
-                Ok(engine) => {
+                Ok(mut engine) => {
+                    // The change records since, as far as they apply (one
+                    // that does not leaves the state where it was, as on
+                    // an edge, until the next whole state).
+                    for changes in &self.pending {
+                        if let Err(e) = engine.apply_changes(source, changes, None) {
+                            tracing::error!(aggregator = %self.aggregator, error = %e, "a change record cannot be applied: waiting for the next whole state");
+                            self.broken = true;
+                            break;
+                        }
+                    }
                     self.engine = Some(engine);
                     self.whole = Vec::new();
                     self.pending = Vec::new();
@@ -799,13 +803,12 @@ impl Follower {
             }
             return false;
         }
+        // A record that cannot be read applies not at all (the engine
+        // checks it whole first): the state held and the merge stay as
+        // they were, and the next whole state takes over.
         let applied = match (p.engine.as_mut(), edge) {
-            (Some(held), true) => held
-                .apply_changes(source, &r.state, merged.as_mut())
-                .map_err(|e| (e, true)),
-            (Some(held), false) => held
-                .apply_changes(source, &r.state, None)
-                .map_err(|e| (e, false)),
+            (Some(held), true) => held.apply_changes(source, &r.state, merged.as_mut()),
+            (Some(held), false) => held.apply_changes(source, &r.state, None),
             (None, _) => {
                 p.pending.push(r.state);
                 let pending: usize = p.pending.iter().map(Vec::len).sum();
@@ -816,13 +819,10 @@ impl Follower {
                 Ok(())
             }
         };
-        if let Err((e, rebuild)) = applied {
+        if let Err(e) = applied {
             p.broken = true;
             self.stats.rejected.fetch_add(1, Ordering::Relaxed);
             tracing::error!(aggregator = %r.aggregator, error = %e, "a change record cannot be applied: waiting for the next whole state");
-            if rebuild {
-                followed.rebuild_merged(config, source);
-            }
             return false;
         }
         p.seq = r.seq;
