@@ -47,6 +47,9 @@ pub(crate) struct Broker {
     pub(crate) proxy_port: Option<u16>,
 }
 
+/// A record as read back: its offset and value.
+pub(crate) type Record = (i64, Option<Vec<u8>>);
+
 fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/kafka.sh")
 }
@@ -226,6 +229,39 @@ impl Broker {
         {
             panic!("creating topic {name}: {reason}");
         }
+    }
+
+    /// What partition 0 of `topic` holds now, from its beginning to its
+    /// high watermark: each record's offset and value, and the high
+    /// watermark (past the last offset; more than the records once
+    /// compaction removed some).
+    pub(crate) fn records(&self, topic: &str) -> (Vec<Record>, i64) {
+        use rdkafka::consumer::{BaseConsumer, Consumer};
+        use rdkafka::message::Message as _;
+        use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
+        let consumer: BaseConsumer = self
+            .client_config()
+            .set("group.id", "records-of-a-topic")
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("consumer");
+        let (_, high) = consumer
+            .fetch_watermarks(topic, 0, Duration::from_secs(10))
+            .expect("watermarks");
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(topic, 0, Offset::Beginning)
+            .expect("partition");
+        consumer.assign(&tpl).expect("assigned");
+        let (mut records, mut next) = (Vec::new(), 0);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while next < high && Instant::now() < deadline {
+            if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+                next = m.offset() + 1;
+                records.push((m.offset(), m.payload().map(<[u8]>::to_vec)));
+            }
+        }
+        assert!(next >= high, "read {topic} to its end");
+        (records, high)
     }
 
     pub(crate) async fn create_topic(&self, name: &str, partitions: i32) {

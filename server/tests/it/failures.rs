@@ -709,31 +709,13 @@ fn newest_state_record(
     aggregator: &str,
 ) -> livemap_server::kafka::partials::PartialRecord {
     use livemap_server::kafka::partials::PartialRecord;
-    let consumer: BaseConsumer = broker
-        .client_config()
-        .set("group.id", "newest-state-record")
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
-    let (_, high) = consumer
-        .fetch_watermarks(topic, 0, Duration::from_secs(10))
-        .expect("watermarks");
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, 0, Offset::Beginning)
-        .expect("partition");
-    consumer.assign(&tpl).expect("assigned");
-    let (mut newest, mut next) = (None, 0);
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while next < high && std::time::Instant::now() < deadline {
-        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
-            next = m.offset() + 1;
-            let record = m.payload().and_then(|p| PartialRecord::decode(p).ok());
-            if let Some(r) = record.filter(|r| r.aggregator == aggregator && !r.state.is_empty()) {
-                newest = Some(r);
-            }
-        }
-    }
-    newest.expect("a state record")
+    let (records, _) = broker.records(topic);
+    records
+        .iter()
+        .rev()
+        .filter_map(|(_, value)| PartialRecord::decode(value.as_deref()?).ok())
+        .find(|r| r.aggregator == aggregator && !r.state.is_empty())
+        .expect("a state record")
 }
 
 /// A change record that continues a live aggregator's records but cannot

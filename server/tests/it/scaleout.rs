@@ -8,9 +8,6 @@ use crate::kafka::{
 };
 use crate::util::eventually_within;
 use livemap_events::demo::DemoMix;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message as _;
-use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use std::time::{Duration, Instant};
 
 fn aggregator(port: u16, topic: &str, id: &str) -> Process {
@@ -299,29 +296,8 @@ async fn a_second_process_under_a_live_aggregator_id_refuses_to_start() {
 /// How many records partition 0 of `topic` holds now, and its high
 /// watermark: fewer records than offsets once compaction removed some.
 fn records_held(broker: &Broker, topic: &str) -> (u64, i64) {
-    let consumer: BaseConsumer = broker
-        .client_config()
-        .set("group.id", "records-held")
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
-    let (_, high) = consumer
-        .fetch_watermarks(topic, 0, Duration::from_secs(10))
-        .expect("watermarks");
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, 0, Offset::Beginning)
-        .expect("partition");
-    consumer.assign(&tpl).expect("assigned");
-    let (mut count, mut next) = (0, 0);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while next < high && Instant::now() < deadline {
-        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
-            count += 1;
-            next = m.offset() + 1;
-        }
-    }
-    assert!(next >= high, "read {topic} to its end");
-    (count, high)
+    let (records, high) = broker.records(topic);
+    (records.len() as u64, high)
 }
 
 /// Compaction keeps what a reader that starts late needs: each

@@ -114,6 +114,29 @@ pub struct Partial {
 }
 
 impl Partial {
+    /// The state of whole-state record `r`: `engine` if it is decoded
+    /// already, else its bytes, decoded on first use.
+    fn of(r: PartialRecord, engine: Option<Engine>) -> Partial {
+        let whole = if engine.is_none() {
+            r.state
+        } else {
+            Vec::new()
+        };
+        Partial {
+            aggregator: r.aggregator,
+            instance: r.instance,
+            seq: r.seq,
+            published_ms: r.published_ms,
+            lineage: r.lineage,
+            engine,
+            whole,
+            state_format: r.state_format,
+            pending: Vec::new(),
+            broken: false,
+            received: Instant::now(),
+        }
+    }
+
     /// The state, decoded on first use. `None` (logged) when it cannot
     /// be: the record is then as good as absent.
     fn engine(&mut self, config: &EngineConfig, source: &str) -> Option<&Engine> {
@@ -707,26 +730,18 @@ impl Follower {
                 p.received = Instant::now();
                 return false;
             }
+            if p.instance == r.instance && r.seq < p.seq {
+                // Older than what is held of the same process: it would
+                // move the state back.
+                return false;
+            }
         }
         if !edge {
             // An aggregator decodes only when it needs the state; a newer
             // whole state leaves nothing pending.
-            followed.latest.insert(
-                r.aggregator.clone(),
-                Partial {
-                    aggregator: r.aggregator,
-                    instance: r.instance,
-                    seq: r.seq,
-                    published_ms: r.published_ms,
-                    lineage: r.lineage,
-                    engine: None,
-                    whole: r.state,
-                    state_format: r.state_format,
-                    pending: Vec::new(),
-                    broken: false,
-                    received: Instant::now(),
-                },
-            );
+            followed
+                .latest
+                .insert(r.aggregator.clone(), Partial::of(r, None));
             return true;
         }
         let engine = match Engine::restore_format(config.clone(), source, &r.state, r.state_format)
@@ -758,22 +773,7 @@ impl Follower {
                 None => merged.absorb(&engine),
             }
         }
-        latest.insert(
-            r.aggregator.clone(),
-            Partial {
-                aggregator: r.aggregator,
-                instance: r.instance,
-                seq: r.seq,
-                published_ms: r.published_ms,
-                lineage: r.lineage,
-                engine: Some(engine),
-                whole: Vec::new(),
-                state_format: r.state_format,
-                pending: Vec::new(),
-                broken: false,
-                received: Instant::now(),
-            },
-        );
+        latest.insert(r.aggregator.clone(), Partial::of(r, Some(engine)));
         if rebuild {
             followed.rebuild_merged(config, source);
         }
