@@ -42,7 +42,9 @@ pub(super) async fn run(
     if !synced {
         tracing::warn!("partial states not read to the end at start; serving what there is");
     }
-    engine.lock().replace_counts(follower.merged());
+    // The follower merged every record read into the engine; its trends
+    // are recomputed at once rather than on the follower's next turn.
+    engine.lock().refresh_trends();
     let frames = Frames::start(&engine, &health, &clock, config.tick, &cancel);
     let metrics = |ticks, admission| MetricsSources {
         engine,

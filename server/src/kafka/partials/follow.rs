@@ -26,8 +26,8 @@ use livemap_engine::ingest::{Engine, EngineConfig, Handover};
 /// Arcs of a record published longer ago than this are not shown: an edge
 /// catching up on the topic shows no stale arcs.
 const LIVE_ARCS_MS: i64 = 5_000;
-/// How often at most an edge hands its merge to the snapshot stage.
-const MERGE_EVERY: Duration = Duration::from_millis(200);
+/// How often at most an edge recomputes the trends of its merge.
+const REFRESH_EVERY: Duration = Duration::from_millis(500);
 /// How many ticks of arcs may wait on an edge. Arcs arrive every tick
 /// about as fast as they are shown, so a longer queue would only fill up
 /// with jitter and show every arc that much later.
@@ -217,9 +217,6 @@ struct Followed {
     retired_handovers: BTreeMap<i32, Handover>,
     /// Lineages retired lately (id, lineage), oldest first.
     retired_lineages: VecDeque<(String, u64)>,
-    /// On an edge, the merge of every aggregator's state and the retired
-    /// sum, kept change by change (see `livemap_engine::ingest::changes`).
-    merged: Option<Engine>,
 }
 
 impl Followed {
@@ -303,10 +300,9 @@ impl Followed {
         self.conflicts.retain(|(a, _)| a != aggregator);
     }
 
-    /// Makes the merge anew from every state held and the retired sum:
-    /// at an edge's start, and after a change record that could not be
-    /// applied whole.
-    fn rebuild_merged(&mut self, config: &EngineConfig, source: &str) {
+    /// The merge made anew from every state held and the retired sum:
+    /// after a whole state that could not be applied as changes.
+    fn merged_anew(&mut self, config: &EngineConfig, source: &str) -> Engine {
         let mut merged = Engine::new(config.clone());
         if let Some(retired) = &self.retired {
             merged.absorb(retired);
@@ -316,7 +312,7 @@ impl Followed {
                 merged.absorb(engine);
             }
         }
-        self.merged = Some(merged);
+        merged
     }
 
     /// Retires every id whose newest state record was published before
@@ -537,14 +533,14 @@ impl Follower {
             let mut drained = false;
             match self.consumer.poll(Duration::from_millis(100)) {
                 Some(Ok(m)) => {
-                    // An edge merges every record, so it decodes each at
-                    // once; an aggregator only when it needs one.
+                    // An edge applies every record to its engine at once;
+                    // an aggregator decodes one only when it needs it.
                     let arrived = self.apply(
                         m.partition(),
                         m.offset(),
                         m.payload(),
                         clock.now_ms(),
-                        edge.is_some(),
+                        edge.as_ref().map(|e| e.engine),
                     );
                     changed |= arrived.as_ref().is_some_and(|a| a.moved);
                     if let (Some(edge), Some(a)) = (&edge, arrived) {
@@ -564,19 +560,17 @@ impl Follower {
                 }
                 None => drained = true,
             }
-            // The snapshot stage gets a copy of the merge at most every
-            // MERGE_EVERY (it is kept change by change; copying it costs
-            // the same whatever changed), or each second while the topic
-            // is still catching up.
+            // The merge is the edge's engine itself, kept change by
+            // change; only its trends wait to be recomputed, at most every
+            // REFRESH_EVERY (or each second while catching up).
             let due = if drained {
-                MERGE_EVERY
+                REFRESH_EVERY
             } else {
                 Duration::from_secs(1)
             };
             if changed && last_merge.elapsed() >= due {
                 if let Some(edge) = &edge {
-                    let merged = self.merged();
-                    edge.engine.lock().replace_counts(merged);
+                    edge.engine.lock().refresh_trends();
                 }
                 changed = false;
                 last_merge = Instant::now();
@@ -596,14 +590,15 @@ impl Follower {
     }
 
     /// Takes one record: returns its arcs and their share if it was good.
-    /// `edge`: keep every state decoded and the merge up to date.
+    /// `merge` (an edge's engine): keep every state decoded and the merge
+    /// in it up to date.
     fn apply(
         &self,
         partition: i32,
         offset: i64,
         payload: Option<&[u8]>,
         now_ms: i64,
-        edge: bool,
+        merge: Option<&Mutex<Engine>>,
     ) -> Option<Arrived> {
         let decoded = payload
             .ok_or(livemap_engine::checkpoint::CheckpointError::Payload(
@@ -630,7 +625,7 @@ impl Follower {
             r,
             payload.map_or(0, <[u8]>::len),
             now_ms,
-            edge,
+            merge,
         );
         drop(followed);
         self.advanced.notify_all();
@@ -644,7 +639,7 @@ impl Follower {
         mut r: PartialRecord,
         size: usize,
         now_ms: i64,
-        edge: bool,
+        merge: Option<&Mutex<Engine>>,
     ) -> Option<Arrived> {
         self.retire(followed, r.published_ms, now_ms);
         if followed.continues_retired(&r.aggregator, r.lineage) {
@@ -686,10 +681,10 @@ impl Follower {
         let published_ms = r.published_ms;
         let aggregator = r.aggregator.clone();
         let advanced = match r.kind {
-            Kind::Whole => self.take_whole(followed, r, edge),
+            Kind::Whole => self.take_whole(followed, r, merge),
             Kind::Changes => {
                 self.stats.change_records.fetch_add(1, Ordering::Relaxed);
-                self.take_changes(followed, r, edge)
+                self.take_changes(followed, r, merge)
             }
         };
         let mut period_ms = None;
@@ -721,8 +716,14 @@ impl Follower {
     /// moment (it applied the change record sent with it) has nothing to
     /// do; one that does not (it starts, or lost a change record) starts
     /// over from it. Returns whether the held state moved.
-    fn take_whole(&self, followed: &mut Followed, r: PartialRecord, edge: bool) -> bool {
+    fn take_whole(
+        &self,
+        followed: &mut Followed,
+        r: PartialRecord,
+        merge: Option<&Mutex<Engine>>,
+    ) -> bool {
         let (config, source) = (&self.engine_config, &self.source_id);
+        let edge = merge.is_some();
         if let Some(p) = followed.latest.get_mut(&r.aggregator) {
             let in_step = p.instance == r.instance && p.seq == r.seq && !p.broken;
             if in_step && (edge || p.engine.is_some()) {
@@ -736,14 +737,14 @@ impl Follower {
                 return false;
             }
         }
-        if !edge {
+        let Some(merge) = merge else {
             // An aggregator decodes only when it needs the state; a newer
             // whole state leaves nothing pending.
             followed
                 .latest
                 .insert(r.aggregator.clone(), Partial::of(r, None));
             return true;
-        }
+        };
         let engine = match Engine::restore_format(config.clone(), source, &r.state, r.state_format)
         {
             Ok(engine) => engine,
@@ -754,28 +755,31 @@ impl Follower {
             }
         };
         self.stats.wholes_decoded.fetch_add(1, Ordering::Relaxed);
-        if followed.merged.is_none() {
-            followed.rebuild_merged(config, source);
-        }
-        let Followed { latest, merged, .. } = followed;
-        let mut rebuild = false;
-        if let Some(merged) = merged.as_mut() {
-            match latest
-                .get_mut(&r.aggregator)
-                .and_then(|p| p.engine.as_mut())
-            {
-                // What the merge holds of this aggregator moves to the new
-                // state, as if one change record carried everything.
-                Some(held) => {
-                    let changes = engine.export_changes(held, source);
-                    rebuild = held.apply_changes(source, &changes, Some(merged)).is_err();
-                }
-                None => merged.absorb(&engine),
+        let mut merged = merge.lock();
+        let held = followed
+            .latest
+            .get_mut(&r.aggregator)
+            .and_then(|p| p.engine.as_mut());
+        let rebuild = match held {
+            // What the merge holds of this aggregator moves to the new
+            // state, as if one change record carried everything.
+            Some(held) => {
+                let changes = engine.export_changes(held, source);
+                held.apply_changes(source, &changes, Some(&mut merged))
+                    .is_err()
             }
-        }
-        latest.insert(r.aggregator.clone(), Partial::of(r, Some(engine)));
+            None => {
+                merged.absorb(&engine);
+                false
+            }
+        };
+        drop(merged);
+        followed
+            .latest
+            .insert(r.aggregator.clone(), Partial::of(r, Some(engine)));
         if rebuild {
-            followed.rebuild_merged(config, source);
+            let anew = followed.merged_anew(config, source);
+            merge.lock().replace_counts(anew);
         }
         true
     }
@@ -783,10 +787,14 @@ impl Follower {
     /// Takes a change record if it follows the state held; returns
     /// whether it did. One that does not (a record was lost, or this
     /// reader started after it) waits for the next whole state.
-    fn take_changes(&self, followed: &mut Followed, r: PartialRecord, edge: bool) -> bool {
+    fn take_changes(
+        &self,
+        followed: &mut Followed,
+        r: PartialRecord,
+        merge: Option<&Mutex<Engine>>,
+    ) -> bool {
         let (config, source) = (&self.engine_config, &self.source_id);
-        let Followed { latest, merged, .. } = followed;
-        let Some(p) = latest.get_mut(&r.aggregator) else {
+        let Some(p) = followed.latest.get_mut(&r.aggregator) else {
             // Before this reader's first whole state of the id.
             return false;
         };
@@ -806,9 +814,11 @@ impl Follower {
         // A record that cannot be read applies not at all (the engine
         // checks it whole first): the state held and the merge stay as
         // they were, and the next whole state takes over.
-        let applied = match (p.engine.as_mut(), edge) {
-            (Some(held), true) => held.apply_changes(source, &r.state, merged.as_mut()),
-            (Some(held), false) => held.apply_changes(source, &r.state, None),
+        let applied = match (p.engine.as_mut(), merge) {
+            (Some(held), Some(merge)) => {
+                held.apply_changes(source, &r.state, Some(&mut merge.lock()))
+            }
+            (Some(held), None) => held.apply_changes(source, &r.state, None),
             (None, _) => {
                 p.pending.push(r.state);
                 let pending: usize = p.pending.iter().map(Vec::len).sum();
@@ -978,22 +988,6 @@ impl Follower {
             lineage,
             published_ms,
         })
-    }
-
-    /// The newest state of every aggregator, and the retired sum, merged:
-    /// a copy of the merge the follower keeps (made at the first call).
-    pub fn merged(&self) -> Engine {
-        let mut followed = self.followed.lock();
-        if followed.merged.is_none() {
-            followed.rebuild_merged(&self.engine_config, &self.source_id);
-        }
-        match followed.merged.as_mut() {
-            Some(merged) => {
-                merged.refresh_trends();
-                merged.view_clone()
-            }
-            None => Engine::new(self.engine_config.clone()),
-        }
     }
 
     /// Bytes received from the brokers so far (updated each second).
