@@ -4,7 +4,9 @@
 //! It feeds the server's embedded demo source and the load tester's
 //! producer, so both exercise the same decode path real Kafka messages
 //! take: mostly other event types, completed checkouts from shops in real
-//! cities to buyers weighted by city population, several currencies and
+//! cities to buyers, both weighted by their country's share of a Black
+//! Friday on a commerce platform ([`COMMERCE_SHARES`], docs/DEMO.md) and
+//! by city size within the country, several currencies and
 //! channels, plus the contract's hazards: duplicates delivered seconds
 //! later, out-of-order event times, test orders and malformed messages.
 
@@ -96,6 +98,84 @@ const CHANNELS: &[(&str, u32)] = &[
     ("social", 7),
     ("marketplace", 3),
 ];
+
+/// Each country's share of the sales of a Black Friday weekend on a
+/// commerce platform like Shopify, in percent, by buyer country and, the
+/// same, by shop country. docs/DEMO.md gives the source: the ranks follow
+/// the platform's published top-selling countries; the shares are our
+/// estimates (no platform publishes them). Countries not listed share
+/// [`REST_OF_WORLD`] by population.
+pub const COMMERCE_SHARES: &[(&str, f64)] = &[
+    ("US", 48.0),
+    ("GB", 9.0),
+    ("CA", 7.0),
+    ("AU", 5.0),
+    ("DE", 5.0),
+    ("FR", 3.0),
+    ("NL", 1.5),
+    ("IT", 1.5),
+    ("ES", 1.5),
+    ("JP", 1.5),
+    ("NZ", 1.0),
+    ("IE", 1.0),
+    ("SE", 1.0),
+    ("BR", 1.0),
+    ("MX", 1.0),
+    ("CH", 0.7),
+    ("BE", 0.7),
+    ("DK", 0.6),
+    ("NO", 0.6),
+    ("AT", 0.6),
+    ("SG", 0.5),
+    ("IN", 0.5),
+    ("ZA", 0.5),
+    ("PL", 0.5),
+    ("AE", 0.5),
+    ("HK", 0.4),
+    ("KR", 0.4),
+    ("FI", 0.3),
+    ("PT", 0.3),
+    ("IL", 0.3),
+];
+
+/// The share of every other country together, in percent.
+pub const REST_OF_WORLD: f64 = 4.6;
+
+/// Orders whose buyer is in the shop's own country: the platform reports
+/// 15 to 25 % of its Black Friday orders crossing a border.
+const DOMESTIC: f64 = 0.8;
+
+/// Per city, its country's share ([`COMMERCE_SHARES`]) times the city's
+/// part of that country's `size` (over the cities the table has); the
+/// rest of the world's share goes to the other countries' cities alike.
+fn commerce_weights(cities: &[City], size: impl Fn(&City) -> f64) -> Vec<f64> {
+    let share = |country: &str| {
+        COMMERCE_SHARES
+            .iter()
+            .find(|(c, _)| *c == country)
+            .map(|&(_, s)| s)
+    };
+    let mut totals: HashMap<Option<&str>, f64> = HashMap::new();
+    for c in cities {
+        let key = share(c.country).map(|_| c.country);
+        *totals.entry(key).or_default() += size(c);
+    }
+    cities
+        .iter()
+        .map(|c| {
+            let (key, s) = match share(c.country) {
+                Some(s) => (Some(c.country), s),
+                None => (None, REST_OF_WORLD),
+            };
+            let total = totals.get(&key).copied().unwrap_or(0.0);
+            if total > 0.0 {
+                s * size(c) / total
+            } else {
+                0.0
+            }
+        })
+        .collect()
+}
 
 /// How many distinct shoppers the demo draws from. Large enough that the
 /// unique-shopper counter keeps rising through a long demo.
@@ -197,10 +277,14 @@ impl Generator {
     pub fn new(seed: u64, mix: DemoMix) -> Self {
         let mut rng = SmallRng::seed_from_u64(seed);
         let cities = cities::all();
-        // Buyers follow population; shops are spread a little flatter, since
+        // Both follow their country's share of the sale, then city size;
+        // shops are spread a little flatter within a country, since
         // merchants are everywhere but shoppers concentrate in big cities.
-        let buyer_cities = Weighted::new(cities.iter().map(|c| c.population as f64));
-        let shop_cities = Weighted::new(cities.iter().map(|c| (c.population as f64).powf(0.7)));
+        let buyer_cities =
+            Weighted::new(commerce_weights(cities, |c| c.population as f64).into_iter());
+        let shop_cities = Weighted::new(
+            commerce_weights(cities, |c| (c.population as f64).powf(0.7)).into_iter(),
+        );
         let mut grouped: HashMap<&'static str, Vec<usize>> = HashMap::new();
         for (i, c) in cities.iter().enumerate() {
             grouped.entry(c.country).or_default().push(i);
@@ -341,7 +425,7 @@ impl Generator {
         let (shop_id, shop_country, shop_lat, shop_lon, currency) =
             (shop.id, shop.country, shop.lat, shop.lon, shop.currency);
 
-        let domestic = self.rng.random::<f64>() < 0.6;
+        let domestic = self.rng.random::<f64>() < DOMESTIC;
         let city_idx = match self.by_country.get(shop_country) {
             Some((idx, w)) if domestic => idx[w.pick(&mut self.rng)],
             _ => self.buyer_cities.pick(&mut self.rng),
@@ -446,7 +530,15 @@ impl Generator {
         match kind {
             Malformed::Truncated => {
                 let text = value.to_string();
-                out.extend_from_slice(&text.as_bytes()[..text.len() / 2]);
+                // Cut in the middle, but not just after a closing brace: a
+                // cut object that still ends like one, without its type
+                // string, is by the contract another event type (filtered),
+                // and this hazard is meant as a message that is not JSON.
+                let mut cut = text.len() / 2;
+                while cut > 1 && text.as_bytes()[cut - 1] == b'}' {
+                    cut -= 1;
+                }
+                out.extend_from_slice(&text.as_bytes()[..cut]);
                 return kind;
             }
             Malformed::MissingField => {
@@ -645,6 +737,48 @@ mod tests {
             (0.007..0.013).contains(&dup_share),
             "duplicate share {dup_share}"
         );
+    }
+
+    /// Sales by buyer country over `n` checkouts, largest first.
+    fn sales_by_country(n: usize) -> Vec<(String, f64)> {
+        let mut g = Generator::new(11, DemoMix::default());
+        let mut usd: HashMap<String, f64> = HashMap::new();
+        for _ in 0..n {
+            let msg = g.checkout(NOW);
+            let e: CheckoutEvent = serde_json::from_slice(&msg).expect("valid");
+            let digits = FxTable::default()
+                .get(e.order.currency)
+                .expect("known currency")
+                .minor_digits;
+            let minor = money::parse_minor_units(&e.order.total, digits).expect("total");
+            let rate = usd_rate(std::str::from_utf8(&e.order.currency.0).expect("ascii"));
+            *usd.entry(String::from_utf8_lossy(&e.buyer.country.0).into_owned())
+                .or_default() += minor as f64 / 10f64.powi(digits as i32) * rate;
+        }
+        let mut v: Vec<_> = usd.into_iter().collect();
+        v.sort_by(|a, b| b.1.total_cmp(&a.1));
+        v
+    }
+
+    #[test]
+    fn black_friday_sells_most_in_the_united_states_then_as_the_platform_reports() {
+        let sales = sales_by_country(40_000);
+        let total: f64 = sales.iter().map(|(_, s)| s).sum();
+        let top: Vec<&str> = sales.iter().take(5).map(|(c, _)| c.as_str()).collect();
+        assert_eq!(top[0], "US", "{sales:?}");
+        let us = sales[0].1 / total;
+        assert!((0.40..0.56).contains(&us), "US share {us}");
+        // The platform's next sellers, in some order, ahead of the most
+        // populous countries (which buy from the rest of the world's share).
+        for c in ["GB", "CA"] {
+            assert!(top.contains(&c), "{c} not in the top 5: {top:?}");
+        }
+        for c in ["CN", "IN"] {
+            let rank = sales.iter().position(|(x, _)| x == c).unwrap_or(usize::MAX);
+            assert!(rank >= 5, "{c} ranks {rank}");
+        }
+        let shares: f64 = COMMERCE_SHARES.iter().map(|(_, s)| s).sum();
+        assert!((shares + REST_OF_WORLD - 100.0).abs() < 1e-9);
     }
 
     #[test]
