@@ -21,6 +21,8 @@
 #   module proxy into ~/.cache/livemap/bin: the linter `promtool check
 #   metrics` runs, over /metrics in scripts/test.sh. promtool itself builds
 #   all of Prometheus (5 minutes, 3.6 GB of caches); this takes 30 seconds.
+# - promtool v0.316.0, the same way, for the alert rules in ops/prometheus
+#   (`promtool check rules`, `promtool test rules`): 5 minutes, once.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -83,6 +85,19 @@ if [ ! -x "$PROMCHECK" ] || [ tools/promcheck/go.mod -nt "$PROMCHECK" ] || [ too
   (cd tools/promcheck && GOTOOLCHAIN=local GOBIN="$(dirname "$PROMCHECK")" "$go" install .)
 else
   log "promcheck present"
+fi
+
+# promtool itself, for `promtool check rules` and `promtool test rules` on
+# the alert rules in ops/prometheus (scripts/test.sh): it builds all of
+# Prometheus, about 5 minutes once on this machine.
+PROMTOOL=$HOME/.cache/livemap/bin/promtool
+PROMTOOL_VERSION=v0.316.0
+if [ ! -x "$PROMTOOL" ]; then
+  [ -x "$go" ] || { echo "[setup] Go 1.26 or newer is needed for promtool" >&2; exit 1; }
+  log "go install promtool $PROMTOOL_VERSION (checks the alert rules; about 5 minutes, once)"
+  GOTOOLCHAIN=local GOBIN="$(dirname "$PROMTOOL")" "$go" install "github.com/prometheus/prometheus/cmd/promtool@$PROMTOOL_VERSION"
+else
+  log "promtool present"
 fi
 
 if [ -f e2e/package.json ]; then

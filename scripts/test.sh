@@ -55,6 +55,11 @@ echo "$(grep -c '^# TYPE' "$scrape") families, no problem" >&2
 kill "$SERVER_PID"
 wait "$SERVER_PID" || true
 trap - EXIT
+
+step "the operator's kit: alert rules (promtool) and the Grafana dashboard"
+"$HOME/.cache/livemap/bin/promtool" check rules ops/prometheus/livemap-alerts.yml
+"$HOME/.cache/livemap/bin/promtool" test rules ops/prometheus/livemap-alerts.test.yml
+python3 tools/check-ops.py "$scrape" ops/grafana/livemap.json ops/prometheus/livemap-alerts.yml
 rm -f "$scrape"
 
 step "end-to-end in headless Chromium"
