@@ -8,10 +8,11 @@
 //! [`dedup`] → [`event_time`] → [`aggregate`] with [`hll`], [`trends`],
 //! [`rankings`] → [`arcs`] sampling). The state exports to and restores
 //! from the [`checkpoint`] format; [`position`] is where a message was
-//! read. The server (`livemap-server`) feeds messages in and reads the
+//! read. [`anomaly`] judges the per-minute history for operators. The server (`livemap-server`) feeds messages in and reads the
 //! state out into snapshots.
 
 pub mod aggregate;
+pub mod anomaly;
 pub mod arcs;
 pub mod checkpoint;
 pub mod decode;

@@ -195,6 +195,14 @@ pub struct Args {
     #[arg(long, env = "LIVEMAP_RETIRE_AFTER_SECS", default_value_t = 3_600)]
     pub retire_after_secs: u32,
 
+    /// Where to POST each anomaly flag raised or cleared (orders or sales
+    /// per minute fallen below half of what the sale expects), as JSON:
+    /// a plain `http://host[:port]/path` (put a relay in front for
+    /// https). Off when unset. Operators only: nothing reaches the
+    /// public page.
+    #[arg(long, env = "LIVEMAP_ANOMALY_WEBHOOK")]
+    pub anomaly_webhook: Option<String>,
+
     /// Snapshots are marked stale while the consumer is more than this many
     /// messages behind (summed over partitions), or the broker is unreachable.
     #[arg(long, env = "LIVEMAP_LAG_LIMIT", default_value_t = 100_000)]
@@ -251,6 +259,8 @@ pub enum ConfigError {
     Horizon,
     #[error("--role {0} needs --kafka-brokers")]
     RoleNeedsKafka(&'static str),
+    #[error("--anomaly-webhook {0}: an http://host[:port]/path URL is needed")]
+    Webhook(String),
     #[error("--role aggregator needs --aggregator-id (no host name to default to)")]
     AggregatorId,
     #[error("--publish-ms must be between 100 and 60000, got {0}")]
@@ -302,6 +312,8 @@ pub struct Config {
     pub partials: Option<PartialsConfig>,
     pub aggregator_id: String,
     pub publish_every: Duration,
+    /// See `--anomaly-webhook`.
+    pub anomaly_webhook: Option<String>,
 }
 
 impl Config {
@@ -311,6 +323,13 @@ impl Config {
         }
         if args.dedup_horizon_minutes == 0 {
             return Err(ConfigError::Horizon);
+        }
+        let anomaly_webhook = args.anomaly_webhook.clone();
+        if let Some(url) = &anomaly_webhook {
+            let uri: Option<axum::http::Uri> = url.parse().ok();
+            if !uri.is_some_and(|u| u.scheme_str() == Some("http") && u.host().is_some()) {
+                return Err(ConfigError::Webhook(url.clone()));
+            }
         }
         let mut fx = FxTable::default();
         if let Some(path) = &args.fx_rates {
@@ -409,6 +428,7 @@ impl Config {
             partials,
             aggregator_id,
             publish_every,
+            anomaly_webhook,
         })
     }
 }
@@ -418,5 +438,39 @@ impl Default for Config {
         // The defaults of the flags are valid by construction.
         let args = Args::parse_from(["livemap"]);
         Config::from_args(&args).unwrap_or_else(|e| unreachable!("default flags are valid: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(flags: &[&str]) -> Result<Config, ConfigError> {
+        let args = Args::parse_from(std::iter::once("livemap").chain(flags.iter().copied()));
+        Config::from_args(&args)
+    }
+
+    #[test]
+    fn an_anomaly_webhook_must_be_a_plain_http_url() {
+        let ok = config(&["--anomaly-webhook", "http://hooks.example:8080/livemap"]);
+        assert_eq!(
+            ok.ok().and_then(|c| c.anomaly_webhook).as_deref(),
+            Some("http://hooks.example:8080/livemap")
+        );
+        for bad in [
+            "https://hooks.example/x",
+            "hooks.example/x",
+            "http:///x",
+            "",
+        ] {
+            assert!(
+                matches!(
+                    config(&["--anomaly-webhook", bad]),
+                    Err(ConfigError::Webhook(_))
+                ),
+                "{bad}"
+            );
+        }
+        assert_eq!(config(&[]).map(|c| c.anomaly_webhook).ok(), Some(None));
     }
 }

@@ -13,6 +13,7 @@ use std::collections::{HashMap, VecDeque};
 use livemap_wire::{Arc, Channel, Ingest, Minute, Ranked, Rates, Slice, Snapshot, Totals, Trend};
 
 use livemap_engine::aggregate::{MinuteBucket, MINUTE_MS};
+use livemap_engine::anomaly::{Change, Detector, Signal};
 use livemap_engine::ingest::Engine;
 use livemap_engine::rankings::ShopLabel;
 
@@ -51,6 +52,8 @@ pub struct Snapshotter {
     recent_arcs: VecDeque<Arc>,
     /// Shop id → nearest large city, so each shop is looked up once.
     places: HashMap<u64, &'static str>,
+    /// Judges each closed minute for operators (`livemap_engine::anomaly`).
+    detector: Detector,
 }
 
 /// The sale's per-minute history as of one tick: every minute from the
@@ -77,6 +80,10 @@ pub struct Built {
     pub top_cities: Vec<Ranked>,
     /// Shared with the frame: copied once a tick, not once per stage.
     pub history: std::sync::Arc<History>,
+    /// The operators' signals as last judged, and the flags raised or
+    /// cleared this tick (a minute closed).
+    pub anomalies: Vec<Signal>,
+    pub anomaly_changes: Vec<Change>,
 }
 
 impl Snapshotter {
@@ -88,6 +95,7 @@ impl Snapshotter {
             keyframe_every: u64::from((KEYFRAME_MS / tick_ms.max(1)).max(1)),
             recent_arcs: VecDeque::with_capacity(RECENT_ARCS),
             places: HashMap::new(),
+            detector: Detector::new(),
         }
     }
 
@@ -204,16 +212,18 @@ impl Snapshotter {
         let all_trends = engine.trends().current().to_vec();
         // The minute the rates describe follows the rules in
         // `event_time`: no producer clock can blank or distort it.
-        let rates = engine
-            .last_full_minute(now_ms)
-            .map_or_else(Rates::default, |minute| {
-                let bucket = engine.aggregate().minutes.get(minute);
-                Rates {
-                    orders_per_minute: bucket.orders as f64,
-                    gmv_usd_cents_per_minute: bucket.usd_cents,
-                    minute_start_ms: minute * MINUTE_MS,
-                }
-            });
+        let last_full_minute = engine.last_full_minute(now_ms);
+        let anomaly_changes = last_full_minute
+            .map(|m| self.detector.evaluate(&engine.aggregate().minutes, m))
+            .unwrap_or_default();
+        let rates = last_full_minute.map_or_else(Rates::default, |minute| {
+            let bucket = engine.aggregate().minutes.get(minute);
+            Rates {
+                orders_per_minute: bucket.orders as f64,
+                gmv_usd_cents_per_minute: bucket.usd_cents,
+                minute_start_ms: minute * MINUTE_MS,
+            }
+        });
         let agg = &engine.aggregate();
         let snapshot = Snapshot {
             version: self.version,
@@ -252,6 +262,8 @@ impl Snapshotter {
             top_shops: shops,
             top_cities: cities,
             history,
+            anomalies: self.detector.signals().to_vec(),
+            anomaly_changes,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The admin listener, apart from the public one: `/metrics` for
 //! Prometheus, `/healthz` (the process serves), `/readyz` (restored and
-//! caught up within the lag limit).
+//! caught up within the lag limit), `/anomalies` (the operators' signals,
+//! as JSON).
 
 use std::sync::Arc;
 
@@ -24,6 +25,7 @@ pub fn router(sources: MetricsSources) -> Router {
         .route("/metrics", get(metrics_text))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
+        .route("/anomalies", get(anomalies))
         .with_state(Admin { sources, metrics })
 }
 
@@ -58,4 +60,30 @@ async fn readyz(State(Admin { sources: s, .. }): State<Admin>) -> impl IntoRespo
             "not ready: restoring or catching up\n".to_owned(),
         )
     }
+}
+
+/// The operators' signals as the last closed minute judged them: what
+/// the sale's history expects of each, what came, and whether it is
+/// flagged (docs/OPERATIONS.md). Never on the public listener.
+async fn anomalies(State(admin): State<Admin>) -> impl IntoResponse {
+    let minute_ms = livemap_engine::aggregate::MINUTE_MS;
+    let signals: Vec<serde_json::Value> = admin
+        .sources
+        .ticks
+        .anomalies
+        .lock()
+        .iter()
+        .map(|s| {
+            serde_json::json!({
+                "signal": s.kind.as_str(),
+                "minute_start_ms": s.minute * minute_ms,
+                "observed_per_minute": s.observed,
+                "expected_per_minute": s.expected,
+                "ratio": s.ratio(),
+                "flagged": s.flagged,
+                "since_ms": s.since_minute.map(|m| m * minute_ms),
+            })
+        })
+        .collect();
+    axum::Json(serde_json::json!({ "signals": signals }))
 }

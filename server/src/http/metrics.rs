@@ -40,6 +40,10 @@ pub struct TickStats {
     pub last_keyframe_bytes: AtomicU64,
     pub last_delta_bytes: AtomicU64,
     pub last_json_bytes: AtomicU64,
+    /// The operators' signals as the last tick judged them.
+    pub anomalies: parking_lot::Mutex<Vec<livemap_engine::anomaly::Signal>>,
+    /// The anomaly webhook's posts, if there is one.
+    pub webhook: Option<Arc<crate::http::webhook::WebhookStats>>,
 }
 
 impl TickStats {
@@ -692,8 +696,64 @@ impl Collector for TickStats {
             "livemap_snapshot_json_bytes",
             "Size of the last JSON snapshot.",
             self.last_json_bytes.load(Ordering::Relaxed),
-        )
+        )?;
+        let signals = self.anomalies.lock().clone();
+        let label = |s: &livemap_engine::anomaly::Signal| SignalLabel {
+            signal: s.kind.as_str(),
+        };
+        f.gauges(
+            "livemap_anomaly",
+            "1 while a signal has fallen below half of what the sale's recent history expects (docs/OPERATIONS.md).",
+            signals.iter().map(|s| (label(s), u64::from(s.flagged))),
+        )?;
+        f.gauges(
+            "livemap_anomaly_ratio",
+            "A signal's last two closed minutes over what the sale's recent history expects (absent while not judged).",
+            signals
+                .iter()
+                .filter_map(|s| Some((label(s), s.ratio()?))),
+        )?;
+        f.gauges(
+            "livemap_anomaly_expected_per_minute",
+            "What the sale's recent history expects of a signal per minute (orders; sales in US dollars).",
+            signals
+                .iter()
+                .filter_map(|s| Some((label(s), s.expected?))),
+        )?;
+        if let Some(w) = &self.webhook {
+            f.counters(
+                "livemap_anomaly_webhook_posts_total",
+                "Anomaly changes posted to --anomaly-webhook, failed, or dropped (too many waiting).",
+                [
+                    (WebhookResult::Sent, &w.sent),
+                    (WebhookResult::Failed, &w.failed),
+                    (WebhookResult::Dropped, &w.dropped),
+                ]
+                .map(|(result, n)| (WebhookLabel { result }, n.load(Ordering::Relaxed))),
+            )?;
+        }
+        Ok(())
     }
+}
+
+label_values!(
+    /// What became of an anomaly change for the webhook.
+    WebhookResult {
+        Sent => "sent",
+        Failed => "failed",
+        Dropped => "dropped",
+    }
+);
+
+#[derive(Debug, Clone, EncodeLabelSet)]
+struct WebhookLabel {
+    result: WebhookResult,
+}
+
+/// A watched signal (`livemap_engine::anomaly`).
+#[derive(Debug, Clone, EncodeLabelSet, PartialEq, Eq, Hash)]
+struct SignalLabel {
+    signal: &'static str,
 }
 
 /// Seconds from `then_ms` to `now_ms`. Negative where `then_ms` came from

@@ -45,7 +45,7 @@ pub(super) async fn run(
     // The follower merged every record read into the engine; its trends
     // are recomputed at once rather than on the follower's next turn.
     engine.lock().refresh_trends();
-    let frames = Frames::start(&engine, &health, &clock, config.tick, &cancel);
+    let frames = Frames::start(&engine, &health, &clock, &config, &cancel);
     let metrics = |ticks, admission| MetricsSources {
         engine,
         health,

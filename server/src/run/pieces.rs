@@ -116,16 +116,26 @@ impl Frames {
         engine: &Arc<Mutex<Engine>>,
         health: &Arc<SourceHealth>,
         clock: &Arc<dyn Clock>,
-        tick: Duration,
+        config: &Config,
         cancel: &CancellationToken,
     ) -> Frames {
+        let tick = config.tick;
+        // The URL was checked with the flags.
+        let webhook = config
+            .anomaly_webhook
+            .as_deref()
+            .and_then(|url| crate::http::webhook::Webhook::start(url, cancel).ok());
+        let instance = config.aggregator_id.clone();
         let mut snapshotter = Snapshotter::new(clock.now_ms(), tick.as_millis() as u32);
         let first = Frame::encode(
             &snapshotter.build(&mut engine.lock(), clock.now_ms(), health.stale()),
             None,
         );
         let (tx, rx) = watch::channel(Arc::new(first));
-        let ticks = Arc::new(TickStats::default());
+        let ticks = Arc::new(TickStats {
+            webhook: webhook.as_ref().map(|w| w.stats.clone()),
+            ..TickStats::default()
+        });
         let (engine, clock, health, stats) =
             (engine.clone(), clock.clone(), health.clone(), ticks.clone());
         // The first frame is published: the next is one tick away.
@@ -136,6 +146,7 @@ impl Frames {
             move || {
                 let started = Instant::now();
                 let built = snapshotter.build(&mut engine.lock(), clock.now_ms(), health.stale());
+                tell_operators(&built, &stats, webhook.as_ref(), &instance);
                 let encoding = Instant::now();
                 let previous = tx.borrow().clone();
                 let frame = Frame::encode(&built, Some(&previous));
@@ -164,6 +175,41 @@ impl Frames {
 
     pub(super) async fn stop(self) {
         let _ = self.ticker.await;
+    }
+}
+
+/// Keeps the operators' signals for `/metrics` and `/anomalies`, and logs
+/// each flag raised or cleared (and posts it to `--anomaly-webhook`).
+fn tell_operators(
+    built: &crate::snapshot::Built,
+    stats: &TickStats,
+    webhook: Option<&crate::http::webhook::Webhook>,
+    instance: &str,
+) {
+    for c in &built.anomaly_changes {
+        if let Some(w) = webhook {
+            w.notify(c, instance);
+        }
+        let s = &c.signal;
+        let percent = s.ratio().map_or(0.0, |r| r * 100.0);
+        if c.raised {
+            tracing::warn!(
+                signal = s.kind.as_str(),
+                observed = s.observed,
+                expected = s.expected,
+                "anomaly: {} fell to {percent:.0} % of what the sale expects (a checkout or payment outage?)",
+                s.kind.as_str()
+            );
+        } else {
+            tracing::info!(
+                signal = s.kind.as_str(),
+                "anomaly over: {} is back to {percent:.0} % of what the sale expects",
+                s.kind.as_str()
+            );
+        }
+    }
+    if !built.anomalies.is_empty() {
+        stats.anomalies.lock().clone_from(&built.anomalies);
     }
 }
 

@@ -462,9 +462,6 @@ impl Process {
         let _ = self.child.wait();
     }
 
-    /// SIGTERM, as a deploy stops a process; waits for it to exit (at
-    /// most `patience`, then SIGKILL) and says how long it took and
-    /// whether it exited cleanly.
     /// Sends the process a signal by name (`STOP`, `CONT`, ...).
     pub(crate) fn signal(&self, name: &str) {
         let status = Command::new("kill")
@@ -474,6 +471,9 @@ impl Process {
         assert!(status.success(), "SIG{name} sent");
     }
 
+    /// SIGTERM, as a deploy stops a process; waits for it to exit (at
+    /// most `patience`, then SIGKILL) and says how long it took and
+    /// whether it exited cleanly.
     pub(crate) async fn terminate(mut self, patience: Duration) -> (Duration, bool) {
         let started = std::time::Instant::now();
         let status = Command::new("kill")
@@ -855,4 +855,157 @@ async fn a_corrupt_checkpoint_falls_back_to_the_previous_or_refuses_to_start() {
     ] {
         assert!(refused.contains(needle), "{needle} not in: {refused}");
     }
+}
+
+/// Anomaly warnings for operators, end to end on Apache Kafka: 90 minutes
+/// of replayed orders, 60 a minute, whose last three closed minutes fall
+/// by 80 %. The process flags both signals on `/metrics` and its admin
+/// `/anomalies`, and the public JSON says nothing of it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fall_in_orders_is_flagged_for_operators_only() {
+    let broker = Broker::shared();
+    broker.create_topic("anomaly", 2).await;
+    const MINUTE: i64 = 60_000;
+    let this_minute = SystemClock.now_ms().div_euclid(MINUTE) * MINUTE;
+    let mut g = Generator::new(91, DemoMix::default());
+    let mut messages = Vec::new();
+    for m in (1..=90i64).rev() {
+        let start = this_minute - m * MINUTE;
+        let orders = if m <= 3 { 12 } else { 60 };
+        for i in 0..orders {
+            let mut buf = Vec::new();
+            g.write_checkout_at(start + i * MINUTE / orders, &mut buf);
+            messages.push(Some(buf));
+        }
+    }
+    produce_now(broker.port, "anomaly", &messages).await;
+    let (hook, mut posts) = webhook_receiver().await;
+    let url = format!("http://{hook}/hooks/livemap");
+    let p = Process::spawn(broker.port, "anomaly", &["--anomaly-webhook", &url]);
+    let flagged = |m: &str| {
+        m.contains("livemap_anomaly{signal=\"orders_per_minute\"} 1\n")
+            && m.contains("livemap_anomaly{signal=\"sales_per_minute\"} 1\n")
+    };
+    // Flagged once every partition is read (a minute judged on part of
+    // them is judged again as the rest comes).
+    let metrics = eventually_within(KAFKA_PATIENCE, "both signals flagged", || async {
+        let m = p.metrics().await.filter(|m| flagged(m))?;
+        let expected = m
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("livemap_anomaly_expected_per_minute{signal=\"orders_per_minute\"} ")
+            })
+            .and_then(|v| v.trim().parse::<f64>().ok())?;
+        (expected >= 50.0).then_some(m)
+    })
+    .await;
+    let ratio = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("livemap_anomaly_ratio{signal=\"orders_per_minute\"} "))
+        .and_then(|v| v.trim().parse::<f64>().ok());
+    assert!(ratio.is_some_and(|r| r < 0.5), "{ratio:?}");
+    let json: serde_json::Value = reqwest::get(format!("{}/anomalies", p.admin))
+        .await
+        .expect("answers")
+        .json()
+        .await
+        .expect("JSON");
+    let orders = json["signals"]
+        .as_array()
+        .and_then(|a| a.iter().find(|s| s["signal"] == "orders_per_minute"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(orders["flagged"], true, "{json}");
+    let expected = orders["expected_per_minute"].as_f64().unwrap_or(0.0);
+    assert!((50.0..70.0).contains(&expected), "{json}");
+    assert!(
+        orders["since_ms"].as_i64() >= Some(this_minute - 3 * MINUTE),
+        "{json}"
+    );
+    // The public surface carries no word of it.
+    let public = reqwest::get(format!("{}/api/snapshot", p.base))
+        .await
+        .expect("answers")
+        .text()
+        .await
+        .expect("text");
+    assert!(!public.contains("anomal"), "{public}");
+    let public_status = reqwest::get(format!("{}/anomalies", p.base))
+        .await
+        .expect("answers")
+        .status();
+    assert_eq!(public_status, 404);
+    // The webhook heard of both flags.
+    let mut heard = Vec::new();
+    while heard.len() < 2 {
+        let post = tokio::time::timeout(KAFKA_PATIENCE, posts.recv())
+            .await
+            .expect("the webhook posts in time")
+            .expect("a post");
+        heard.push(post);
+    }
+    for signal in ["orders_per_minute", "sales_per_minute"] {
+        let post = heard
+            .iter()
+            .find(|v| v["signal"] == signal)
+            .unwrap_or_else(|| panic!("no post for {signal}: {heard:?}"));
+        assert_eq!(post["event"], "anomaly", "{post}");
+        assert_eq!(post["flagged"], true, "{post}");
+        assert!(post["ratio"].as_f64() < Some(0.5), "{post}");
+    }
+    let m = p.metrics().await.unwrap_or_default();
+    assert!(
+        m.contains("livemap_anomaly_webhook_posts_total{result=\"sent\"} 2\n"),
+        "{m}"
+    );
+}
+
+/// A listener that answers every POST 204 and hands over its JSON body.
+async fn webhook_receiver() -> (SocketAddr, tokio::sync::mpsc::Receiver<serde_json::Value>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bound");
+    let addr = listener.local_addr().expect("address");
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                // Head, then as many body bytes as it announces.
+                let body = loop {
+                    let Ok(n) = socket.read(&mut chunk).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    let text = String::from_utf8_lossy(&buf).into_owned();
+                    let Some((head, body)) = text.split_once("\r\n\r\n") else {
+                        continue;
+                    };
+                    let length = head
+                        .lines()
+                        .find_map(|l| {
+                            let (k, v) = l.split_once(':')?;
+                            k.eq_ignore_ascii_case("content-length")
+                                .then(|| v.trim().parse::<usize>().ok())?
+                        })
+                        .unwrap_or(0);
+                    if body.len() >= length {
+                        assert!(head.starts_with("POST /hooks/livemap "), "{head}");
+                        break body[..length].to_owned();
+                    }
+                };
+                let _ = socket
+                    .write_all(b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n")
+                    .await;
+                if let Ok(v) = serde_json::from_str(&body) {
+                    let _ = tx.send(v).await;
+                }
+            });
+        }
+    });
+    (addr, rx)
 }
