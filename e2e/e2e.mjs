@@ -284,6 +284,16 @@ async function main() {
       assert(Number.isFinite(v) && v >= 0, `counter ${id} reads ${v}`);
     }
     assert((await counter(page, 'shoppers')) > 0, 'unique shoppers counted');
+    // "N watching now": this page at least, and one more once another opens.
+    const watching = () => Number(document.querySelector('#viewers .viewers-count').textContent.replace(/\D/g, ''));
+    await page.waitForFunction(() => !document.querySelector('#viewers').hidden
+      && Number(document.querySelector('#viewers .viewers-count').textContent.replace(/\D/g, '')) >= 1, null, { timeout: TIMEOUT });
+    const before = await page.evaluate(watching);
+    const other = await browser.newPage({ viewport: { width: 800, height: 600 } });
+    await other.goto(url);
+    await page.waitForFunction((b) => Number(document.querySelector('#viewers .viewers-count').textContent.replace(/\D/g, '')) >= b + 1, before, { timeout: TIMEOUT });
+    console.log(`  viewers: ${before} watching, ${await page.evaluate(watching)} with a second page`);
+    await other.close();
     assert(errors.length === 0, `page errors: ${errors.join('; ')}`);
     console.log(`  globe covers ${(lit * 100).toFixed(1)} % of the canvas, ${(changed * 100).toFixed(2)} % changed`);
     await page.close();

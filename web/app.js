@@ -193,7 +193,19 @@ function ingest(bytes) {
   state.version = globe.version();
   state.stale = globe.stale();
   renderStatus();
+  renderViewers(globe.viewers());
   return fresh;
+}
+
+const viewersEl = $('viewers');
+const viewersCount = viewersEl.querySelector('.viewers-count');
+
+/** "N watching now": the browsers on this server, this one included. */
+function renderViewers(n) {
+  if (!(n >= 1)) return;
+  const text = fmt0.format(n);
+  if (viewersCount.textContent !== text) viewersCount.textContent = text;
+  if (viewersEl.hidden) viewersEl.hidden = false;
 }
 
 // ---------------------------------------------------------------- WebSocket

@@ -152,6 +152,7 @@ impl Frame {
             version: s.version,
             generated_at: format_rfc3339_ms(s.generated_at_ms),
             stale: s.stale,
+            viewers: s.viewers,
             totals: PublicTotals {
                 orders: s.totals.orders,
                 gmv_usd_cents: s.totals.gmv_usd_cents,
@@ -260,6 +261,8 @@ struct PublicSnapshot<'a> {
     version: u64,
     generated_at: String,
     stale: bool,
+    /// Browsers watching now.
+    viewers: u64,
     totals: PublicTotals,
     rates: PublicRates,
     ingest: PublicIngest<'a>,

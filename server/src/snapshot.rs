@@ -125,7 +125,9 @@ impl Snapshotter {
         self.version
     }
 
-    pub fn build(&mut self, engine: &mut Engine, now_ms: i64, stale: bool) -> Built {
+    /// `viewers`: the browsers watching now, as the public listener
+    /// counts them.
+    pub fn build(&mut self, engine: &mut Engine, now_ms: i64, stale: bool, viewers: u64) -> Built {
         self.version += 1;
         let keyframe = self.until_keyframe == 0;
         self.until_keyframe = match self.until_keyframe {
@@ -252,6 +254,7 @@ impl Snapshotter {
             top_shops: shops.iter().take(STREAM_RANKED).cloned().collect(),
             top_cities: cities.iter().take(STREAM_RANKED).cloned().collect(),
             keyframe: true,
+            viewers,
         };
         Built {
             snapshot,

@@ -30,6 +30,8 @@ pub struct Scene {
     /// past (`k`), so that the server sends lists only when they are new.
     keyframe_version: Option<u64>,
     stale: bool,
+    /// Browsers watching now, as the last snapshot said.
+    viewers: u64,
     tick_ms: f64,
     dot_spacing: f64,
     /// `?bench=N`: made-up arcs instead of a server's.
@@ -60,6 +62,7 @@ impl Scene {
             version: None,
             keyframe_version: None,
             stale: false,
+            viewers: 0,
             tick_ms: DEFAULT_TICK_MS,
             dot_spacing,
             bench: None,
@@ -89,6 +92,7 @@ impl Scene {
 
     pub fn apply(&mut self, s: &Snapshot, now_ms: f64) -> bool {
         self.stale = s.stale;
+        self.viewers = s.viewers;
         if self.version == Some(s.version) {
             return false;
         }
@@ -253,6 +257,11 @@ impl Scene {
 
     pub fn stale(&self) -> bool {
         self.stale
+    }
+
+    /// Browsers watching now, as the last snapshot said.
+    pub fn viewers(&self) -> u64 {
+        self.viewers
     }
 
     pub fn tick_ms(&self) -> f64 {

@@ -224,6 +224,11 @@ impl Globe {
         self.scene.stale()
     }
 
+    /// Browsers watching now, as the last snapshot said.
+    pub fn viewers(&self) -> f64 {
+        self.scene.viewers() as f64
+    }
+
     /// Arcs in flight right now.
     pub fn active_arcs(&self) -> u32 {
         self.scene.arcs().active().len() as u32

@@ -175,6 +175,8 @@ pub struct Snapshot {
     /// A keyframe carries the lists; a delta leaves them empty (see the
     /// schema).
     pub keyframe: bool,
+    /// Browsers watching now (see the schema).
+    pub viewers: u64,
 }
 
 /// The fields a client needs to place a frame, read without decoding the
@@ -340,6 +342,7 @@ pub fn encode(snapshot: &Snapshot) -> Vec<u8> {
             top_shops: Some(top_shops),
             top_cities: Some(top_cities),
             keyframe: snapshot.keyframe,
+            viewers: snapshot.viewers,
         },
     );
     fb::finish_snapshot_buffer(&mut fbb, root);
@@ -491,6 +494,7 @@ pub fn decode(buf: &[u8]) -> Result<Snapshot, DecodeError> {
         top_shops: ranked(s.top_shops()),
         top_cities: ranked(s.top_cities()),
         keyframe: s.keyframe(),
+        viewers: s.viewers(),
     })
 }
 
@@ -570,6 +574,7 @@ mod tests {
                 value: 2,
             }],
             keyframe: true,
+            viewers: 1_234,
         }
     }
 

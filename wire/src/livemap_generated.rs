@@ -1606,6 +1606,7 @@ impl<'a> Snapshot<'a> {
   pub const VT_TOP_SHOPS: ::flatbuffers::VOffsetT = 28;
   pub const VT_TOP_CITIES: ::flatbuffers::VOffsetT = 30;
   pub const VT_KEYFRAME: ::flatbuffers::VOffsetT = 32;
+  pub const VT_VIEWERS: ::flatbuffers::VOffsetT = 34;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -1617,6 +1618,7 @@ impl<'a> Snapshot<'a> {
     args: &'args SnapshotArgs<'args>
   ) -> ::flatbuffers::WIPOffset<Snapshot<'bldr>> {
     let mut builder = SnapshotBuilder::new(_fbb);
+    builder.add_viewers(args.viewers);
     builder.add_generated_at_ms(args.generated_at_ms);
     builder.add_version(args.version);
     if let Some(x) = args.top_cities { builder.add_top_cities(x); }
@@ -1753,6 +1755,16 @@ impl<'a> Snapshot<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<bool>(Snapshot::VT_KEYFRAME, Some(false)).unwrap()}
   }
+  /// Browsers watching now: the clients connected to this server by
+  /// WebSocket or Server-Sent Events, or waiting on a long-poll. Added
+  /// last, so older readers skip it.
+  #[inline]
+  pub fn viewers(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(Snapshot::VT_VIEWERS, Some(0)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for Snapshot<'_> {
@@ -1776,6 +1788,7 @@ impl ::flatbuffers::Verifiable for Snapshot<'_> {
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<Ranked>>>>("top_shops", Self::VT_TOP_SHOPS, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<Ranked>>>>("top_cities", Self::VT_TOP_CITIES, false)?
      .visit_field::<bool>("keyframe", Self::VT_KEYFRAME, false)?
+     .visit_field::<u64>("viewers", Self::VT_VIEWERS, false)?
      .finish();
     Ok(())
   }
@@ -1796,6 +1809,7 @@ pub struct SnapshotArgs<'a> {
     pub top_shops: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Ranked<'a>>>>>,
     pub top_cities: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Ranked<'a>>>>>,
     pub keyframe: bool,
+    pub viewers: u64,
 }
 impl<'a> Default for SnapshotArgs<'a> {
   #[inline]
@@ -1816,6 +1830,7 @@ impl<'a> Default for SnapshotArgs<'a> {
       top_shops: None,
       top_cities: None,
       keyframe: false,
+      viewers: 0,
     }
   }
 }
@@ -1886,6 +1901,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> SnapshotBuilder<'a, 'b, A> {
     self.fbb_.push_slot::<bool>(Snapshot::VT_KEYFRAME, keyframe, false);
   }
   #[inline]
+  pub fn add_viewers(&mut self, viewers: u64) {
+    self.fbb_.push_slot::<u64>(Snapshot::VT_VIEWERS, viewers, 0);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> SnapshotBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     SnapshotBuilder {
@@ -1918,6 +1937,7 @@ impl ::core::fmt::Debug for Snapshot<'_> {
       ds.field("top_shops", &self.top_shops());
       ds.field("top_cities", &self.top_cities());
       ds.field("keyframe", &self.keyframe());
+      ds.field("viewers", &self.viewers());
       ds.finish()
   }
 }

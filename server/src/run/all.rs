@@ -48,7 +48,7 @@ pub(super) async fn run(
             threads.spawn("source", move || source::demo::run(demo, clock, tx, cancel))?;
         }
     }
-    let frames = Frames::start(&engine, &health, &clock, &config, &cancel);
+    let frames = Frames::start(&engine, &health, &clock, &config, &cancel, None);
     let metrics = |ticks, admission| MetricsSources {
         engine,
         health,

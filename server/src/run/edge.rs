@@ -13,6 +13,7 @@ use super::{connect_follower, needs_kafka, PARTIALS_PATIENCE};
 use crate::clock::Clock;
 use crate::http::metrics::MetricsSources;
 use crate::kafka::partials::follow::{Edge, Follower};
+use crate::kafka::partials::publish::ViewersPublisher;
 use crate::source::SourceHealth;
 use crate::{Config, Listeners, ServerError};
 use livemap_engine::ingest::Engine;
@@ -45,7 +46,25 @@ pub(super) async fn run(
     // The follower merged every record read into the engine; its trends
     // are recomputed at once rather than on the follower's next turn.
     engine.lock().refresh_trends();
-    let frames = Frames::start(&engine, &health, &clock, &config, &cancel);
+    // Viewers watching now: every edge publishes how many browsers it
+    // serves, each second, and shows the sum.
+    let viewers = ViewersPublisher::new(partials, config.aggregator_id.clone())
+        .inspect_err(|e| tracing::warn!(error = %e, "viewers of other edges will not be counted"))
+        .ok();
+    let elsewhere = viewers.as_ref().map(|v| {
+        let (follower, me) = (follower.clone(), v.instance);
+        Arc::new(move || follower.viewers_elsewhere(me)) as super::pieces::ViewersElsewhere
+    });
+    let frames = Frames::start(&engine, &health, &clock, &config, &cancel, elsewhere);
+    if let Some(v) = viewers {
+        let (places, clock) = (frames.admission.clone(), clock.clone());
+        super::pieces::every(
+            tokio::time::Instant::now(),
+            Duration::from_secs(1),
+            &cancel,
+            move || v.publish(places.viewers(), clock.now_ms()),
+        );
+    }
     let metrics = |ticks, admission| MetricsSources {
         engine,
         health,

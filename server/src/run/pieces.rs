@@ -102,12 +102,18 @@ pub(super) fn start_ingest(
     Ok(tx)
 }
 
+/// The browsers other processes serve (an edge: the other edges'), for
+/// the viewers watching now.
+pub(super) type ViewersElsewhere = Arc<dyn Fn() -> u64 + Send + Sync>;
+
 /// Engine → snapshot → encode, once per tick, into the channel every
 /// client reads. The first frame is built now, so that the first any
 /// client gets already shows the restored (or merged) totals.
 pub(super) struct Frames {
     pub(super) rx: watch::Receiver<Arc<Frame>>,
     pub(super) ticks: Arc<TickStats>,
+    /// The public listener's places, which the tick counts viewers from.
+    pub(super) admission: Arc<fanout::Admission>,
     ticker: tokio::task::JoinHandle<()>,
 }
 
@@ -118,6 +124,7 @@ impl Frames {
         clock: &Arc<dyn Clock>,
         config: &Config,
         cancel: &CancellationToken,
+        viewers_elsewhere: Option<ViewersElsewhere>,
     ) -> Frames {
         let tick = config.tick;
         // The URL was checked with the flags.
@@ -126,9 +133,10 @@ impl Frames {
             .as_deref()
             .and_then(|url| crate::http::webhook::Webhook::start(url, cancel).ok());
         let instance = config.aggregator_id.clone();
+        let admission = fanout::Admission::new(config.limits.clone());
         let mut snapshotter = Snapshotter::new(clock.now_ms(), tick.as_millis() as u32);
         let first = Frame::encode(
-            &snapshotter.build(&mut engine.lock(), clock.now_ms(), health.stale()),
+            &snapshotter.build(&mut engine.lock(), clock.now_ms(), health.stale(), 0),
             None,
         );
         let (tx, rx) = watch::channel(Arc::new(first));
@@ -136,8 +144,13 @@ impl Frames {
             webhook: webhook.as_ref().map(|w| w.stats.clone()),
             ..TickStats::default()
         });
-        let (engine, clock, health, stats) =
-            (engine.clone(), clock.clone(), health.clone(), ticks.clone());
+        let (engine, clock, health, stats, places) = (
+            engine.clone(),
+            clock.clone(),
+            health.clone(),
+            ticks.clone(),
+            admission.clone(),
+        );
         // The first frame is published: the next is one tick away.
         let ticker = every(
             tokio::time::Instant::now() + tick,
@@ -145,7 +158,12 @@ impl Frames {
             cancel,
             move || {
                 let started = Instant::now();
-                let built = snapshotter.build(&mut engine.lock(), clock.now_ms(), health.stale());
+                // Counted before the engine is locked: the other edges'
+                // counts sit behind the follower's lock, which is never
+                // taken while holding the engine's (ARCHITECTURE.md).
+                let viewers = places.viewers() + viewers_elsewhere.as_ref().map_or(0, |f| f());
+                let built =
+                    snapshotter.build(&mut engine.lock(), clock.now_ms(), health.stale(), viewers);
                 tell_operators(&built, &stats, webhook.as_ref(), &instance);
                 let encoding = Instant::now();
                 let previous = tx.borrow().clone();
@@ -154,7 +172,12 @@ impl Frames {
                 tx.send_replace(Arc::new(frame));
             },
         );
-        Frames { rx, ticks, ticker }
+        Frames {
+            rx,
+            ticks,
+            admission,
+            ticker,
+        }
     }
 
     /// The page, the streams and the public API over these frames.
@@ -263,7 +286,7 @@ pub(super) async fn serve_browsers(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     cancel: &CancellationToken,
 ) {
-    let admission = fanout::Admission::new(config.limits.clone());
+    let admission = frames.admission.clone();
     let sources = metrics(frames.ticks.clone(), admission.clone());
     let admin = start_admin(listeners.admin, sources, cancel);
     let app = frames.app(config, &admission, cancel);

@@ -316,3 +316,31 @@ async fn an_oversized_head_is_refused() {
     assert_eq!(read_answer(&mut stream).await.status, 431);
     closed(&mut stream).await;
 }
+
+/// "Watching now": the snapshot counts the browsers on the server (three
+/// WebSockets and an event stream), and stops counting them when they go.
+#[tokio::test]
+async fn the_snapshot_counts_the_browsers_watching_now() {
+    let server = TestServer::start(|_| {}).await;
+    assert_eq!(server.snapshot().await["viewers"], 0, "nobody yet");
+    let mut sockets = Vec::new();
+    for _ in 0..3 {
+        sockets.push(
+            ws_from(&server, [127, 0, 0, 1], &[], None)
+                .await
+                .expect("WebSocket"),
+        );
+    }
+    let sse = reqwest::get(server.url("/sse")).await.expect("SSE");
+    assert_eq!(sse.status(), 200);
+    eventually("four viewers in the snapshot", || async {
+        (server.snapshot().await["viewers"] == 4).then_some(())
+    })
+    .await;
+    drop(sockets);
+    drop(sse);
+    eventually("the viewers gone", || async {
+        (server.snapshot().await["viewers"] == 0).then_some(())
+    })
+    .await;
+}

@@ -122,7 +122,7 @@ impl Pipeline {
     /// Builds and encodes a snapshot at `now_ms`: both JSON documents.
     fn snapshot(&mut self, now_ms: i64) -> (Value, Value) {
         let frame = Frame::encode(
-            &self.snapshotter.build(&mut self.engine, now_ms, false),
+            &self.snapshotter.build(&mut self.engine, now_ms, false, 0),
             None,
         );
         let doc = serde_json::from_slice(&frame.json.raw).expect("snapshot JSON");

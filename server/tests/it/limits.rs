@@ -99,7 +99,7 @@ fn state_checkpoints_records_and_frames_stay_within_their_stated_sizes() {
     let checkpoint = e.export("kafka:checkouts").len();
     let record = e.export_view("kafka:checkouts").len();
     let mut snapshotter = Snapshotter::new(T0, 200);
-    let built = snapshotter.build(&mut e, T0 + ORDERS * STEP_MS + 1_000, false);
+    let built = snapshotter.build(&mut e, T0 + ORDERS * STEP_MS + 1_000, false, 0);
     let frame = Frame::encode(&built, None);
     let (keyframe, json) = (frame.keyframe.raw.len(), frame.json.raw.len());
     eprintln!(

@@ -181,6 +181,30 @@ async fn two_aggregators_and_two_edges_end_exact_after_a_kill_9() {
             "{name}"
         );
     }
+    // Viewers watching now, summed over the edges: two browsers on the
+    // first, one on the second; both say three, and two once one goes.
+    let ws = |e: &Process| format!("ws{}/ws", e.base.trim_start_matches("http"));
+    let mut browsers = Vec::new();
+    for url in [ws(&e1), ws(&e1), ws(&e2)] {
+        let (socket, _) = tokio_tungstenite::connect_async(url)
+            .await
+            .expect("WebSocket");
+        browsers.push(socket);
+    }
+    for (name, e) in [("edge 1", &e1), ("edge 2", &e2)] {
+        eventually_within(KAFKA_PATIENCE, "three viewers over both edges", || async {
+            (e.snapshot().await?["viewers"] == 3).then_some(())
+        })
+        .await;
+        eprintln!("{name} counts 3 viewers");
+    }
+    drop(browsers.pop());
+    eventually_within(KAFKA_PATIENCE, "two viewers once one left", || async {
+        (e1.snapshot().await?["viewers"] == 2).then_some(())
+    })
+    .await;
+    drop(browsers);
+
     // A late edge rebuilds everything from the topic: each aggregator's
     // newest whole state and the change records since.
     let late = edge(broker.port, "scaled");

@@ -245,6 +245,15 @@ impl Admission {
         &self.stats[transport as usize]
     }
 
+    /// Browsers watching now: clients on a WebSocket or an event stream,
+    /// or waiting on a long-poll (one between two polls is not counted).
+    pub fn viewers(&self) -> u64 {
+        Transport::ALL
+            .iter()
+            .map(|&t| self.stats(t).open.load(Ordering::Relaxed) as u64)
+            .sum()
+    }
+
     pub fn sockets(&self) -> &SocketStats {
         &self.sockets
     }

@@ -26,6 +26,11 @@ use livemap_engine::ingest::{Engine, EngineConfig, Handover};
 /// Arcs of a record published longer ago than this are not shown: an edge
 /// catching up on the topic shows no stale arcs.
 const LIVE_ARCS_MS: i64 = 5_000;
+/// An edge's viewers count counts this long after its record was read
+/// (it publishes every second).
+const VIEWERS_FOR: Duration = Duration::from_secs(5);
+/// Edge processes whose counts are kept at once.
+const MAX_EDGES: usize = 4_096;
 /// How often at most an edge recomputes the trends of its merge.
 const REFRESH_EVERY: Duration = Duration::from_millis(500);
 /// How many ticks of arcs may wait on an edge. Arcs arrive every tick
@@ -217,6 +222,9 @@ struct Followed {
     retired_handovers: BTreeMap<i32, Handover>,
     /// Lineages retired lately (id, lineage), oldest first.
     retired_lineages: VecDeque<(String, u64)>,
+    /// Per edge process (instance), its newest viewers count and when it
+    /// was read.
+    viewers: HashMap<u64, (u64, Instant)>,
 }
 
 impl Followed {
@@ -600,6 +608,10 @@ impl Follower {
         now_ms: i64,
         merge: Option<&Mutex<Engine>>,
     ) -> Option<Arrived> {
+        if let Some(bytes) = payload.filter(|b| super::ViewersRecord::is_one(b)) {
+            self.take_viewers(partition, offset, bytes);
+            return None;
+        }
         let decoded = payload
             .ok_or(livemap_engine::checkpoint::CheckpointError::Payload(
                 "empty record",
@@ -988,6 +1000,42 @@ impl Follower {
             lineage,
             published_ms,
         })
+    }
+
+    /// Keeps an edge's viewers count.
+    fn take_viewers(&self, partition: i32, offset: i64, bytes: &[u8]) {
+        let mut followed = self.followed.lock();
+        followed.positions.insert(partition, offset + 1);
+        match super::ViewersRecord::decode(bytes) {
+            Ok(v) => {
+                let now = Instant::now();
+                let viewers = &mut followed.viewers;
+                viewers.retain(|_, (_, at)| now.duration_since(*at) < VIEWERS_FOR);
+                if viewers.len() < MAX_EDGES || viewers.contains_key(&v.instance) {
+                    viewers.insert(v.instance, (v.viewers, now));
+                }
+            }
+            Err(e) => {
+                self.stats.rejected.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, partition, offset, "viewers record refused");
+            }
+        }
+        drop(followed);
+        self.advanced.notify_all();
+    }
+
+    /// The browsers the other edges serve, as their newest records say
+    /// (those read within the last few seconds): `me` is this edge's own
+    /// instance, whose live count the caller adds.
+    pub fn viewers_elsewhere(&self, me: u64) -> u64 {
+        let now = Instant::now();
+        self.followed
+            .lock()
+            .viewers
+            .iter()
+            .filter(|(instance, (_, at))| **instance != me && now.duration_since(*at) < VIEWERS_FOR)
+            .map(|(_, (n, _))| *n)
+            .sum()
     }
 
     /// Bytes received from the brokers so far (updated each second).

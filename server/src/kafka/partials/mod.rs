@@ -65,6 +65,69 @@ pub struct PartialsConfig {
 /// aggregator publishes while it watches whether its id is taken.
 pub const CLAIM_SEQ: u64 = u64::MAX;
 
+const VIEWERS_MAGIC: &[u8; 4] = b"LMVW";
+const VIEWERS_FORMAT: u32 = 1;
+
+/// How many browsers one edge serves, published every second on the
+/// partial-state topic (keyed `edge/<id>`), so that every edge shows the
+/// sum: the viewers watching now. A record of its own kind (its own
+/// magic), which a reader tells apart before anything else.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ViewersRecord {
+    pub edge: String,
+    /// Random per process start.
+    pub instance: u64,
+    pub published_ms: i64,
+    pub viewers: u64,
+}
+
+impl ViewersRecord {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::default();
+        for b in VIEWERS_MAGIC {
+            w.u8(*b);
+        }
+        w.u32(VIEWERS_FORMAT);
+        w.str(&self.edge);
+        w.u64(self.instance);
+        w.i64(self.published_ms);
+        w.u64(self.viewers);
+        w.buf
+    }
+
+    /// Whether `bytes` are a viewers record (of any format).
+    pub fn is_one(bytes: &[u8]) -> bool {
+        bytes.starts_with(VIEWERS_MAGIC)
+    }
+
+    /// Reads a viewers record: untrusted bytes, every length checked.
+    pub fn decode(bytes: &[u8]) -> Result<ViewersRecord, CheckpointError> {
+        let mut r = Reader::new(bytes);
+        if r.bytes(4)? != VIEWERS_MAGIC {
+            return Err(CheckpointError::Payload("not a viewers record"));
+        }
+        if r.u32()? != VIEWERS_FORMAT {
+            return Err(CheckpointError::Payload(
+                "viewers record of an unknown format",
+            ));
+        }
+        let edge = r.string()?;
+        if edge.len() > 256 {
+            return Err(CheckpointError::Payload("edge id too long"));
+        }
+        let record = ViewersRecord {
+            edge,
+            instance: r.u64()?,
+            published_ms: r.i64()?,
+            viewers: r.u64()?,
+        };
+        if !r.is_empty() {
+            return Err(CheckpointError::Payload("trailing bytes"));
+        }
+        Ok(record)
+    }
+}
+
 impl PartialsConfig {
     fn client_config(&self) -> rdkafka::ClientConfig {
         crate::kafka::client::plain_client_config(&self.brokers, &self.options)
@@ -279,6 +342,27 @@ mod tests {
     fn a_record_round_trips() {
         let r = record();
         assert_eq!(PartialRecord::decode(&r.encode()).expect("decodes"), r);
+    }
+
+    #[test]
+    fn a_viewers_record_round_trips_and_is_told_apart() {
+        let v = ViewersRecord {
+            edge: "edge-1".into(),
+            instance: 9,
+            published_ms: 1_795_788_000_000,
+            viewers: 12_345,
+        };
+        let bytes = v.encode();
+        assert!(ViewersRecord::is_one(&bytes));
+        assert!(!ViewersRecord::is_one(&record().encode()));
+        assert_eq!(ViewersRecord::decode(&bytes).expect("decodes"), v);
+        assert!(PartialRecord::decode(&bytes).is_err());
+        for cut in [0, 4, 10, bytes.len() - 1] {
+            assert!(
+                ViewersRecord::decode(&bytes[..cut]).is_err(),
+                "cut at {cut}"
+            );
+        }
     }
 
     #[test]

@@ -365,3 +365,60 @@ pub struct Prepared {
     seq: u64,
     whole_seq: u64,
 }
+
+/// An edge's side of the viewers count: how many browsers it serves, one
+/// small record a second, not waited for.
+pub struct ViewersPublisher {
+    producer: BaseProducer,
+    topic: String,
+    edge: String,
+    /// This process's, also how its own record is told from the others'.
+    pub instance: u64,
+}
+
+impl std::fmt::Debug for ViewersPublisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ViewersPublisher")
+            .field("topic", &self.topic)
+            .field("edge", &self.edge)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ViewersPublisher {
+    pub fn new(config: &PartialsConfig, edge: String) -> Result<ViewersPublisher, PartialsError> {
+        let producer = config
+            .client_config()
+            .set("linger.ms", "0")
+            .create()
+            .map_err(|source| PartialsError::Client {
+                topic: config.topic.clone(),
+                source,
+            })?;
+        Ok(ViewersPublisher {
+            producer,
+            topic: config.topic.clone(),
+            edge,
+            instance: rand::random(),
+        })
+    }
+
+    /// Publishes `viewers`; a lost record is replaced a second later.
+    pub fn publish(&self, viewers: u64, published_ms: i64) {
+        let record = super::ViewersRecord {
+            edge: self.edge.clone(),
+            instance: self.instance,
+            published_ms,
+            viewers,
+        }
+        .encode();
+        let key = format!("edge/{}", self.edge);
+        if let Err((e, _)) = self
+            .producer
+            .send(BaseRecord::to(&self.topic).key(&key).payload(&record))
+        {
+            tracing::debug!(error = %e, "viewers record not sent");
+        }
+        self.producer.poll(Duration::ZERO);
+    }
+}
