@@ -31,16 +31,15 @@ def defined_in_code(root):
 
 
 def scraped(path):
-    families, labels = set(), {}
+    """The labels each family's series carry in a scrape."""
+    labels = {}
     for line in pathlib.Path(path).read_text().splitlines():
-        if line.startswith("# TYPE "):
-            families.add(line.split()[2])
-        elif line and not line.startswith("#"):
+        if line and not line.startswith("#"):
             name, _, rest = line.partition("{")
             name = name.split()[0]
             keys = set(re.findall(r'([a-z_]+)="', rest.split("}")[0])) if rest else set()
             labels.setdefault(name, set()).update(keys)
-    return families, labels
+    return labels
 
 
 def queries(dashboard, rules_text):
@@ -83,7 +82,7 @@ def main():
                 problems.append(f'panel "{p["title"]}": queries need an expr and unique refIds')
 
     code = defined_in_code(root)
-    families, labels = scraped(scrape)
+    labels = scraped(scrape)
     used = 0
     for where, expr in queries(dashboard, rules_text):
         for name in set(NAME.findall(expr)):

@@ -130,9 +130,11 @@ impl Detector {
                 .filter(|s| s.flagged)
                 .and_then(|s| s.since_minute)
                 .unwrap_or(recent_from);
-            let enough =
-                median(minutes, SignalKind::OrdersPerMinute, baseline_end) >= MIN_ORDERS_PER_MINUTE;
-            let expected = (armed && enough).then(|| median(minutes, kind, baseline_end));
+            let orders = median(minutes, SignalKind::OrdersPerMinute, baseline_end);
+            let expected = (armed && orders >= MIN_ORDERS_PER_MINUTE).then(|| match kind {
+                SignalKind::OrdersPerMinute => orders,
+                _ => median(minutes, kind, baseline_end),
+            });
             let ratio = expected.filter(|e| *e > 0.0).map(|e| observed / e);
             let flagged = match ratio {
                 Some(r) if was_flagged => r < RECOVERED,

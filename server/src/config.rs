@@ -326,10 +326,7 @@ impl Config {
         }
         let anomaly_webhook = args.anomaly_webhook.clone();
         if let Some(url) = &anomaly_webhook {
-            let uri: Option<axum::http::Uri> = url.parse().ok();
-            if !uri.is_some_and(|u| u.scheme_str() == Some("http") && u.host().is_some()) {
-                return Err(ConfigError::Webhook(url.clone()));
-            }
+            crate::http::webhook::target(url).map_err(|_| ConfigError::Webhook(url.clone()))?;
         }
         let mut fx = FxTable::default();
         if let Some(path) = &args.fx_rates {

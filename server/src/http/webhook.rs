@@ -54,14 +54,23 @@ pub struct Webhook {
     pub stats: Arc<WebhookStats>,
 }
 
+/// Where `url` points: its URI and the `host:port` to connect to; an
+/// error unless it is a plain `http://` URL with a host. The flags are
+/// checked with it, so a bad URL stops the start.
+pub fn target(url: &str) -> Result<(Uri, String), WebhookError> {
+    let bad = || WebhookError::Url(url.to_owned());
+    let uri: Uri = url.parse().map_err(|_| bad())?;
+    let (Some("http"), Some(host)) = (uri.scheme_str(), uri.host()) else {
+        return Err(bad());
+    };
+    let address = format!("{host}:{}", uri.port_u16().unwrap_or(80));
+    Ok((uri, address))
+}
+
 impl Webhook {
-    /// Checks `url` and starts the sender, until `cancel`.
+    /// Starts the sender for `url` ([`target`]), until `cancel`.
     pub fn start(url: &str, cancel: &CancellationToken) -> Result<Webhook, WebhookError> {
-        let uri: Uri = url.parse().map_err(|_| WebhookError::Url(url.to_owned()))?;
-        let (Some("http"), Some(host)) = (uri.scheme_str(), uri.host()) else {
-            return Err(WebhookError::Url(url.to_owned()));
-        };
-        let address = format!("{host}:{}", uri.port_u16().unwrap_or(80));
+        let (uri, address) = target(url)?;
         let (tx, mut rx) = mpsc::channel::<Vec<u8>>(QUEUE);
         let stats = Arc::new(WebhookStats::default());
         let (counts, cancel) = (stats.clone(), cancel.clone());

@@ -128,10 +128,11 @@ impl Frames {
     ) -> Frames {
         let tick = config.tick;
         // The URL was checked with the flags.
-        let webhook = config
-            .anomaly_webhook
-            .as_deref()
-            .and_then(|url| crate::http::webhook::Webhook::start(url, cancel).ok());
+        let webhook = config.anomaly_webhook.as_deref().and_then(|url| {
+            crate::http::webhook::Webhook::start(url, cancel)
+                .inspect_err(|e| tracing::error!(error = %e, "no anomaly webhook"))
+                .ok()
+        });
         let instance = config.aggregator_id.clone();
         let admission = fanout::Admission::new(config.limits.clone());
         let mut snapshotter = Snapshotter::new(clock.now_ms(), tick.as_millis() as u32);
