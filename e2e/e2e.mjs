@@ -18,6 +18,8 @@
 //  7. A lost WebGL context (WEBGL_lose_context) comes back: when the
 //     browser restores it, and when it never does (a fresh canvas).
 //  8. With WebGL disabled: a flat map with arcs, and live counters.
+//  9. Moments: first sales and a milestone of the total are drawn over the
+//     globe, listed, and announced in the page's live region (paced).
 // Screenshots go to e2e/out/ for people to look at. Playwright gives the
 // browser a fresh temporary profile of its own.
 import { spawn } from 'node:child_process';
@@ -39,8 +41,8 @@ let passed = 0;
 let failed = 0;
 const cleanups = [];
 
-function startServer(listen = '127.0.0.1:0') {
-  const args = ['--listen', listen, '--admin-listen', '127.0.0.1:0', '--demo-rate', '3000', '--demo-seed', '7'];
+function startServer(listen = '127.0.0.1:0', extra = []) {
+  const args = ['--listen', listen, '--admin-listen', '127.0.0.1:0', '--demo-rate', '3000', '--demo-seed', '7', ...extra];
   // The demo's default backfill (two hours) gives the timeline a history and
   // the trends, which compare the last hour with the hours before, real changes.
   return new Promise((resolve, reject) => {
@@ -297,6 +299,42 @@ async function main() {
     assert(errors.length === 0, `page errors: ${errors.join('; ')}`);
     console.log(`  globe covers ${(lit * 100).toFixed(1)} % of the canvas, ${(changed * 100).toFixed(2)} % changed`);
     await page.close();
+  });
+
+  await check('Moments: first sales and a milestone are drawn on the globe and announced, to screen readers too', async () => {
+    // No backfill and milestones from $100,000, so that the sale's first
+    // milestones come within seconds; the demo's new shops make their
+    // first sale about once a second.
+    const server = await startServer('127.0.0.1:0', ['--demo-backfill-minutes', '0', '--first-milestone-usd', '100000']);
+    const page = await browser.newPage({ viewport: { width: 1280, height: 720 } });
+    const errors = [];
+    page.on('pageerror', (e) => errors.push(String(e)));
+    await page.goto(server.url);
+    // A milestone's halo and a first sale's burst on screen together.
+    await page.waitForFunction(() => document.querySelector('.moment-mark.milestone:not([hidden])')
+      && document.querySelector('.moment-mark:not(.milestone):not([hidden])')
+      && !document.querySelector('#viewers').hidden, null, { timeout: TIMEOUT });
+    await page.screenshot({ path: path.join(outDir, 'moments.png') });
+    const m = await page.evaluate(() => ({
+      ...window.livemap.moments,
+      feed: [...document.querySelectorAll('#moments li')].map((li) => li.textContent),
+      live: document.querySelector('#sr-moments').getAttribute('aria-live'),
+      said: document.querySelector('#sr-moments').textContent,
+    }));
+    assert(m.firstSales >= 1 && m.milestones >= 1, `moments seen: ${JSON.stringify(m)}`);
+    assert(m.feed.some((t) => /in sales: a new milestone/.test(t)), `the feed lists the milestone: ${m.feed}`);
+    assert(m.live === 'polite' && /First sale of the event for a shop|new milestone/.test(m.said), `the live region said: ${m.said}`);
+    // Paced: far fewer announcements than moments once first sales pile up.
+    await page.waitForFunction(() => window.livemap.moments.firstSales >= 12, null, { timeout: TIMEOUT });
+    const paced = await page.evaluate(() => window.livemap.moments);
+    assert(paced.announced < paced.firstSales, `announced ${paced.announced} of ${paced.firstSales} first sales`);
+    const api = await (await fetch(`${server.url}/api/snapshot`)).json();
+    assert(Array.isArray(api.moments) && api.moments.some((x) => x.kind === 'first_sale' && Array.isArray(x.shop)), 'the API lists moments');
+    assert(!('alerts' in api), 'no anomaly flags without --public-anomalies');
+    assert(errors.length === 0, `page errors: ${errors.join('; ')}`);
+    console.log(`  ${paced.firstSales} first sales, ${paced.milestones} milestones, ${paced.announced} announcements; feed: ${m.feed.join(' | ')}`);
+    await page.close();
+    await stopServer(server);
   });
 
   await check('WebSocket blocked: the page falls back to long-poll and keeps updating', async () => {

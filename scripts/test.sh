@@ -29,7 +29,7 @@ step "cargo test"
 cargo test --workspace
 
 step "page unit tests (node)"
-node --test e2e/timeline.test.mjs
+node --test e2e/timeline.test.mjs e2e/moments.test.mjs
 
 step "release build (for the metrics lint and the end-to-end test)"
 cargo build --release -p livemap-server

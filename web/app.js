@@ -40,6 +40,7 @@
 
 import { fmt, money, panelElements, renderBoard } from './panels.js';
 import { History, drawTimeline } from './timeline.js';
+import { Announcer, FEED_ITEMS, describe, newSince } from './moments.js';
 
 const WS_URL = `${location.protocol === 'https:' ? 'wss:' : 'ws:'}//${location.host}/ws`;
 const POLL_URL = '/api/poll';
@@ -84,6 +85,7 @@ const state = {
   contextLosses: 0,
   contextRestores: 0,
   wsAttempts: 0,
+  moments: { marks: 0, firstSales: 0, milestones: 0, announced: 0, lastAnnouncement: '', alerts: '' },
 };
 window.livemap = state;
 
@@ -194,6 +196,7 @@ function ingest(bytes) {
   state.stale = globe.stale();
   renderStatus();
   renderViewers(globe.viewers());
+  renderAlerts(globe.alerts());
   return fresh;
 }
 
@@ -206,6 +209,99 @@ function renderViewers(n) {
   const text = fmt0.format(n);
   if (viewersCount.textContent !== text) viewersCount.textContent = text;
   if (viewersEl.hidden) viewersEl.hidden = false;
+}
+
+// ---------------------------------------------------------------- moments
+
+const marksEl = $('moment-marks');
+const momentsEl = $('moments');
+const srMomentsEl = $('sr-moments');
+const alertEl = $('alert');
+/** Mark elements, reused frame to frame (at most the wasm's MAX_MARKS). */
+const markPool = [];
+const MARK_PX = 56;
+/** The milestone mark's ring sits at this share of its box's radius
+ *  (style.css). */
+const RING_AT = 0.92;
+const announcer = new Announcer();
+let momentsSeen = 0;
+
+const ALERT_TEXT = {
+  orders_per_minute: 'Orders per minute are well below what this sale expects',
+  sales_per_minute: 'Sales per minute are well below what this sale expects',
+};
+
+/** The anomaly flags, where the operator shows them (`--public-anomalies`). */
+function renderAlerts(csv) {
+  if (csv === state.moments.alerts) return;
+  state.moments.alerts = csv;
+  const text = csv.split(',').filter(Boolean).map((a) => ALERT_TEXT[a] ?? a).join('. ');
+  alertEl.textContent = text;
+  alertEl.hidden = text === '';
+}
+
+/** Places the moments' marks over the globe, and words new moments for
+ *  the feed and (paced) for the live region. */
+function updateMoments(now) {
+  const marks = state.flat ? new Float32Array(0) : globe.moment_marks(now);
+  const n = Math.floor(marks.length / 5);
+  while (markPool.length < n) {
+    const el = document.createElement('div');
+    el.className = 'moment-mark';
+    marksEl.append(el);
+    markPool.push(el);
+  }
+  const still = Boolean(reducedMotion?.matches);
+  for (let i = 0; i < markPool.length; i++) {
+    const el = markPool[i];
+    if (i >= n) {
+      if (!el.hidden) el.hidden = true;
+      continue;
+    }
+    const [x, y, age, kind, size] = marks.subarray(i * 5, i * 5 + 5);
+    const milestone = kind === 1;
+    const grow = still ? 1 : milestone ? 0.92 + 0.2 * age : 0.4 + 1.6 * age;
+    const scale = milestone ? (size / (RING_AT * MARK_PX / 2)) * grow : grow;
+    el.hidden = false;
+    el.classList.toggle('milestone', milestone);
+    el.style.transform = `translate(${x.toFixed(1)}px, ${y.toFixed(1)}px) scale(${scale.toFixed(3)})`;
+    el.style.opacity = (1 - age).toFixed(3);
+  }
+  state.moments.marks = n;
+  let fresh = [];
+  const seq = globe.moments_seq();
+  if (seq !== momentsSeen) {
+    try {
+      fresh = newSince(JSON.parse(globe.moments_json()), momentsSeen);
+    } catch (e) {
+      console.warn('unreadable moments:', e);
+    }
+    momentsSeen = seq;
+    // The newest milestone stays on top; first sales come and go below.
+    for (const m of fresh) {
+      const li = document.createElement('li');
+      li.textContent = `${m.kind === 'milestone' ? '★' : '✦'} ${describe(m)}`;
+      const pinned = momentsEl.querySelector('li.milestone');
+      if (m.kind === 'milestone') {
+        li.className = 'milestone';
+        pinned?.remove();
+        momentsEl.prepend(li);
+        state.moments.milestones += 1;
+      } else {
+        if (pinned) pinned.after(li);
+        else momentsEl.prepend(li);
+        const sales = momentsEl.querySelectorAll('li:not(.milestone)');
+        for (let i = FEED_ITEMS - 1; i < sales.length; i++) sales[i].remove();
+        state.moments.firstSales += 1;
+      }
+    }
+  }
+  const said = announcer.take(fresh, now);
+  if (said) {
+    setText(srMomentsEl, said);
+    state.moments.announced += 1;
+    state.moments.lastAnnouncement = said;
+  }
 }
 
 // ---------------------------------------------------------------- WebSocket
@@ -664,6 +760,7 @@ function frame(t) {
   updateCounters(t);
   updatePanels(t);
   updateTimeline(t);
+  updateMoments(t);
   state.frames += 1;
   state.arcs = globe.active_arcs();
   raf = requestAnimationFrame(frame);

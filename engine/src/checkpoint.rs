@@ -24,11 +24,12 @@ use std::path::PathBuf;
 use xxhash_rust::xxh3::xxh3_64;
 
 const MAGIC: &[u8; 4] = b"LMCK";
-/// The format this release writes. 5: partition watermarks and the
-/// truncation count (see `Engine::restore_format` for 4).
-pub const FORMAT_VERSION: u32 = 5;
-/// The formats this release reads: its own and its predecessor's.
-pub const READABLE_FORMATS: [u32; 2] = [4, 5];
+/// The format this release writes. 6: the first-sales filter; 5:
+/// partition watermarks and the truncation count (see
+/// `Engine::restore_format` for 4 and 5).
+pub const FORMAT_VERSION: u32 = 6;
+/// The formats this release reads: its own and its predecessors'.
+pub const READABLE_FORMATS: [u32; 3] = [4, 5, 6];
 const FILE_NAME: &str = "checkpoint.bin";
 const PREVIOUS_FILE_NAME: &str = "checkpoint.prev.bin";
 

@@ -6,7 +6,7 @@
 //! [`decode`] (bytes → a checkout, filtered, or rejected with a reason) →
 //! [`ingest`] (the [`ingest::Engine`]: partition offsets, then
 //! [`dedup`] → [`event_time`] → [`aggregate`] with [`hll`], [`trends`],
-//! [`rankings`] → [`arcs`] sampling). The state exports to and restores
+//! [`rankings`], [`first_sales`] → [`arcs`] sampling). The state exports to and restores
 //! from the [`checkpoint`] format; [`position`] is where a message was
 //! read. [`anomaly`] judges the per-minute history for operators. The server (`livemap-server`) feeds messages in and reads the
 //! state out into snapshots.
@@ -18,6 +18,7 @@ pub mod checkpoint;
 pub mod decode;
 pub mod dedup;
 pub mod event_time;
+pub mod first_sales;
 pub mod hll;
 pub mod ingest;
 pub mod position;

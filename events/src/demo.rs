@@ -181,6 +181,12 @@ fn commerce_weights(cities: &[City], size: impl Fn(&City) -> f64) -> Vec<f64> {
 /// unique-shopper counter keeps rising through a long demo.
 const BUYER_POOL: u64 = 5_000_000;
 const SHOP_COUNT: usize = 20_000;
+/// Orders that come from a shop making its first sale ever: the demo's
+/// shops keep growing in number, so a long demo keeps showing first
+/// sales (about one a second at 3,000 messages a second).
+const NEW_SHOP_SHARE: f64 = 0.0005;
+/// Ids of new shops count up from here, clear of the pool's.
+const NEW_SHOP_IDS: u64 = 900_000_000;
 
 struct DemoShop {
     id: u64,
@@ -234,6 +240,8 @@ pub struct Generator {
     redeliveries: BinaryHeap<Reverse<(i64, Vec<u8>)>>,
     next_order_id: u64,
     malformed_kind: u32,
+    /// New shops made so far ([`NEW_SHOP_SHARE`]).
+    new_shops: u64,
 }
 
 /// What one generated message is meant to be, so tests and the load tester
@@ -322,6 +330,7 @@ impl Generator {
             redeliveries: BinaryHeap::new(),
             next_order_id: 5_550_000_000,
             malformed_kind: 0,
+            new_shops: 0,
         }
     }
 
@@ -422,8 +431,15 @@ impl Generator {
         // indices, a cheap stand-in for a Zipf distribution.
         let u: f64 = self.rng.random();
         let shop = &self.shops[((u * u) * self.shops.len() as f64) as usize % self.shops.len()];
-        let (shop_id, shop_country, shop_lat, shop_lon, currency) =
+        let (mut shop_id, shop_country, shop_lat, shop_lon, currency) =
             (shop.id, shop.country, shop.lat, shop.lon, shop.currency);
+        // The top of the draw is a new shop where the pool's last shops
+        // are (no extra random draw, so the rest of the stream is as it
+        // was): it sells once, its first sale.
+        if u >= 1.0 - NEW_SHOP_SHARE {
+            shop_id = NEW_SHOP_IDS + self.new_shops;
+            self.new_shops += 1;
+        }
 
         let domestic = self.rng.random::<f64>() < DOMESTIC;
         let city_idx = match self.by_country.get(shop_country) {

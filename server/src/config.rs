@@ -203,6 +203,18 @@ pub struct Args {
     #[arg(long, env = "LIVEMAP_ANOMALY_WEBHOOK")]
     pub anomaly_webhook: Option<String>,
 
+    /// Shows the anomaly flags on the public page too (a banner, and
+    /// `alerts` in `/api/snapshot`): for a screen in an operations room.
+    /// Off by default: the public sees no flag.
+    #[arg(long, env = "LIVEMAP_PUBLIC_ANOMALIES")]
+    pub public_anomalies: bool,
+
+    /// The first milestone of the sale's total that the page celebrates,
+    /// in whole US dollars; each next one is ten times the last ($1M,
+    /// $10M, $100M, $1B, ... by default).
+    #[arg(long, env = "LIVEMAP_FIRST_MILESTONE_USD", default_value_t = 1_000_000)]
+    pub first_milestone_usd: u64,
+
     /// Snapshots are marked stale while the consumer is more than this many
     /// messages behind (summed over partitions), or the broker is unreachable.
     #[arg(long, env = "LIVEMAP_LAG_LIMIT", default_value_t = 100_000)]
@@ -314,6 +326,10 @@ pub struct Config {
     pub publish_every: Duration,
     /// See `--anomaly-webhook`.
     pub anomaly_webhook: Option<String>,
+    /// See `--public-anomalies`.
+    pub public_anomalies: bool,
+    /// `--first-milestone-usd`, in US cents.
+    pub first_milestone_usd_cents: u64,
 }
 
 impl Config {
@@ -426,6 +442,8 @@ impl Config {
             aggregator_id,
             publish_every,
             anomaly_webhook,
+            public_anomalies: args.public_anomalies,
+            first_milestone_usd_cents: args.first_milestone_usd.saturating_mul(100).max(1),
         })
     }
 }

@@ -18,7 +18,7 @@ use base64::Engine as _;
 use bytes::Bytes;
 use flate2::write::GzEncoder;
 use livemap_events::time::format_rfc3339_ms;
-use livemap_wire::Snapshot;
+use livemap_wire::{MomentKind, Snapshot};
 use serde::Serialize;
 
 use crate::snapshot::{Built, History};
@@ -197,6 +197,20 @@ impl Frame {
                     channel: a.channel.as_str(),
                 })
                 .collect(),
+            moments: built
+                .recent_moments
+                .iter()
+                .rev()
+                .map(|m| PublicMoment {
+                    kind: m.kind.as_str(),
+                    place: (m.kind == MomentKind::FirstSale).then_some(m.place.as_str()),
+                    country: (m.kind == MomentKind::FirstSale).then_some(m.country.as_str()),
+                    shop: (m.kind == MomentKind::FirstSale).then_some([m.shop.lat, m.shop.lon]),
+                    usd_cents: (m.kind == MomentKind::Milestone).then_some(m.usd_cents),
+                    at: format_rfc3339_ms(m.at_ms),
+                })
+                .collect(),
+            alerts: (!s.alerts.is_empty()).then_some(&s.alerts),
             tick_ms: s.tick_ms,
             breakdowns: PublicBreakdowns {
                 by_country: built
@@ -269,6 +283,11 @@ struct PublicSnapshot<'a> {
     trends: Vec<PublicTrend<'a>>,
     /// Most recent first.
     arcs: Vec<PublicArc>,
+    /// The last few moments (first sales, milestones), most recent first.
+    moments: Vec<PublicMoment<'a>>,
+    /// Anomaly flags raised now, only with `--public-anomalies`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    alerts: Option<&'a Vec<String>>,
     tick_ms: u32,
     breakdowns: PublicBreakdowns<'a>,
 }
@@ -374,6 +393,24 @@ struct PublicIngest<'a> {
 struct PublicTrend<'a> {
     category: &'a str,
     change: f64,
+}
+
+#[derive(Serialize)]
+struct PublicMoment<'a> {
+    /// `first_sale` or `milestone`.
+    kind: &'static str,
+    /// A first sale's shop: the large city nearest it (or empty), its
+    /// country, and its grid cell's centre as `[lat, lon]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    place: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    country: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shop: Option<[f32; 2]>,
+    /// A milestone: the total passed, in US cents.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usd_cents: Option<u64>,
+    at: String,
 }
 
 #[derive(Serialize)]

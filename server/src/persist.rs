@@ -97,9 +97,9 @@ impl Checkpointer {
                 (dir.store(&bytes).map_err(PersistError::from), bytes.len())
             }
             Store::Partials(publisher) => {
-                let arcs = engine.take_arcs();
+                let sampled = (engine.take_arcs(), engine.take_first_sales());
                 let prepared =
-                    publisher.prepare(&engine, &self.source_id, arcs, self.clock.now_ms());
+                    publisher.prepare(&engine, &self.source_id, sampled, self.clock.now_ms());
                 drop(engine);
                 match publisher.publish(prepared) {
                     Ok(bytes) => (Ok(()), bytes),

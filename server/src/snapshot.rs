@@ -10,7 +10,10 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use livemap_wire::{Arc, Channel, Ingest, Minute, Ranked, Rates, Slice, Snapshot, Totals, Trend};
+use livemap_wire::{
+    Arc, Channel, Ingest, LatLon, Minute, Moment, MomentKind, Ranked, Rates, Slice, Snapshot,
+    Totals, Trend,
+};
 
 use livemap_engine::aggregate::{MinuteBucket, MINUTE_MS};
 use livemap_engine::anomaly::{Change, Detector, Signal};
@@ -37,6 +40,15 @@ pub const JSON_RANKED: usize = 50;
 pub const MIN_RANKED: u64 = 10;
 /// A shop is said to be in a city only within this distance of it.
 const PLACE_KM: f64 = 60.0;
+/// How many first sales a tick shows at most (the newest): at the start of
+/// a sale thousands of shops sell for the first time each second.
+pub const FIRST_SALES_PER_TICK: usize = 2;
+/// How many recent moments `/api/snapshot` lists.
+pub const RECENT_MOMENTS: usize = 20;
+/// The first milestone of the total, by default: $1M; each next one is
+/// ten times the last.
+pub const FIRST_MILESTONE_USD_CENTS: u64 = 100_000_000;
+
 /// How often the stream carries a keyframe (everything, lists included);
 /// the ticks between carry deltas. Panels refresh at this pace, which keeps
 /// a browser's stream to a few KB/s.
@@ -54,6 +66,15 @@ pub struct Snapshotter {
     places: HashMap<u64, &'static str>,
     /// Judges each closed minute for operators (`livemap_engine::anomaly`).
     detector: Detector,
+    /// The first milestone of the total; the next are ten times each.
+    first_milestone: u64,
+    /// The largest milestone the total has passed (if any), as of the
+    /// last tick: `None` before the first tick, which takes it without
+    /// announcing it, so a restart never celebrates a milestone again.
+    milestone_passed: Option<Option<u64>>,
+    recent_moments: VecDeque<Moment>,
+    /// `--public-anomalies`: the flags go into the snapshot too.
+    public_alerts: bool,
 }
 
 /// The sale's per-minute history as of one tick: every minute from the
@@ -74,6 +95,8 @@ pub struct Built {
     /// Whether the stream sends this tick as a keyframe.
     pub keyframe: bool,
     pub recent_arcs: Vec<Arc>,
+    /// The last [`RECENT_MOMENTS`] moments, oldest first.
+    pub recent_moments: Vec<Moment>,
     pub all_countries: Vec<Slice>,
     pub all_trends: Vec<Trend>,
     pub top_shops: Vec<Ranked>,
@@ -96,7 +119,83 @@ impl Snapshotter {
             recent_arcs: VecDeque::with_capacity(RECENT_ARCS),
             places: HashMap::new(),
             detector: Detector::new(),
+            first_milestone: FIRST_MILESTONE_USD_CENTS,
+            milestone_passed: None,
+            recent_moments: VecDeque::with_capacity(RECENT_MOMENTS),
+            public_alerts: false,
         }
+    }
+
+    /// Puts the anomaly flags raised now into every snapshot
+    /// (`--public-anomalies`); off, no snapshot carries them.
+    pub fn with_public_alerts(mut self, on: bool) -> Self {
+        self.public_alerts = on;
+        self
+    }
+
+    /// Celebrates the total passing `usd_cents` and every ten times it
+    /// (`--first-milestone-usd`; zero is taken as one cent).
+    pub fn with_first_milestone(mut self, usd_cents: u64) -> Self {
+        self.first_milestone = usd_cents.max(1);
+        self
+    }
+
+    /// The largest milestone at or below `total`, if any.
+    fn milestone_at(&self, total: u64) -> Option<u64> {
+        let mut m = self.first_milestone;
+        if total < m {
+            return None;
+        }
+        while let Some(next) = m.checked_mul(10).filter(|&n| n <= total) {
+            m = next;
+        }
+        Some(m)
+    }
+
+    /// This tick's moments: the newest first sales the engine found (or,
+    /// on an edge, the aggregators announced), and a milestone the total
+    /// passed since the last tick.
+    fn moments(&mut self, engine: &mut Engine, now_ms: i64) -> Vec<Moment> {
+        let sales = engine.take_first_sales();
+        let mut moments: Vec<Moment> = sales[sales.len().saturating_sub(FIRST_SALES_PER_TICK)..]
+            .iter()
+            .map(|sale| {
+                let label = ShopLabel {
+                    id: sale.shop_hash,
+                    country: sale.country,
+                    lat: sale.lat,
+                    lon: sale.lon,
+                };
+                Moment {
+                    kind: MomentKind::FirstSale,
+                    shop: LatLon {
+                        lat: sale.lat,
+                        lon: sale.lon,
+                    },
+                    place: self.place(&label).to_owned(),
+                    country: String::from_utf8_lossy(&sale.country).into_owned(),
+                    usd_cents: 0,
+                    at_ms: sale.at_ms,
+                }
+            })
+            .collect();
+        let passed = self.milestone_at(engine.aggregate().gmv_usd_cents);
+        if self.milestone_passed.is_some() && passed > self.milestone_passed.flatten() {
+            moments.push(Moment {
+                kind: MomentKind::Milestone,
+                usd_cents: passed.unwrap_or_default(),
+                at_ms: now_ms,
+                ..Moment::default()
+            });
+        }
+        self.milestone_passed = Some(passed.max(self.milestone_passed.flatten()));
+        for m in &moments {
+            if self.recent_moments.len() == RECENT_MOMENTS {
+                self.recent_moments.pop_front();
+            }
+            self.recent_moments.push_back(m.clone());
+        }
+        moments
     }
 
     /// The nearest large city to a shop, if one is close: what the page
@@ -135,6 +234,7 @@ impl Snapshotter {
             n => n - 1,
         };
         let arcs = engine.take_arcs();
+        let moments = self.moments(engine, now_ms);
         for a in &arcs {
             if self.recent_arcs.len() == RECENT_ARCS {
                 self.recent_arcs.pop_front();
@@ -255,11 +355,23 @@ impl Snapshotter {
             top_cities: cities.iter().take(STREAM_RANKED).cloned().collect(),
             keyframe: true,
             viewers,
+            moments,
+            alerts: if self.public_alerts {
+                self.detector
+                    .signals()
+                    .iter()
+                    .filter(|s| s.flagged)
+                    .map(|s| s.kind.as_str().to_owned())
+                    .collect()
+            } else {
+                Vec::new()
+            },
         };
         Built {
             snapshot,
             keyframe,
             recent_arcs: self.recent_arcs.iter().copied().collect(),
+            recent_moments: self.recent_moments.iter().cloned().collect(),
             all_countries: countries,
             all_trends,
             top_shops: shops,

@@ -4,6 +4,7 @@
 //! natively: [`geo`] (great-circle arcs), [`camera`] (matrices, layout,
 //! spin and drag), [`mesh`] and [`land`] (static geometry), [`arcs`]
 //! (arcs in flight, pacing and caps), [`counters`] (the headline numbers),
+//! [`moments`] (first sales and milestones: marks and announcements),
 //! [`board`] (the panels' lists, as JSON for the page), [`frame`] (the
 //! arrays a frame uploads) and [`scene`], which ties them together. On wasm32 only, `gl` turns frame data into WebGL2 draw calls
 //! and `Globe` is the JavaScript API.
@@ -23,6 +24,7 @@ pub mod frame;
 pub mod geo;
 pub mod land;
 pub mod mesh;
+pub mod moments;
 pub mod quality;
 pub mod scene;
 pub mod shaders;

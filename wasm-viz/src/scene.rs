@@ -12,6 +12,7 @@ use crate::camera::{Camera, Viewport};
 use crate::counters::{self, Counters};
 use crate::frame::{self, FrameData};
 use crate::geo::Vec3;
+use crate::moments::Moments;
 use crate::quality::Governor;
 
 /// Used when a snapshot does not say (`tick_ms` 0).
@@ -32,6 +33,11 @@ pub struct Scene {
     stale: bool,
     /// Browsers watching now, as the last snapshot said.
     viewers: u64,
+    /// First sales and milestones: marks over the globe, announcements
+    /// for the page.
+    moments: Moments,
+    /// Anomaly flags the operator shows the public (usually none).
+    alerts: Vec<String>,
     tick_ms: f64,
     dot_spacing: f64,
     /// `?bench=N`: made-up arcs instead of a server's.
@@ -63,6 +69,8 @@ impl Scene {
             keyframe_version: None,
             stale: false,
             viewers: 0,
+            moments: Moments::new(),
+            alerts: Vec::new(),
             tick_ms: DEFAULT_TICK_MS,
             dot_spacing,
             bench: None,
@@ -96,6 +104,13 @@ impl Scene {
         if self.version == Some(s.version) {
             return false;
         }
+        self.moments.add(&s.moments, now_ms);
+        self.alerts = s
+            .alerts
+            .iter()
+            .take(4)
+            .map(|a| a.chars().take(32).collect())
+            .collect();
         // A lower version is accepted too: the server restarted. Totals
         // still never go backwards on screen (see counters.rs).
         self.version = Some(s.version);
@@ -183,6 +198,7 @@ impl Scene {
         self.camera.set_spin_factor(factor);
         self.camera.update(now_ms);
         self.arcs.update(now_ms);
+        self.moments.update(now_ms);
         if let Some(bench) = self.bench.as_mut() {
             bench.top_up(&mut self.arcs, now_ms);
         }
@@ -249,6 +265,23 @@ impl Scene {
 
     pub fn version(&self) -> Option<u64> {
         self.version
+    }
+
+    pub fn moments(&self) -> &Moments {
+        &self.moments
+    }
+
+    /// The moments' marks to draw over the globe now (see
+    /// [`Moments::marks`]).
+    pub fn moment_marks(&self, now_ms: f64) -> Vec<f32> {
+        self.moments
+            .marks(&self.camera.view(), self.camera.globe_radius_css(), now_ms)
+    }
+
+    /// The anomaly flags shown to the public, if the operator turned
+    /// that on (`alerts` of the snapshot).
+    pub fn alerts(&self) -> &[String] {
+        &self.alerts
     }
 
     pub fn keyframe_version(&self) -> Option<u64> {

@@ -224,6 +224,30 @@ impl Globe {
         self.scene.stale()
     }
 
+    /// Moments (first sales, milestones) to draw over the globe now: five
+    /// floats each (x, y in CSS pixels of the canvas, age 0..1, kind 0 a
+    /// first sale / 1 a milestone, a milestone's globe radius).
+    pub fn moment_marks(&self, now_ms: f64) -> Vec<f32> {
+        self.scene.moment_marks(now_ms)
+    }
+
+    /// The newest moment's number: `moments_json` is new when it moves.
+    pub fn moments_seq(&self) -> f64 {
+        self.scene.moments().seq() as f64
+    }
+
+    /// The last few moments, oldest first, as JSON for the page to
+    /// announce (see `moments.rs`).
+    pub fn moments_json(&self) -> String {
+        self.scene.moments().json()
+    }
+
+    /// The anomaly flags the operator shows the public (usually none),
+    /// comma-separated.
+    pub fn alerts(&self) -> String {
+        self.scene.alerts().join(",")
+    }
+
     /// Browsers watching now, as the last snapshot said.
     pub fn viewers(&self) -> f64 {
         self.scene.viewers() as f64

@@ -148,6 +148,39 @@ pub struct Trend {
     pub change: f64,
 }
 
+/// What a [`Moment`] celebrates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum MomentKind {
+    /// A shop's first sale of the event.
+    #[default]
+    FirstSale,
+    /// The sale's total passed a milestone.
+    Milestone,
+}
+
+impl MomentKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MomentKind::FirstSale => "first_sale",
+            MomentKind::Milestone => "milestone",
+        }
+    }
+}
+
+/// A moment for the audience (see the schema).
+#[derive(Clone, Debug, PartialEq, Default)]
+pub struct Moment {
+    pub kind: MomentKind,
+    /// A first sale's shop, a grid cell's centre (zero for a milestone).
+    pub shop: LatLon,
+    pub place: String,
+    pub country: String,
+    /// A milestone's total, in US cents.
+    pub usd_cents: u64,
+    /// Milliseconds since the Unix epoch.
+    pub at_ms: i64,
+}
+
 /// Everything a browser is sent in one tick.
 #[derive(Clone, Debug, PartialEq, Default)]
 pub struct Snapshot {
@@ -177,6 +210,10 @@ pub struct Snapshot {
     pub keyframe: bool,
     /// Browsers watching now (see the schema).
     pub viewers: u64,
+    /// Moments since the previous snapshot, oldest first.
+    pub moments: Vec<Moment>,
+    /// Anomaly flags shown to the public (see the schema); usually empty.
+    pub alerts: Vec<String>,
 }
 
 /// The fields a client needs to place a frame, read without decoding the
@@ -324,6 +361,44 @@ pub fn encode(snapshot: &Snapshot) -> Vec<u8> {
     };
     let top_shops = ranked(&snapshot.top_shops);
     let top_cities = ranked(&snapshot.top_cities);
+    let moments: Vec<_> = snapshot
+        .moments
+        .iter()
+        .map(|m| {
+            let place = fbb.create_string(&m.place);
+            let country = fbb.create_string(&m.country);
+            let offset = m.at_ms.saturating_sub(snapshot.generated_at_ms);
+            // A milestone has no place.
+            let shop = cell(&m.shop);
+            let shop = (m.kind == MomentKind::FirstSale).then_some(&shop);
+            fb::Moment::create(
+                &mut fbb,
+                &fb::MomentArgs {
+                    kind: match m.kind {
+                        MomentKind::FirstSale => fb::MomentKind::FirstSale,
+                        MomentKind::Milestone => fb::MomentKind::Milestone,
+                    },
+                    shop,
+                    place: Some(place),
+                    country: Some(country),
+                    usd_cents: m.usd_cents,
+                    at_offset_ms: i32::try_from(offset).unwrap_or(if offset < 0 {
+                        i32::MIN
+                    } else {
+                        i32::MAX
+                    }),
+                },
+            )
+        })
+        .collect();
+    // Both are usually empty: absent then, not an empty vector.
+    let moments = (!moments.is_empty()).then(|| fbb.create_vector(&moments));
+    let alerts: Vec<_> = snapshot
+        .alerts
+        .iter()
+        .map(|a| fbb.create_string(a))
+        .collect();
+    let alerts = (!alerts.is_empty()).then(|| fbb.create_vector(&alerts));
     let root = fb::Snapshot::create(
         &mut fbb,
         &fb::SnapshotArgs {
@@ -343,6 +418,8 @@ pub fn encode(snapshot: &Snapshot) -> Vec<u8> {
             top_cities: Some(top_cities),
             keyframe: snapshot.keyframe,
             viewers: snapshot.viewers,
+            moments,
+            alerts,
         },
     );
     fb::finish_snapshot_buffer(&mut fbb, root);
@@ -465,6 +542,35 @@ pub fn decode(buf: &[u8]) -> Result<Snapshot, DecodeError> {
         })
         .unwrap_or_default()
     };
+    let moments = s
+        .moments()
+        .map(|v| {
+            v.iter()
+                .map(|m| Moment {
+                    kind: match m.kind() {
+                        fb::MomentKind::Milestone => MomentKind::Milestone,
+                        _ => MomentKind::FirstSale,
+                    },
+                    shop: m.shop().map_or_else(LatLon::default, |c| {
+                        let (lat, lon) = grid::centre(grid::Cell {
+                            row: c.row(),
+                            col: c.col(),
+                        });
+                        LatLon {
+                            lat: lat as f32,
+                            lon: lon as f32,
+                        }
+                    }),
+                    place: m.place().unwrap_or_default().to_owned(),
+                    country: m.country().unwrap_or_default().to_owned(),
+                    usd_cents: m.usd_cents(),
+                    at_ms: s
+                        .generated_at_ms()
+                        .saturating_add(i64::from(m.at_offset_ms())),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     let minutes = s
         .minutes()
         .map(|v| {
@@ -495,6 +601,11 @@ pub fn decode(buf: &[u8]) -> Result<Snapshot, DecodeError> {
         top_cities: ranked(s.top_cities()),
         keyframe: s.keyframe(),
         viewers: s.viewers(),
+        moments,
+        alerts: s
+            .alerts()
+            .map(|v| v.iter().map(str::to_owned).collect())
+            .unwrap_or_default(),
     })
 }
 
@@ -575,6 +686,23 @@ mod tests {
             }],
             keyframe: true,
             viewers: 1_234,
+            moments: vec![
+                Moment {
+                    kind: MomentKind::FirstSale,
+                    shop: centre(45.5, -73.6),
+                    place: "Montréal".into(),
+                    country: "CA".into(),
+                    usd_cents: 0,
+                    at_ms: 1_795_000_000_000 - 150,
+                },
+                Moment {
+                    kind: MomentKind::Milestone,
+                    usd_cents: 100_000_000,
+                    at_ms: 1_795_000_000_000,
+                    ..Moment::default()
+                },
+            ],
+            alerts: vec!["orders_per_minute".into()],
         }
     }
 

@@ -107,6 +107,91 @@ impl<'a> ::flatbuffers::Verifiable for Channel {
 }
 
 impl ::flatbuffers::SimpleToVerifyInSlice for Channel {}
+#[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
+pub const ENUM_MIN_MOMENT_KIND: u8 = 0;
+#[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
+pub const ENUM_MAX_MOMENT_KIND: u8 = 1;
+#[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
+#[allow(non_camel_case_types)]
+pub const ENUM_VALUES_MOMENT_KIND: [MomentKind; 2] = [
+  MomentKind::FirstSale,
+  MomentKind::Milestone,
+];
+
+/// What a moment celebrates.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[repr(transparent)]
+pub struct MomentKind(pub u8);
+#[allow(non_upper_case_globals)]
+impl MomentKind {
+  pub const FirstSale: Self = Self(0);
+  pub const Milestone: Self = Self(1);
+
+  pub const ENUM_MIN: u8 = 0;
+  pub const ENUM_MAX: u8 = 1;
+  pub const ENUM_VALUES: &'static [Self] = &[
+    Self::FirstSale,
+    Self::Milestone,
+  ];
+  /// Returns the variant's name or "" if unknown.
+  pub fn variant_name(self) -> Option<&'static str> {
+    match self {
+      Self::FirstSale => Some("FirstSale"),
+      Self::Milestone => Some("Milestone"),
+      _ => None,
+    }
+  }
+}
+impl ::core::fmt::Debug for MomentKind {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter) -> ::core::fmt::Result {
+    if let Some(name) = self.variant_name() {
+      f.write_str(name)
+    } else {
+      f.write_fmt(format_args!("<UNKNOWN {:?}>", self.0))
+    }
+  }
+}
+impl<'a> ::flatbuffers::Follow<'a> for MomentKind {
+  type Inner = Self;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    let b = unsafe { ::flatbuffers::read_scalar_at::<u8>(buf, loc) };
+    Self(b)
+  }
+}
+
+impl ::flatbuffers::Push for MomentKind {
+    type Output = MomentKind;
+    #[inline]
+    unsafe fn push(&self, dst: &mut [u8], _written_len: usize) {
+        unsafe { ::flatbuffers::emplace_scalar::<u8>(dst, self.0) };
+    }
+}
+
+impl ::flatbuffers::EndianScalar for MomentKind {
+  type Scalar = u8;
+  #[inline]
+  fn to_little_endian(self) -> u8 {
+    self.0.to_le()
+  }
+  #[inline]
+  #[allow(clippy::wrong_self_convention)]
+  fn from_little_endian(v: u8) -> Self {
+    let b = u8::from_le(v);
+    Self(b)
+  }
+}
+
+impl<'a> ::flatbuffers::Verifiable for MomentKind {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    u8::run_verifier(v, pos)
+  }
+}
+
+impl ::flatbuffers::SimpleToVerifyInSlice for MomentKind {}
 /// A cell of the ~11 km grid: row of 0.1° of latitude from the south pole,
 /// column eastwards from 180° W within the row.
 // struct Cell, aligned to 2
@@ -1575,6 +1660,196 @@ impl ::core::fmt::Debug for Trend<'_> {
       ds.finish()
   }
 }
+pub enum MomentOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// A moment for the audience, drawn on the globe and announced on the
+/// page: a shop's first sale of the event, or the sale's total passing a
+/// milestone ($1M, $10M, $100M, ...).
+pub struct Moment<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for Moment<'a> {
+  type Inner = Moment<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> Moment<'a> {
+  pub const VT_KIND: ::flatbuffers::VOffsetT = 4;
+  pub const VT_SHOP: ::flatbuffers::VOffsetT = 6;
+  pub const VT_PLACE: ::flatbuffers::VOffsetT = 8;
+  pub const VT_COUNTRY: ::flatbuffers::VOffsetT = 10;
+  pub const VT_USD_CENTS: ::flatbuffers::VOffsetT = 12;
+  pub const VT_AT_OFFSET_MS: ::flatbuffers::VOffsetT = 14;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    Moment { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args MomentArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<Moment<'bldr>> {
+    let mut builder = MomentBuilder::new(_fbb);
+    builder.add_usd_cents(args.usd_cents);
+    builder.add_at_offset_ms(args.at_offset_ms);
+    if let Some(x) = args.country { builder.add_country(x); }
+    if let Some(x) = args.place { builder.add_place(x); }
+    if let Some(x) = args.shop { builder.add_shop(x); }
+    builder.add_kind(args.kind);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn kind(&self) -> MomentKind {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<MomentKind>(Moment::VT_KIND, Some(MomentKind::FirstSale)).unwrap()}
+  }
+  /// FirstSale: the shop's cell.
+  #[inline]
+  pub fn shop(&self) -> Option<&'a Cell> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<Cell>(Moment::VT_SHOP, None)}
+  }
+  /// FirstSale: the large city nearest the shop ("" when none is near)
+  /// and the shop's country (ISO code).
+  #[inline]
+  pub fn place(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(Moment::VT_PLACE, None)}
+  }
+  #[inline]
+  pub fn country(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(Moment::VT_COUNTRY, None)}
+  }
+  /// Milestone: the total passed, in US cents.
+  #[inline]
+  pub fn usd_cents(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(Moment::VT_USD_CENTS, Some(0)).unwrap()}
+  }
+  /// Event time of the first sale, or when the milestone was passed,
+  /// minus the snapshot's `generated_at_ms`.
+  #[inline]
+  pub fn at_offset_ms(&self) -> i32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i32>(Moment::VT_AT_OFFSET_MS, Some(0)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for Moment<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<MomentKind>("kind", Self::VT_KIND, false)?
+     .visit_field::<Cell>("shop", Self::VT_SHOP, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("place", Self::VT_PLACE, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("country", Self::VT_COUNTRY, false)?
+     .visit_field::<u64>("usd_cents", Self::VT_USD_CENTS, false)?
+     .visit_field::<i32>("at_offset_ms", Self::VT_AT_OFFSET_MS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct MomentArgs<'a> {
+    pub kind: MomentKind,
+    pub shop: Option<&'a Cell>,
+    pub place: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub country: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub usd_cents: u64,
+    pub at_offset_ms: i32,
+}
+impl<'a> Default for MomentArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    MomentArgs {
+      kind: MomentKind::FirstSale,
+      shop: None,
+      place: None,
+      country: None,
+      usd_cents: 0,
+      at_offset_ms: 0,
+    }
+  }
+}
+
+pub struct MomentBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> MomentBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_kind(&mut self, kind: MomentKind) {
+    self.fbb_.push_slot::<MomentKind>(Moment::VT_KIND, kind, MomentKind::FirstSale);
+  }
+  #[inline]
+  pub fn add_shop(&mut self, shop: &Cell) {
+    self.fbb_.push_slot_always::<&Cell>(Moment::VT_SHOP, shop);
+  }
+  #[inline]
+  pub fn add_place(&mut self, place: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Moment::VT_PLACE, place);
+  }
+  #[inline]
+  pub fn add_country(&mut self, country: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Moment::VT_COUNTRY, country);
+  }
+  #[inline]
+  pub fn add_usd_cents(&mut self, usd_cents: u64) {
+    self.fbb_.push_slot::<u64>(Moment::VT_USD_CENTS, usd_cents, 0);
+  }
+  #[inline]
+  pub fn add_at_offset_ms(&mut self, at_offset_ms: i32) {
+    self.fbb_.push_slot::<i32>(Moment::VT_AT_OFFSET_MS, at_offset_ms, 0);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> MomentBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    MomentBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<Moment<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for Moment<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("Moment");
+      ds.field("kind", &self.kind());
+      ds.field("shop", &self.shop());
+      ds.field("place", &self.place());
+      ds.field("country", &self.country());
+      ds.field("usd_cents", &self.usd_cents());
+      ds.field("at_offset_ms", &self.at_offset_ms());
+      ds.finish()
+  }
+}
 pub enum SnapshotOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -1607,6 +1882,8 @@ impl<'a> Snapshot<'a> {
   pub const VT_TOP_CITIES: ::flatbuffers::VOffsetT = 30;
   pub const VT_KEYFRAME: ::flatbuffers::VOffsetT = 32;
   pub const VT_VIEWERS: ::flatbuffers::VOffsetT = 34;
+  pub const VT_MOMENTS: ::flatbuffers::VOffsetT = 36;
+  pub const VT_ALERTS: ::flatbuffers::VOffsetT = 38;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -1621,6 +1898,8 @@ impl<'a> Snapshot<'a> {
     builder.add_viewers(args.viewers);
     builder.add_generated_at_ms(args.generated_at_ms);
     builder.add_version(args.version);
+    if let Some(x) = args.alerts { builder.add_alerts(x); }
+    if let Some(x) = args.moments { builder.add_moments(x); }
     if let Some(x) = args.top_cities { builder.add_top_cities(x); }
     if let Some(x) = args.top_shops { builder.add_top_shops(x); }
     if let Some(x) = args.minutes { builder.add_minutes(x); }
@@ -1765,6 +2044,25 @@ impl<'a> Snapshot<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<u64>(Snapshot::VT_VIEWERS, Some(0)).unwrap()}
   }
+  /// Moments since the previous snapshot (a few a tick at most), oldest
+  /// first. Added after `viewers`.
+  #[inline]
+  pub fn moments(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Moment<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Moment>>>>(Snapshot::VT_MOMENTS, None)}
+  }
+  /// Signals the operators' anomaly detector flags now (`orders_per_minute`,
+  /// `sales_per_minute`), only where the operator shows them on the public
+  /// page (`--public-anomalies`); otherwise absent.
+  #[inline]
+  pub fn alerts(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>>>(Snapshot::VT_ALERTS, None)}
+  }
 }
 
 impl ::flatbuffers::Verifiable for Snapshot<'_> {
@@ -1789,6 +2087,8 @@ impl ::flatbuffers::Verifiable for Snapshot<'_> {
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<Ranked>>>>("top_cities", Self::VT_TOP_CITIES, false)?
      .visit_field::<bool>("keyframe", Self::VT_KEYFRAME, false)?
      .visit_field::<u64>("viewers", Self::VT_VIEWERS, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<Moment>>>>("moments", Self::VT_MOMENTS, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<&'_ str>>>>("alerts", Self::VT_ALERTS, false)?
      .finish();
     Ok(())
   }
@@ -1810,6 +2110,8 @@ pub struct SnapshotArgs<'a> {
     pub top_cities: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Ranked<'a>>>>>,
     pub keyframe: bool,
     pub viewers: u64,
+    pub moments: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<Moment<'a>>>>>,
+    pub alerts: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>>>,
 }
 impl<'a> Default for SnapshotArgs<'a> {
   #[inline]
@@ -1831,6 +2133,8 @@ impl<'a> Default for SnapshotArgs<'a> {
       top_cities: None,
       keyframe: false,
       viewers: 0,
+      moments: None,
+      alerts: None,
     }
   }
 }
@@ -1905,6 +2209,14 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> SnapshotBuilder<'a, 'b, A> {
     self.fbb_.push_slot::<u64>(Snapshot::VT_VIEWERS, viewers, 0);
   }
   #[inline]
+  pub fn add_moments(&mut self, moments: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<Moment<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Snapshot::VT_MOMENTS, moments);
+  }
+  #[inline]
+  pub fn add_alerts(&mut self, alerts: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<&'b  str>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(Snapshot::VT_ALERTS, alerts);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> SnapshotBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     SnapshotBuilder {
@@ -1938,6 +2250,8 @@ impl ::core::fmt::Debug for Snapshot<'_> {
       ds.field("top_cities", &self.top_cities());
       ds.field("keyframe", &self.keyframe());
       ds.field("viewers", &self.viewers());
+      ds.field("moments", &self.moments());
+      ds.field("alerts", &self.alerts());
       ds.finish()
   }
 }

@@ -28,6 +28,7 @@ use crate::aggregate::{Aggregate, AggregateChanges, BreakdownChanges, Breakdowns
 use crate::checkpoint::{CheckpointError, Reader, Writer};
 use crate::decode::Reject;
 use crate::event_time::EventClock;
+use crate::first_sales::{FirstSales, FirstSalesChanges};
 use crate::rankings::{Rankings, RankingsChanges};
 use crate::trends::{TrendChanges, Trends};
 
@@ -40,6 +41,7 @@ struct EngineChanges {
     trends: TrendChanges,
     breakdowns: BreakdownChanges,
     rankings: RankingsChanges,
+    first_sales: FirstSalesChanges,
     partitions: BTreeMap<i32, PartitionState>,
 }
 
@@ -56,6 +58,7 @@ impl Engine {
         self.trends.write_changes(&before.trends, &mut w);
         self.breakdowns.write_changes(&before.breakdowns, &mut w);
         self.rankings.write_changes(&before.rankings, &mut w);
+        self.first_sales.write_changes(&before.first_sales, &mut w);
         self.write_partitions(&mut w);
         w.buf
     }
@@ -72,12 +75,30 @@ impl Engine {
         bytes: &[u8],
         merged: Option<&mut Engine>,
     ) -> Result<(), CheckpointError> {
-        let changes = self.read_changes(source, bytes)?;
+        self.apply_changes_format(source, bytes, crate::checkpoint::FORMAT_VERSION, merged)
+    }
+
+    /// [`Engine::apply_changes`] of a record whose state is in checkpoint
+    /// format `format` (5: without the first-sales filter, whose words
+    /// then stay as they are).
+    pub fn apply_changes_format(
+        &mut self,
+        source: &str,
+        bytes: &[u8],
+        format: u32,
+        merged: Option<&mut Engine>,
+    ) -> Result<(), CheckpointError> {
+        let changes = self.read_changes(source, bytes, format)?;
         self.apply_read(&changes, merged);
         Ok(())
     }
 
-    fn read_changes(&self, source: &str, bytes: &[u8]) -> Result<EngineChanges, CheckpointError> {
+    fn read_changes(
+        &self,
+        source: &str,
+        bytes: &[u8],
+        format: u32,
+    ) -> Result<EngineChanges, CheckpointError> {
         let mut r = Reader::new(bytes);
         if r.string()? != source {
             return Err(CheckpointError::Payload("changes of another source"));
@@ -90,6 +111,11 @@ impl Engine {
             trends: Trends::read_changes(&mut r)?,
             breakdowns: Breakdowns::read_changes(&mut r)?,
             rankings: Rankings::read_changes(&mut r)?,
+            first_sales: if format >= 6 {
+                FirstSales::read_changes(&mut r)?
+            } else {
+                FirstSalesChanges::default()
+            },
             partitions: Engine::read_partitions(&mut r, false)?,
         };
         if !r.is_empty() {
@@ -140,8 +166,12 @@ impl Engine {
             &changes.breakdowns,
             merged.as_deref_mut().map(|m| &mut m.breakdowns),
         );
-        self.rankings
-            .apply_changes(&changes.rankings, merged.map(|m| &mut m.rankings));
+        self.rankings.apply_changes(
+            &changes.rankings,
+            merged.as_deref_mut().map(|m| &mut m.rankings),
+        );
+        self.first_sales
+            .apply_changes(&changes.first_sales, merged.map(|m| &mut m.first_sales));
         self.partitions = changes.partitions.clone();
     }
 
@@ -167,6 +197,7 @@ impl Engine {
         copy.trends = self.trends.clone();
         copy.breakdowns = self.breakdowns.clone();
         copy.rankings = self.rankings.clone();
+        copy.first_sales = self.first_sales.clone();
         copy.partitions = self.partitions.clone();
         copy.clock = self.clock.clone();
         copy

@@ -10,6 +10,7 @@ use crate::checkpoint::{CheckpointError, Reader, Writer};
 use crate::decode::Reject;
 use crate::dedup::Dedup;
 use crate::event_time::EventClock;
+use crate::first_sales::FirstSales;
 use crate::rankings::Rankings;
 use crate::trends::Trends;
 
@@ -45,6 +46,7 @@ impl Engine {
         self.trends.export(&mut w);
         self.breakdowns.export(&mut w);
         self.rankings.export(&mut w);
+        self.first_sales.export(&mut w);
         self.write_partitions(&mut w);
         w.buf
     }
@@ -60,9 +62,10 @@ impl Engine {
     }
 
     /// [`Engine::restore`] of a state written in checkpoint format
-    /// `format`: this release's, or the one before it (4: no partition
-    /// watermarks, no truncation count), so a release deployed mid-sale
-    /// continues from its predecessor's checkpoint.
+    /// `format`: this release's, or the ones before it (5: no first-sales
+    /// filter, which then learns for a while before it announces; 4: no
+    /// partition watermarks, no truncation count), so a release deployed
+    /// mid-sale continues from its predecessor's checkpoint.
     pub fn restore_format(
         config: EngineConfig,
         source: &str,
@@ -97,6 +100,11 @@ impl Engine {
         engine.trends = Trends::restore(&mut r)?;
         engine.breakdowns = Breakdowns::restore(&mut r)?;
         engine.rankings = Rankings::restore(&mut r)?;
+        engine.first_sales = if format >= 6 {
+            FirstSales::restore(&mut r)?
+        } else {
+            FirstSales::learning_after(engine.clock.newest_ms())
+        };
         engine.partitions = Engine::read_partitions(&mut r, learned)?;
         if !r.is_empty() {
             return Err(CheckpointError::Payload("trailing bytes"));

@@ -29,6 +29,27 @@ impl Engine {
         }
     }
 
+    /// Queues a first sale to be shown, found here or (on an edge)
+    /// announced by an aggregator; past [`super::PENDING_FIRST_SALES`]
+    /// waiting, the oldest is dropped.
+    pub fn queue_first_sale(&mut self, sale: crate::first_sales::FirstSale) {
+        if self.pending_first_sales.len() == super::PENDING_FIRST_SALES {
+            self.pending_first_sales.pop_front();
+        }
+        self.pending_first_sales.push_back(sale);
+    }
+
+    /// The first sales waiting, oldest first; the queue starts empty.
+    pub fn take_first_sales(&mut self) -> Vec<crate::first_sales::FirstSale> {
+        self.pending_first_sales.drain(..).collect()
+    }
+
+    /// Whether this state knows the shop has sold (an edge checks a first
+    /// sale announced by one aggregator against the others' states).
+    pub fn has_sold(&self, shop_hash: u64) -> bool {
+        self.first_sales.contains(shop_hash)
+    }
+
     /// Adds another engine's counts to this one: what an edge does with
     /// the aggregators' partial states. Offsets and the de-duplication
     /// filter are not merged; an edge counts nothing itself.
@@ -43,6 +64,7 @@ impl Engine {
         self.trends.merge(&other.trends);
         self.breakdowns.merge(&other.breakdowns);
         self.rankings.merge(&other.rankings);
+        self.first_sales.merge(&other.first_sales);
         self.clock.merge(&other.clock);
     }
 
@@ -51,8 +73,10 @@ impl Engine {
     /// The minute the rates show is kept too: it never goes back.
     pub fn replace_counts(&mut self, mut merged: Engine) {
         let arcs = std::mem::take(&mut self.arriving_arcs);
+        let first_sales = std::mem::take(&mut self.pending_first_sales);
         merged.clock.keep_shown(&self.clock);
         *self = merged;
         self.arriving_arcs = arcs;
+        self.pending_first_sales = first_sales;
     }
 }

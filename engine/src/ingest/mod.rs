@@ -24,6 +24,7 @@ use crate::arcs::{ArcSampler, Candidate};
 use crate::decode::{Decoded, Decoder, Reject};
 use crate::dedup::{Dedup, Seen};
 use crate::event_time::{EventClock, UNPARTITIONED};
+use crate::first_sales::{shop_hash, FirstSale, FirstSales};
 use crate::position::{Origin, Position};
 use crate::rankings::{Rankings, ShopLabel};
 use crate::trends::Trends;
@@ -121,6 +122,11 @@ pub struct Replays {
     pub skipped_at_resume: u64,
 }
 
+/// First sales waiting for a tick: more than a screen shows at once. At
+/// the start of a sale thousands of shops sell for the first time each
+/// second; the oldest waiting go first.
+pub const PENDING_FIRST_SALES: usize = 64;
+
 #[derive(Debug)]
 pub struct Engine {
     decoder: Decoder,
@@ -131,6 +137,11 @@ pub struct Engine {
     trends: Trends,
     breakdowns: Breakdowns,
     rankings: Rankings,
+    /// Which shops have sold: a shop's first sale is a moment.
+    first_sales: FirstSales,
+    /// First sales not yet taken by a tick (or, on an edge, announced by
+    /// aggregators), newest last; at most [`PENDING_FIRST_SALES`].
+    pending_first_sales: VecDeque<FirstSale>,
     partitions: BTreeMap<i32, PartitionState>,
     sampler: ArcSampler,
     /// Arcs sampled elsewhere (by aggregators, for an edge), handed out a
@@ -179,6 +190,10 @@ impl Engine {
     pub fn rankings(&self) -> &Rankings {
         &self.rankings
     }
+
+    pub fn first_sales(&self) -> &FirstSales {
+        &self.first_sales
+    }
 }
 
 impl Engine {
@@ -204,6 +219,8 @@ impl Engine {
             trends: Trends::new(),
             breakdowns: Breakdowns::default(),
             rankings: Rankings::default(),
+            first_sales: FirstSales::default(),
+            pending_first_sales: VecDeque::new(),
             partitions: BTreeMap::new(),
             sampler: ArcSampler::new(config.arcs_per_tick, config.seed),
             arriving_arcs: VecDeque::new(),
@@ -370,6 +387,17 @@ impl Engine {
                 .as_deref()
                 .map(|c| (c, checkout.buyer_country));
             self.rankings.add(shop, checkout.buyer_hash, city);
+            let hash = shop_hash(checkout.shop_id);
+            if self.first_sales.record(hash, at) {
+                let (lat, lon) = crate::arcs::coarsen(checkout.shop_lat, checkout.shop_lon);
+                self.queue_first_sale(FirstSale {
+                    shop_hash: hash,
+                    lat: lat as f32,
+                    lon: lon as f32,
+                    country: checkout.shop_country,
+                    at_ms: at,
+                });
+            }
         }
         self.aggregate.add(
             checkout.usd_cents,
@@ -451,6 +479,43 @@ mod tests {
         assert_eq!(engine.counts.rejected.iter().sum::<u64>(), rejected);
         assert_eq!(engine.aggregate.orders, accepted);
         assert_eq!(engine.aggregate.gmv_usd_cents, cents);
+    }
+
+    #[test]
+    fn each_shop_is_announced_once_at_its_first_sale_and_never_on_a_replay() {
+        let mut g = Generator::new(77, DemoMix::default());
+        let decoder = Decoder::new(FxTable::default());
+        let mut engine = Engine::new(EngineConfig::default());
+        engine.assign(&[(0, None)], 1);
+        let mut buf = Vec::new();
+        let mut shops = HashSet::new();
+        let mut announced = Vec::new();
+        let mut log = Vec::new();
+        for i in 0..20_000i64 {
+            let at = NOW + i * 3;
+            if g.next_message(at, &mut buf) == Kind::Checkout {
+                if let Decoded::Checkout(c) = decoder.decode(Some(&buf)) {
+                    shops.insert(shop_hash(c.shop_id));
+                }
+            }
+            log.push(buf.clone());
+            engine.ingest(Some(&buf), pos(0, i, 1), at);
+            if i % 20 == 0 {
+                announced.extend(engine.take_first_sales());
+            }
+        }
+        announced.extend(engine.take_first_sales());
+        let distinct: HashSet<u64> = announced.iter().map(|s| s.shop_hash).collect();
+        assert_eq!(distinct.len(), announced.len(), "no shop twice");
+        assert_eq!(distinct, shops, "every shop once");
+        assert!(announced
+            .iter()
+            .all(|s| crate::arcs::is_coarsened(s.lat, s.lon)));
+        // Read again (a replay below the partition's offset): nothing new.
+        for (i, m) in log.iter().enumerate() {
+            engine.ingest(Some(m), pos(0, i as i64, 1), NOW + 60_000);
+        }
+        assert!(engine.take_first_sales().is_empty());
     }
 
     fn pos(partition: i32, offset: i64, generation: u64) -> Option<Position> {

@@ -285,7 +285,7 @@ impl Collector for EngineMetrics {
     fn encode(&self, encoder: DescriptorEncoder) -> fmt::Result {
         // Everything is copied under one short lock and encoded after it,
         // so a scrape holds up the ingest thread only for the copy.
-        let (counts, replays, dedup_entries, dedup_evicted, orders, cents, owned, newest) = {
+        let (counts, replays, dedup_entries, dedup_evicted, orders, cents, owned, newest, shops) = {
             let e = self.engine.lock();
             (
                 e.counts().clone(),
@@ -296,6 +296,7 @@ impl Collector for EngineMetrics {
                 e.aggregate().gmv_usd_cents,
                 e.owned_partitions(),
                 e.newest_event_ms(),
+                e.first_sales().estimate(),
             )
         };
         let mut f = Families(encoder);
@@ -345,6 +346,11 @@ impl Collector for EngineMetrics {
             "livemap_gmv_usd_cents",
             "Sales counted, in US cents.",
             cents,
+        )?;
+        f.gauge(
+            "livemap_shops_selling",
+            "Shops that have sold during the sale, estimated from the first-sales filter (fixed at 4 MiB; see engine/src/first_sales.rs).",
+            shops,
         )?;
         f.gauge(
             "livemap_dedup_entries",
@@ -492,6 +498,16 @@ impl Collector for PartialsMetrics {
             "livemap_partials_gaps_total",
             "Change records that did not follow the state held (a record lost): the aggregator's state waits for its next whole state.",
             s.gaps.load(Ordering::Relaxed),
+        )?;
+        f.counter(
+            "livemap_partials_first_sales_total",
+            "Shops' first sales announced by an aggregator and shown by this edge: new to every aggregator.",
+            s.first_sales.load(Ordering::Relaxed),
+        )?;
+        f.counter(
+            "livemap_partials_first_sales_known_total",
+            "First sales announced by an aggregator and not shown: another aggregator knew the shop, or announced it lately.",
+            s.first_sales_known.load(Ordering::Relaxed),
         )?;
         f.counter(
             "livemap_partials_twin_records_total",

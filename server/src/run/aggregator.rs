@@ -97,9 +97,9 @@ fn not_for_browsers() -> axum::Router {
     })
 }
 
-/// An aggregator's arcs go out every tick, in small records of their own,
-/// so that an edge shows an order as soon as one process would; the state
-/// follows once per publish.
+/// An aggregator's arcs and first sales go out every tick, in small
+/// records of their own, so that an edge shows an order as soon as one
+/// process would; the state follows once per publish.
 fn publish_arcs(
     checkpointer: &Checkpointer,
     engine: &Arc<Mutex<Engine>>,
@@ -116,9 +116,12 @@ fn publish_arcs(
         config.tick,
         cancel,
         move || {
-            let arcs = engine.lock().take_arcs();
-            if !arcs.is_empty() {
-                if let Err(e) = publisher.publish_arcs(arcs, clock.now_ms()) {
+            let (arcs, first_sales) = {
+                let mut engine = engine.lock();
+                (engine.take_arcs(), engine.take_first_sales())
+            };
+            if !arcs.is_empty() || !first_sales.is_empty() {
+                if let Err(e) = publisher.publish_arcs(arcs, first_sales, clock.now_ms()) {
                     tracing::warn!(error = %e, "arcs not published");
                 }
             }

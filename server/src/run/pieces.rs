@@ -135,7 +135,9 @@ impl Frames {
         });
         let instance = config.aggregator_id.clone();
         let admission = fanout::Admission::new(config.limits.clone());
-        let mut snapshotter = Snapshotter::new(clock.now_ms(), tick.as_millis() as u32);
+        let mut snapshotter = Snapshotter::new(clock.now_ms(), tick.as_millis() as u32)
+            .with_first_milestone(config.first_milestone_usd_cents)
+            .with_public_alerts(config.public_anomalies);
         let first = Frame::encode(
             &snapshotter.build(&mut engine.lock(), clock.now_ms(), health.stale(), 0),
             None,

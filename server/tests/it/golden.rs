@@ -344,11 +344,20 @@ fn a_restart_in_the_middle_changes_nothing_but_the_version_and_arcs() {
     assert_eq!(history["gmv_usd_cents"], expected_history["gmv_usd_cents"]);
     let golden = json!({"snapshot": doc.clone(), "history": history});
     // Arcs are a per-tick sample, not state, and versions start afresh at
-    // a restart's clock; everything else is equal.
+    // a restart's clock; the restarted process lists only the moments
+    // since it started, each one the uninterrupted run had too (no first
+    // sale is celebrated twice). Everything else is equal.
+    let moments = |d: &serde_json::Value| d["moments"].as_array().cloned().unwrap_or_default();
+    let (after, all) = (moments(&doc), moments(&expected));
+    assert!(
+        after.iter().all(|m| all.contains(m)),
+        "{after:?} within {all:?}"
+    );
     for d in [&mut doc, &mut expected] {
         let map = d.as_object_mut().expect("an object");
         map.remove("arcs");
         map.remove("version");
+        map.remove("moments");
     }
     assert_eq!(doc, expected);
     check_golden("restart", &golden);
@@ -430,4 +439,98 @@ fn trends_at_the_edges_of_the_six_hour_window() {
         "nothing sold in the last six hours: no trend"
     );
     check_golden("trend_windows", &Value::Array(steps));
+}
+
+/// Milestones of the total: passed ones are celebrated once, the largest
+/// when a tick passes several, and a restarted process celebrates none it
+/// already passed. Orders of $300 against milestones from $1,000.
+#[test]
+fn milestones_are_celebrated_once_and_never_again_after_a_restart() {
+    let t0 = at("2026-11-27T14:00:00Z");
+    let mut p = Pipeline::new(t0);
+    p.snapshotter = Snapshotter::new(t0, 200).with_first_milestone(100_000);
+    let milestones = |doc: &Value| -> Vec<u64> {
+        doc["moments"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|m| m["kind"] == "milestone")
+            .filter_map(|m| m["usd_cents"].as_u64())
+            .collect()
+    };
+    let order = |p: &mut Pipeline, i: u32, now: i64| {
+        let mut o = Order::new(format!("m-{i}"), now - 1_000);
+        o.total = "300.00";
+        p.feed(&o.json(), now);
+    };
+    // $1,200 before the first tick: taken as passed, not celebrated.
+    for i in 0..4 {
+        order(&mut p, i, t0 + 100);
+    }
+    assert!(milestones(&p.snapshot(t0 + 200).0).is_empty());
+    // $9,900 by the next tick: $1,000 was passed already, $10,000 not yet.
+    for i in 4..33 {
+        order(&mut p, i, t0 + 300);
+    }
+    assert!(milestones(&p.snapshot(t0 + 400).0).is_empty());
+    // $10,200, then $105,000 in one tick: $10,000, then only $100,000.
+    order(&mut p, 33, t0 + 500);
+    assert_eq!(milestones(&p.snapshot(t0 + 600).0), vec![1_000_000]);
+    for i in 34..350 {
+        order(&mut p, i, t0 + 700);
+    }
+    assert_eq!(
+        milestones(&p.snapshot(t0 + 800).0),
+        vec![10_000_000, 1_000_000],
+        "most recent first, the JSON lists the last few"
+    );
+    // A restart over the same state: nothing passed is celebrated again.
+    let saved = p.engine.export("demo");
+    let mut q = Pipeline {
+        engine: Engine::restore(config(), "demo", &saved).expect("restores"),
+        snapshotter: Snapshotter::new(t0 + 5_000, 200).with_first_milestone(100_000),
+    };
+    assert!(milestones(&q.snapshot(t0 + 5_200).0).is_empty());
+    assert!(milestones(&q.snapshot(t0 + 5_400).0).is_empty());
+}
+
+/// The anomaly flags reach the public JSON only where the operator shows
+/// them (`--public-anomalies`): a sale an hour old whose orders fall 80 %.
+#[test]
+fn anomaly_flags_reach_the_public_only_when_the_operator_shows_them() {
+    let t0 = at("2026-11-27T14:00:00Z");
+    let mut shown = Pipeline::new(t0);
+    shown.snapshotter = Snapshotter::new(t0, 200).with_public_alerts(true);
+    let mut hidden = Pipeline::new(t0);
+    let mut n = 0;
+    let mut flagged = None;
+    for minute in 0..80 {
+        // 100 orders a minute, a fifth of that from minute 60 on.
+        let orders = if minute < 60 { 100 } else { 20 };
+        for k in 0..orders {
+            let when = t0 + minute * MINUTE + k * (MINUTE / orders);
+            let o = Order::new(format!("a-{n}"), when);
+            n += 1;
+            shown.feed(&o.json(), when + 500);
+            hidden.feed(&o.json(), when + 500);
+        }
+        let now = t0 + (minute + 1) * MINUTE + 1_000;
+        let (doc, _) = shown.snapshot(now);
+        let (plain, _) = hidden.snapshot(now);
+        assert!(plain.get("alerts").is_none(), "minute {minute}: {plain}");
+        if minute < 60 {
+            assert!(
+                doc.get("alerts").is_none(),
+                "minute {minute}: {}",
+                doc["alerts"]
+            );
+        } else if flagged.is_none()
+            && doc["alerts"] == json!(["orders_per_minute", "sales_per_minute"])
+        {
+            flagged = Some(minute);
+        }
+    }
+    // The first minute of the fall closes at minute 61.
+    let flagged = flagged.expect("the fall reached the public JSON");
+    assert!(flagged <= 63, "flagged at minute {flagged}");
 }

@@ -88,6 +88,15 @@ async fn two_aggregators_and_two_edges_end_exact_after_a_kill_9() {
         want["duplicates"].as_u64() > Some(0),
         "the batch has duplicates"
     );
+    let decoder = livemap_engine::decode::Decoder::new(Default::default());
+    let shops = messages
+        .iter()
+        .filter_map(|m| match decoder.decode(m.as_deref()) {
+            livemap_engine::decode::Decoded::Checkout(c) => Some(c.shop_id),
+            _ => None,
+        })
+        .collect::<std::collections::HashSet<u64>>()
+        .len();
     let total = messages.len() as u64;
     let (first, rest) = messages.split_at(15_000);
     let (port, chunk) = (broker.port, first.to_vec());
@@ -179,6 +188,18 @@ async fn two_aggregators_and_two_edges_end_exact_after_a_kill_9() {
             value(&m, "livemap_partials_gaps_total "),
             Some(0.0),
             "{name}"
+        );
+        // First sales: each aggregator announces shops new to it; an edge
+        // shows those new to every aggregator, so never more than the
+        // stream's shops.
+        let shown = value(&m, "livemap_partials_first_sales_total ").unwrap_or(0.0);
+        assert!(
+            shown > 0.0 && shown <= shops as f64,
+            "{name}: {shown} first sales of {shops} shops"
+        );
+        eprintln!(
+            "{name}: {shown} first sales shown, {:?} known to another aggregator, of {shops} shops",
+            value(&m, "livemap_partials_first_sales_known_total ")
         );
     }
     // Viewers watching now, summed over the edges: two browsers on the

@@ -46,6 +46,7 @@ fn summary(e: &Engine) -> serde_json::Value {
         "trend_buckets": e.trends().buckets().len(),
         "countries": e.breakdowns().by_country().count(),
         "positions": e.positions(),
+        "shops_selling": e.first_sales().estimate(),
     })
 }
 
@@ -107,6 +108,23 @@ fn every_previous_checkpoint_format_is_restored_with_its_totals() {
         // The de-duplication filter came back too: replaying the stream's
         // first messages counts nothing.
         assert!(restored.dedup_entries() > 1_000);
+        // A state from before the first-sales filter learns its shops for
+        // an hour before it announces any: nearly all sold before.
+        let mut after = restored;
+        let mut g = Generator::new(4242, DemoMix::default());
+        let newest = after.newest_event_ms().expect("orders counted");
+        let mut buf = Vec::new();
+        for i in 0..2_000i64 {
+            let at = newest + 1_000 + i * 10;
+            g.next_message(at, &mut buf);
+            after.ingest(Some(&buf), None, at + 500);
+        }
+        let announced = after.take_first_sales().len();
+        if expected["format"].as_u64() < Some(6) {
+            assert_eq!(announced, 0, "{}: learning", dir.display());
+        } else {
+            assert!(announced > 0, "{}: new shops announced", dir.display());
+        }
 
         let _ = std::fs::remove_dir_all(&unpacked);
         let record = gunzip(&dir.join("partial.bin.gz"));
@@ -127,7 +145,7 @@ fn every_previous_checkpoint_format_is_restored_with_its_totals() {
                 .unwrap_or_else(|e| panic!("{} change record: {e}", dir.display()));
             assert_eq!(changes.kind, Kind::Changes);
             assert_eq!(changes.prev_seq, record.seq, "it follows the whole state");
-            view.apply_changes(SOURCE, &changes.state, None)
+            view.apply_changes_format(SOURCE, &changes.state, changes.state_format, None)
                 .unwrap_or_else(|e| panic!("{} changes: {e}", dir.display()));
         }
         assert_holds(
@@ -213,6 +231,7 @@ fn write_fixtures() {
         whole_seq: 3,
         published_ms: T0 + 1_200_500,
         arcs: e.take_arcs(),
+        first_sales: e.take_first_sales(),
         state: e.export_view(SOURCE),
         ..PartialRecord::default()
     };

@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use super::{Kind, PartialRecord, PartialsConfig, PartialsError, CLAIM_SEQ, MAX_RECORD_BYTES};
 use crate::clock::Clock;
 use crate::source::SourceHealth;
+use livemap_engine::first_sales::FirstSale;
 use livemap_engine::ingest::{Engine, EngineConfig, Handover};
 
 /// Arcs of a record published longer ago than this are not shown: an edge
@@ -53,8 +54,11 @@ pub struct Edge<'a> {
 /// A live record's arcs, and what the edge needs to take its share.
 #[derive(Debug)]
 struct Arrived {
+    aggregator: String,
     published_ms: i64,
     arcs: Vec<livemap_wire::Arc>,
+    /// The record's first sales: shops new to its aggregator.
+    first_sales: Vec<FirstSale>,
     /// This aggregator's share of the orders of all live aggregators.
     share: f64,
     /// The period the record covers: since the aggregator's previous one.
@@ -154,7 +158,9 @@ impl Partial {
                     // that does not leaves the state where it was, as on
                     // an edge, until the next whole state).
                     for changes in &self.pending {
-                        if let Err(e) = engine.apply_changes(source, changes, None) {
+                        let applied =
+                            engine.apply_changes_format(source, changes, self.state_format, None);
+                        if let Err(e) = applied {
                             tracing::error!(aggregator = %self.aggregator, error = %e, "a change record cannot be applied: waiting for the next whole state");
                             self.broken = true;
                             break;
@@ -225,7 +231,14 @@ struct Followed {
     /// Per edge process (instance), its newest viewers count and when it
     /// was read.
     viewers: HashMap<u64, (u64, Instant)>,
+    /// The shops whose first sale this edge announced lately, oldest
+    /// first (at most [`ANNOUNCED`]).
+    announced: VecDeque<u64>,
 }
+
+/// How many announced first sales an edge remembers, against two
+/// aggregators announcing one shop at once: a few seconds' worth.
+const ANNOUNCED: usize = 4_096;
 
 impl Followed {
     /// The process whose records under `aggregator` are merged, if it is
@@ -396,6 +409,11 @@ pub struct FollowStats {
     pub rejected: AtomicU64,
     /// Records that carry only arcs.
     pub arcs_records: AtomicU64,
+    /// First sales aggregators announced that this edge shows: shops new
+    /// to every aggregator.
+    pub first_sales: AtomicU64,
+    /// First sales announced by one aggregator for a shop another knew.
+    pub first_sales_known: AtomicU64,
     pub bytes: AtomicU64,
     /// Newest `published_ms` of any record read.
     pub newest_published_ms: AtomicU64,
@@ -559,7 +577,14 @@ impl Follower {
                             let quota =
                                 arc_quota(a.arcs.len(), a.share, period, edge.arcs_per_second);
                             let arcs = spread(&a.arcs, quota);
-                            edge.engine.lock().push_arcs(&arcs, ARC_BACKLOG_TICKS);
+                            // The follower's lock is taken and let go
+                            // before the engine's (the lock order).
+                            let firsts = self.first_anywhere(&a.aggregator, a.first_sales);
+                            let mut engine = edge.engine.lock();
+                            engine.push_arcs(&arcs, ARC_BACKLOG_TICKS);
+                            for sale in firsts {
+                                engine.queue_first_sale(sale);
+                            }
                         }
                     }
                 }
@@ -690,6 +715,7 @@ impl Follower {
             )
         });
         let arcs = std::mem::take(&mut r.arcs);
+        let first_sales = std::mem::take(&mut r.first_sales);
         let published_ms = r.published_ms;
         let aggregator = r.aggregator.clone();
         let advanced = match r.kind {
@@ -700,6 +726,7 @@ impl Follower {
             }
         };
         let mut period_ms = None;
+        let share = followed.share_of(&aggregator, published_ms);
         if let (true, Some((prev_ms, Some(before)))) = (advanced, previous) {
             let after = followed
                 .latest
@@ -716,9 +743,11 @@ impl Follower {
             }
         }
         Some(Arrived {
+            aggregator,
             published_ms,
             arcs,
-            share: followed.share_of(&aggregator, published_ms),
+            first_sales,
+            share,
             period_ms,
             moved: advanced,
         })
@@ -828,9 +857,9 @@ impl Follower {
         // they were, and the next whole state takes over.
         let applied = match (p.engine.as_mut(), merge) {
             (Some(held), Some(merge)) => {
-                held.apply_changes(source, &r.state, Some(&mut merge.lock()))
+                held.apply_changes_format(source, &r.state, r.state_format, Some(&mut merge.lock()))
             }
-            (Some(held), None) => held.apply_changes(source, &r.state, None),
+            (Some(held), None) => held.apply_changes_format(source, &r.state, r.state_format, None),
             (None, _) => {
                 p.pending.push(r.state);
                 let pending: usize = p.pending.iter().map(Vec::len).sum();
@@ -962,8 +991,10 @@ impl Follower {
             drop(followed);
             self.advanced.notify_all();
             return Arrived {
+                aggregator: r.aggregator,
                 published_ms: r.published_ms,
                 arcs: Vec::new(),
+                first_sales: Vec::new(),
                 share: 0.0,
                 period_ms: None,
                 moved: false,
@@ -978,12 +1009,47 @@ impl Follower {
         drop(followed);
         self.advanced.notify_all();
         Arrived {
+            aggregator: r.aggregator,
             published_ms: r.published_ms,
             arcs: r.arcs,
+            first_sales: r.first_sales,
             share,
             period_ms,
             moved: false,
         }
+    }
+
+    /// Of the first sales `aggregator` announced (shops new to it), those
+    /// that are new to every aggregator: no other state this follower
+    /// holds, and no retired one, knows the shop, and no other
+    /// aggregator announced it lately (two may see a shop's first two
+    /// sales at once). Counted in `livemap_partials_first_sales_total`.
+    fn first_anywhere(&self, aggregator: &str, sales: Vec<FirstSale>) -> Vec<FirstSale> {
+        if sales.is_empty() {
+            return sales;
+        }
+        let mut followed = self.followed.lock();
+        let mut firsts = Vec::with_capacity(sales.len());
+        for sale in sales {
+            let known_elsewhere = followed
+                .latest
+                .iter()
+                .filter(|(id, _)| id.as_str() != aggregator)
+                .filter_map(|(_, p)| p.engine.as_ref())
+                .chain(followed.retired.as_ref())
+                .any(|e| e.has_sold(sale.shop_hash));
+            if known_elsewhere || followed.announced.contains(&sale.shop_hash) {
+                self.stats.first_sales_known.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            if followed.announced.len() == ANNOUNCED {
+                followed.announced.pop_front();
+            }
+            followed.announced.push_back(sale.shop_hash);
+            self.stats.first_sales.fetch_add(1, Ordering::Relaxed);
+            firsts.push(sale);
+        }
+        firsts
     }
 
     /// The state `aggregator` last published, unless the id is retired.

@@ -21,27 +21,33 @@ pub mod publish;
 use livemap_wire::{Arc, Channel, LatLon};
 
 use livemap_engine::checkpoint::{CheckpointError, Reader, Writer};
+use livemap_engine::first_sales::FirstSale;
 
 /// Records larger than this are refused when read: a state record is a few
 /// hundred KB to a few MB (the rankings' sketches dominate).
 pub const MAX_RECORD_BYTES: usize = 64 << 20;
 
 const MAGIC: &[u8; 4] = b"LMPS";
-/// The record format this release writes. 3: a record is a whole state
-/// or a change record ([`Kind`]). A release reads its own records and its
-/// predecessors' (2: whole states in checkpoint format 5; 1: in format 4),
-/// so edges upgraded first keep merging the aggregators that are not
-/// upgraded yet.
-pub const FORMAT_VERSION: u32 = 3;
+/// The record format this release writes. 4: states in checkpoint
+/// format 6 (with the first-sales filter), and first sales beside the
+/// arcs; 3: a record is a whole state or a change record ([`Kind`]). A
+/// release reads its own records and its predecessors' (2: whole states
+/// in checkpoint format 5; 1: in format 4), so edges upgraded first keep
+/// merging the aggregators that are not upgraded yet.
+pub const FORMAT_VERSION: u32 = 4;
 
 /// The checkpoint format of the state in a record of `record_format`.
 fn state_format(record_format: u32) -> Option<u32> {
     match record_format {
         1 => Some(4),
         2 | 3 => Some(5),
+        4 => Some(6),
         _ => None,
     }
 }
+
+/// Most first sales one record carries: more than a tick shows.
+pub const MAX_RECORD_FIRST_SALES: usize = livemap_engine::ingest::PENDING_FIRST_SALES;
 
 /// Where partial states travel.
 #[derive(Debug, Clone)]
@@ -196,6 +202,9 @@ pub struct PartialRecord {
     pub whole_seq: u64,
     /// Arcs sampled since the previous record, oldest first.
     pub arcs: Vec<Arc>,
+    /// Shops this aggregator saw sell for the first time since its
+    /// previous record (none in records before format 4).
+    pub first_sales: Vec<FirstSale>,
     /// [`livemap_engine::ingest::Engine::export_view`]; empty in a record that
     /// carries only arcs (sent every tick between states).
     pub state: Vec<u8>,
@@ -231,6 +240,15 @@ impl PartialRecord {
             w.u64(a.usd_cents);
             w.i64(a.at_ms);
             w.u8(a.channel as u8);
+        }
+        w.u64(self.first_sales.len() as u64);
+        for s in &self.first_sales {
+            w.u64(s.shop_hash);
+            w.u32(s.lat.to_bits());
+            w.u32(s.lon.to_bits());
+            w.u8(s.country[0]);
+            w.u8(s.country[1]);
+            w.i64(s.at_ms);
         }
         w.bytes(&self.state);
         w.buf
@@ -286,6 +304,30 @@ impl PartialRecord {
                 channel,
             });
         }
+        let mut first_sales = Vec::new();
+        if record_format >= 4 {
+            let n = r.count(26)?;
+            if n > MAX_RECORD_FIRST_SALES {
+                return Err(CheckpointError::Payload("too many first sales in a record"));
+            }
+            for _ in 0..n {
+                let sale = FirstSale {
+                    shop_hash: r.u64()?,
+                    lat: f32::from_bits(r.u32()?),
+                    lon: f32::from_bits(r.u32()?),
+                    country: [r.u8()?, r.u8()?],
+                    at_ms: r.i64()?,
+                };
+                // Another process's bytes: a place must be one the wire's
+                // grid can carry.
+                if !livemap_engine::arcs::is_coarsened(sale.lat, sale.lon) {
+                    return Err(CheckpointError::Payload(
+                        "a first sale's place is not a grid cell",
+                    ));
+                }
+                first_sales.push(sale);
+            }
+        }
         let state = r.len_prefixed()?.to_vec();
         if !r.is_empty() {
             return Err(CheckpointError::Payload("trailing bytes"));
@@ -300,6 +342,7 @@ impl PartialRecord {
             prev_seq,
             whole_seq,
             arcs,
+            first_sales,
             state,
             state_format,
         })
@@ -332,6 +375,13 @@ mod tests {
                 usd_cents: 12_345,
                 at_ms: 1_795_787_999_000,
                 channel: Channel::MobileApp,
+            }],
+            first_sales: vec![FirstSale {
+                shop_hash: 0xDEAD_BEEF,
+                lat: livemap_engine::arcs::coarsen(45.55, -73.5).0 as f32,
+                lon: livemap_engine::arcs::coarsen(45.55, -73.5).1 as f32,
+                country: *b"CA",
+                at_ms: 1_795_787_999_500,
             }],
             state: vec![1, 2, 3, 4, 5],
             state_format: livemap_engine::checkpoint::FORMAT_VERSION,

@@ -11,6 +11,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 
 use super::{Kind, PartialRecord, PartialsConfig, PartialsError, CLAIM_SEQ, MAX_RECORD_BYTES};
+use livemap_engine::first_sales::FirstSale;
 use livemap_engine::ingest::Engine;
 
 /// A whole state goes out every this many state records (30 s at the
@@ -53,6 +54,10 @@ pub async fn ensure_topic(config: &PartialsConfig) -> Result<(), PartialsError> 
         reason,
     })
 }
+
+/// What an engine sampled since the last record: its arcs and its shops'
+/// first sales.
+pub type Sampled = (Vec<livemap_wire::Arc>, Vec<FirstSale>);
 
 /// The delivery opaque of an arcs-only record, which nothing waits for.
 const ARCS_ONLY: u64 = u64::MAX;
@@ -177,7 +182,7 @@ impl Publisher {
     /// Says that this process is starting under its aggregator id (an
     /// empty record with [`CLAIM_SEQ`]); nothing waits for it.
     pub fn claim(&self, published_ms: i64) -> Result<(), PartialsError> {
-        self.send_stateless(CLAIM_SEQ, Vec::new(), published_ms, "claim")
+        self.send_stateless(CLAIM_SEQ, Sampled::default(), published_ms, "claim")
     }
 
     /// Sends `arcs` in a record of their own (an empty state says so),
@@ -186,9 +191,10 @@ impl Publisher {
     pub fn publish_arcs(
         &self,
         arcs: Vec<livemap_wire::Arc>,
+        first_sales: Vec<FirstSale>,
         published_ms: i64,
     ) -> Result<(), PartialsError> {
-        self.send_stateless(0, arcs, published_ms, "arcs")
+        self.send_stateless(0, (arcs, first_sales), published_ms, "arcs")
     }
 
     /// Sends a record without state under `<aggregator>/<kind>`; nothing
@@ -196,7 +202,7 @@ impl Publisher {
     fn send_stateless(
         &self,
         seq: u64,
-        arcs: Vec<livemap_wire::Arc>,
+        (arcs, first_sales): Sampled,
         published_ms: i64,
         kind: &str,
     ) -> Result<(), PartialsError> {
@@ -207,6 +213,7 @@ impl Publisher {
             published_ms,
             lineage: self.lineage.load(Ordering::Relaxed),
             arcs,
+            first_sales,
             ..PartialRecord::default()
         };
         let bytes = record.encode();
@@ -232,7 +239,7 @@ impl Publisher {
         &self,
         engine: &Engine,
         source: &str,
-        arcs: Vec<livemap_wire::Arc>,
+        (arcs, first_sales): Sampled,
         published_ms: i64,
     ) -> Prepared {
         let seq = self.seq.fetch_add(1, Ordering::Relaxed);
@@ -257,7 +264,8 @@ impl Publisher {
             });
             whole_seq = last.whole_seq;
         }
-        // Arcs ride on the first record: the change record if there is one.
+        // Arcs and first sales ride on the first record: the change
+        // record if there is one.
         let due = acked
             .as_ref()
             .is_none_or(|last| seq - last.whole_seq >= WHOLE_EVERY);
@@ -272,6 +280,7 @@ impl Publisher {
         }
         if let Some(first) = records.first_mut() {
             first.arcs = arcs;
+            first.first_sales = first_sales;
         }
         Prepared {
             records,
