@@ -426,6 +426,18 @@ pub fn encode(snapshot: &Snapshot) -> Vec<u8> {
     fbb.finished_data().to_vec()
 }
 
+/// The centre of a cell on the wire: all a reader ever learns of a place.
+fn centre_of(c: &fb::Cell) -> LatLon {
+    let (lat, lon) = grid::centre(grid::Cell {
+        row: c.row(),
+        col: c.col(),
+    });
+    LatLon {
+        lat: lat as f32,
+        lon: lon as f32,
+    }
+}
+
 fn verified(buf: &[u8]) -> Result<fb::Snapshot<'_>, DecodeError> {
     // The identifier check reads bytes 4..8 without a length check.
     if buf.len() < 8 || !fb::snapshot_buffer_has_identifier(buf) {
@@ -488,20 +500,10 @@ pub fn decode(buf: &[u8]) -> Result<Snapshot, DecodeError> {
     let arcs = s
         .arcs()
         .map(|v| {
-            let point = |c: &fb::Cell| {
-                let (lat, lon) = grid::centre(grid::Cell {
-                    row: c.row(),
-                    col: c.col(),
-                });
-                LatLon {
-                    lat: lat as f32,
-                    lon: lon as f32,
-                }
-            };
             v.iter()
                 .map(|a| Arc {
-                    from: point(a.from()),
-                    to: point(a.to()),
+                    from: centre_of(a.from()),
+                    to: centre_of(a.to()),
                     usd_cents: u64::from(a.usd_cents()),
                     at_ms: s
                         .generated_at_ms()
@@ -551,16 +553,7 @@ pub fn decode(buf: &[u8]) -> Result<Snapshot, DecodeError> {
                         fb::MomentKind::Milestone => MomentKind::Milestone,
                         _ => MomentKind::FirstSale,
                     },
-                    shop: m.shop().map_or_else(LatLon::default, |c| {
-                        let (lat, lon) = grid::centre(grid::Cell {
-                            row: c.row(),
-                            col: c.col(),
-                        });
-                        LatLon {
-                            lat: lat as f32,
-                            lon: lon as f32,
-                        }
-                    }),
+                    shop: m.shop().map_or_else(LatLon::default, centre_of),
                     place: m.place().unwrap_or_default().to_owned(),
                     country: m.country().unwrap_or_default().to_owned(),
                     usd_cents: m.usd_cents(),
