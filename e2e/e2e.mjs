@@ -314,7 +314,8 @@ async function main() {
     await page.waitForFunction(() => document.querySelector('.moment-mark.milestone:not([hidden])')
       && document.querySelector('.moment-mark:not(.milestone):not([hidden])')
       && !document.querySelector('#viewers').hidden, null, { timeout: TIMEOUT });
-    await page.screenshot({ path: path.join(outDir, 'moments.png') });
+    // JPEG, small enough to keep in docs/img/ as the page's picture.
+    await page.screenshot({ path: path.join(outDir, 'moments.jpg'), type: 'jpeg', quality: 80 });
     const m = await page.evaluate(() => ({
       ...window.livemap.moments,
       feed: [...document.querySelectorAll('#moments li')].map((li) => li.textContent),

@@ -5,9 +5,8 @@
 //! as a set. It is a blocked Bloom filter of fixed size: [`FILTER_BYTES`]
 //! (4 MiB), 65,536 blocks of one 64-byte cache line, 7 bits per shop
 //! within its block, so checking a shop costs one cache miss on the hot
-//! path, and a cache of the shops seen lately spares most of those.
-//! The filter never says a shop is new when it has sold (no false first
-//! sale). It takes a new shop for one that has sold, and so misses
+//! path. The filter never says a shop is new when it has sold (no false
+//! first sale). It takes a new shop for one that has sold, and so misses
 //! its first sale, rarely: 2 of the first million shops, 261 of 2 million
 //! (0.013 %); once 2 million have sold, 0.07 % of new shops (measured in
 //! the tests below).
@@ -46,45 +45,15 @@ pub struct FirstSale {
     pub at_ms: i64,
 }
 
-/// Slots of the cache of shops seen lately (a power of two).
-const RECENT: usize = 65_536;
-
 /// Which shops have sold (see the module's documentation).
-#[derive(Default)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct FirstSales {
     /// Empty until the first shop: a state that never sees one (tests,
     /// an edge before its first record) costs nothing.
     words: Vec<u64>,
     /// Event time before which a new shop is learned, not announced.
     learning_until_ms: i64,
-    /// Shops recorded lately, by hash, direct-mapped (512 KiB, allocated
-    /// by the first sale recorded, so only where orders are counted): most
-    /// orders come from shops that sold a moment ago, and a hit spares the
-    /// filter's cache and TLB misses (the ingest benchmark: without it the
-    /// filter cost about a tenth of the engine's time). Anything here is
-    /// in the filter too; not part of the state.
-    recent: Vec<u64>,
 }
-
-/// The filter; a copy starts with an empty cache.
-impl Clone for FirstSales {
-    fn clone(&self) -> Self {
-        FirstSales {
-            words: self.words.clone(),
-            learning_until_ms: self.learning_until_ms,
-            recent: Vec::new(),
-        }
-    }
-}
-
-/// The filter, not the cache in front of it.
-impl PartialEq for FirstSales {
-    fn eq(&self, other: &Self) -> bool {
-        self.words == other.words && self.learning_until_ms == other.learning_until_ms
-    }
-}
-
-impl Eq for FirstSales {}
 
 impl std::fmt::Debug for FirstSales {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -124,8 +93,8 @@ impl FirstSales {
     /// `newest_event_ms` before it announces anything.
     pub fn learning_after(newest_event_ms: Option<i64>) -> FirstSales {
         FirstSales {
+            words: Vec::new(),
             learning_until_ms: newest_event_ms.map_or(0, |t| t.saturating_add(LEARNING_MS)),
-            ..FirstSales::default()
         }
     }
 
@@ -143,14 +112,6 @@ impl FirstSales {
     /// Records a sale of the shop at event time `at_ms`; true when it is
     /// the shop's first and is to be announced.
     pub fn record(&mut self, hash: u64, at_ms: i64) -> bool {
-        if self.recent.is_empty() {
-            self.recent = vec![0; RECENT];
-        }
-        let slot = &mut self.recent[hash as usize & (RECENT - 1)];
-        if hash != 0 && *slot == hash {
-            return false;
-        }
-        *slot = hash;
         if self.words.is_empty() {
             self.words = vec![0; WORDS];
         }
@@ -229,7 +190,6 @@ impl FirstSales {
         Ok(FirstSales {
             words,
             learning_until_ms,
-            recent: Vec::new(),
         })
     }
 
