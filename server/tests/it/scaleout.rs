@@ -155,9 +155,16 @@ async fn two_aggregators_and_two_edges_end_exact_after_a_kill_9() {
             (e.snapshot().await?["stale"] == false).then_some(())
         })
         .await;
-        // Arcs come from the aggregators too.
+        // Arcs come from the aggregators too, and so do first sales.
         let arcs = s["arcs"].as_array().map_or(0, Vec::len);
         assert!(arcs > 0, "{name} shows no arcs");
+        let first_sales = s["moments"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|m| m["kind"] == "first_sale" && m["shop"].is_array())
+            .count();
+        assert!(first_sales > 0, "{name} lists no first sale: {}", s["moments"]);
         let metrics = e.metrics().await.unwrap_or_default();
         for id in ["agg-1", "agg-2"] {
             assert!(
