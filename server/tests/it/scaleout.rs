@@ -164,7 +164,11 @@ async fn two_aggregators_and_two_edges_end_exact_after_a_kill_9() {
             .flatten()
             .filter(|m| m["kind"] == "first_sale" && m["shop"].is_array())
             .count();
-        assert!(first_sales > 0, "{name} lists no first sale: {}", s["moments"]);
+        assert!(
+            first_sales > 0,
+            "{name} lists no first sale: {}",
+            s["moments"]
+        );
         let metrics = e.metrics().await.unwrap_or_default();
         for id in ["agg-1", "agg-2"] {
             assert!(
