@@ -1,7 +1,10 @@
 // The renderer's benchmarks (docs/BENCHMARKS.md "Renderer"), in Debian's
 // headless Chromium with software WebGL (SwiftShader), at 1280x720:
-//  - frame time of the live map's ?bench=N (N arcs in flight, 2,000 rings)
-//    against globe.gl drawing N animated arcs and 2,000 points
+//  - frame time of the live map's ?bench=N&quality=Q (N arcs in flight,
+//    2,000 rings, at quality tier Q: 4 by default, where software
+//    rendering settles) against a page that only clears a WebGL2 canvas
+//    each frame (clear-only.html: the fastest any WebGL page can go here)
+//    and against globe.gl drawing N animated arcs and 2,000 points
 //    (globe-gl.html), side by side in one run, for each N;
 //  - the first frame of the real page, in ms after navigation started, and
 //    the bytes it downloaded (compressed bodies, as sent) until then.
@@ -9,7 +12,7 @@
 // the measuring window, counted the same way on both pages.
 //
 // Usage: npm ci && node measure.mjs [path/to/livemap] [--arcs 1000,5000]
-//        [--seconds 15] [--out report.json]
+//        [--quality 4] [--seconds 15] [--out report.json]
 import { spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
@@ -26,6 +29,7 @@ const flag = (name, fallback) => {
 const binary = args[0] && !args[0].startsWith('--') ? args[0] : path.join(here, '..', '..', 'target', 'release', 'livemap');
 const arcCounts = flag('--arcs', '1000,5000').split(',').map(Number);
 const seconds = Number(flag('--seconds', '15'));
+const quality = Number(flag('--quality', '4'));
 const outDir = path.join(here, 'out');
 mkdirSync(outDir, { recursive: true });
 const reportPath = flag('--out', path.join(outDir, 'report.json'));
@@ -145,7 +149,7 @@ const browser = await chromium.launch({
 });
 cleanups.push(() => browser.close());
 
-const report = { date: new Date().toISOString(), chromium: browser.version(), viewport: VIEWPORT, seconds, scenes: [] };
+const report = { date: new Date().toISOString(), chromium: browser.version(), viewport: VIEWPORT, seconds, quality, scenes: [] };
 // Three loads, each with an empty cache; the first also pays for the
 // browser's own start (its GPU process), which a viewer's browser has
 // already paid.
@@ -155,11 +159,14 @@ report.page = report.loads[report.loads.length - 1];
 console.log(`first frame ${report.loads.map((l) => l.firstFrameMs).join(' / ')} ms after navigation (three loads, empty cache); ${report.page.downloadedBytes} bytes downloaded (${report.page.decodedBytes} decoded)`);
 for (const f of report.page.files) console.log(`  ${f.url}: ${f.encoded} B`);
 for (const n of arcCounts) {
-  const ours = await frameTime(browser, `livemap-${n}`, `${livemap}/?bench=${n}`, () => window.livemap && window.livemap.frames > 3);
+  const clear = await frameTime(browser, `clear-only-${n}`, `${statics}/clear-only.html`, () => window.__rafTimes.length > 3);
+  const ours = await frameTime(browser, `livemap-${n}`, `${livemap}/?bench=${n}&quality=${quality}`, () => window.livemap && window.livemap.frames > 3);
   const theirs = await frameTime(browser, `globe-gl-${n}`, `${statics}/globe-gl.html?arcs=${n}`, () => window.__rafTimes.length > 3);
   const ratio = ours.meanMs && theirs.meanMs ? Math.round((ours.meanMs / theirs.meanMs) * 1000) / 1000 : null;
-  report.scenes.push({ arcs: n, points: 2000, livemap: ours, globeGl: theirs, ratio });
-  console.log(`${n} arcs: livemap ${ours.meanMs} ms/frame (${ours.fps} fps, p95 ${ours.p95Ms} ms) | globe.gl ${theirs.meanMs} ms/frame (${theirs.fps} fps, p95 ${theirs.p95Ms} ms) | ratio ${ratio}`);
+  // The live map's frame rate as a share of the clear-only page's.
+  const ofClear = ours.fps && clear.fps ? Math.round((ours.fps / clear.fps) * 1000) / 1000 : null;
+  report.scenes.push({ arcs: n, points: 2000, quality, clearOnly: clear, livemap: ours, globeGl: theirs, ratio, ofClear });
+  console.log(`${n} arcs: clear-only ${clear.meanMs} ms/frame (${clear.fps} fps) | livemap at tier ${quality} ${ours.meanMs} ms/frame (${ours.fps} fps, p95 ${ours.p95Ms} ms), ${ofClear} of clear-only | globe.gl ${theirs.meanMs} ms/frame (${theirs.fps} fps, p95 ${theirs.p95Ms} ms) | livemap/globe.gl frame time ${ratio}`);
 }
 writeFileSync(reportPath, JSON.stringify(report, null, 2));
 console.log(`report: ${reportPath}; screenshots in ${outDir}`);

@@ -1,13 +1,13 @@
 //! The WebGL2 layer (wasm32 only): compiles the shaders, keeps the static
 //! geometry in buffers, and each frame copies the ready-made arrays from
-//! [`FrameData`] into instance buffers and draws. No scene logic lives here.
+//! [`FrameData`] into data textures and draws. No scene logic lives here.
 
 use std::fmt;
 
 use wasm_bindgen::{JsCast, JsValue};
 use web_sys::{
-    HtmlCanvasElement, WebGl2RenderingContext as Gl, WebGlBuffer, WebGlFramebuffer, WebGlProgram,
-    WebGlShader, WebGlTexture, WebGlUniformLocation, WebGlVertexArrayObject,
+    HtmlCanvasElement, WebGl2RenderingContext as Gl, WebGlBuffer, WebGlProgram, WebGlShader,
+    WebGlTexture, WebGlUniformLocation, WebGlVertexArrayObject,
 };
 
 use crate::frame::{layer, FrameData};
@@ -15,7 +15,7 @@ use crate::land;
 use crate::mesh::{self, STAR_FLOATS};
 use crate::shaders;
 
-/// Segments per arc trail ribbon.
+/// Stars in the sky.
 const STAR_COUNT: usize = 320;
 /// Land dot and coastline colours (premultiplied in the shader).
 const DOT_RGBA: [f32; 4] = [0.62, 0.74, 0.92, 0.62];
@@ -227,31 +227,6 @@ impl DataTexture {
     }
 }
 
-/// The sky depends only on the viewport and where the globe sits in it,
-/// not on the spin, so it is drawn into a texture when those change and
-/// copied to the screen each frame (a copy is several times cheaper than
-/// its shader on a software renderer).
-struct SkyCache {
-    framebuffer: WebGlFramebuffer,
-    texture: WebGlTexture,
-    /// Viewport size, globe centre and radius it was drawn for.
-    drawn_for: Option<[f32; 6]>,
-}
-
-impl SkyCache {
-    fn new(gl: &Gl) -> Result<SkyCache, GlError> {
-        let texture = gl.create_texture().ok_or(GlError::Create("texture"))?;
-        let framebuffer = gl
-            .create_framebuffer()
-            .ok_or(GlError::Create("framebuffer"))?;
-        Ok(SkyCache {
-            framebuffer,
-            texture,
-            drawn_for: None,
-        })
-    }
-}
-
 /// Land dots in a static buffer, drawn through a per-frame index buffer
 /// that lists only those facing the viewer (`land::facing`): half the
 /// vertex work.
@@ -295,11 +270,9 @@ impl DotSet {
 
 pub struct Renderer {
     gl: Gl,
-    /// Multisampled: the sky is then drawn, not copied (a copy into a
-    /// multisampled framebuffer is not allowed).
-    antialias: bool,
-    sky: SkyCache,
-    background: Program,
+    sky: Program,
+    sky_vao: WebGlVertexArrayObject,
+    sky_indices: i32,
     stars: Program,
     globe: Program,
     dots_program: Program,
@@ -307,7 +280,13 @@ pub struct Renderer {
     trails: Program,
     heads: Program,
     rings: Program,
-    empty_vao: WebGlVertexArrayObject,
+    /// Heads and rings: no attributes, and [`shaders::quad_indices`] for
+    /// `quads` quads.
+    quad_vao: WebGlVertexArrayObject,
+    quad_indices: WebGlBuffer,
+    quads: usize,
+    /// Trails: no attributes, no indices.
+    trail_vao: WebGlVertexArrayObject,
     stars_vao: WebGlVertexArrayObject,
     globe_vao: WebGlVertexArrayObject,
     globe_indices: i32,
@@ -354,11 +333,11 @@ impl Renderer {
             .map_err(|_| GlError::NoContext("unexpected context type".into()))?;
 
         let mvp = "u_mvp";
-        let background = Program::new(
+        let sky = Program::new(
             &gl,
-            "background",
-            shaders::BACKGROUND_VS,
-            shaders::BACKGROUND_FS,
+            "sky",
+            shaders::SKY_VS,
+            shaders::SKY_FS,
             &["u_center", "u_radius"],
         )?;
         let stars = Program::new(
@@ -421,7 +400,22 @@ impl Renderer {
         )?;
 
         let mut scratch = Vec::new();
-        let empty_vao = vao(&gl)?;
+        let trail_vao = vao(&gl)?;
+        let quad_vao = vao(&gl)?;
+        let quad_indices = gl.create_buffer().ok_or(GlError::Create("buffer"))?;
+        gl.bind_buffer(Gl::ELEMENT_ARRAY_BUFFER, Some(&quad_indices));
+
+        let (sky_vertices, sky_indices) = mesh::sky();
+        let sky_vao = vao(&gl)?;
+        static_buffer(
+            &gl,
+            Gl::ARRAY_BUFFER,
+            f32_bytes(&sky_vertices, &mut scratch),
+        )?;
+        attrib(&gl, 0, 2, mesh::SKY_FLOATS, 0);
+        attrib(&gl, 1, 3, mesh::SKY_FLOATS, 2);
+        let sky_index_bytes: Vec<u8> = sky_indices.iter().flat_map(|i| i.to_le_bytes()).collect();
+        static_buffer(&gl, Gl::ELEMENT_ARRAY_BUFFER, &sky_index_bytes)?;
 
         let stars_vao = vao(&gl)?;
         static_buffer(
@@ -464,12 +458,13 @@ impl Renderer {
         let staging = gl.create_buffer().ok_or(GlError::Create("buffer"))?;
         gl.bind_vertex_array(None);
 
-        let sky = SkyCache::new(&gl)?;
         Ok(Renderer {
             globe_indices: sphere.indices.len() as i32,
             coast_vertices: (coast_floats.len() / 3) as i32,
             gl,
-            background,
+            sky,
+            sky_vao,
+            sky_indices: sky_indices.len() as i32,
             stars,
             globe,
             dots_program,
@@ -477,7 +472,10 @@ impl Renderer {
             trails,
             heads,
             rings,
-            empty_vao,
+            quad_vao,
+            quad_indices,
+            quads: 0,
+            trail_vao,
             stars_vao,
             globe_vao,
             dots: dot_set,
@@ -487,19 +485,33 @@ impl Renderer {
             arc_data,
             ring_data,
             staging,
-            antialias,
-            sky,
             scratch,
         })
+    }
+
+    /// Binds the quads' vertex array with indices for at least `quads`.
+    fn bind_quads(&mut self, quads: usize) {
+        let gl = &self.gl;
+        gl.bind_vertex_array(Some(&self.quad_vao));
+        if quads > self.quads {
+            self.quads = quads.next_power_of_two();
+            self.scratch.clear();
+            for i in shaders::quad_indices(self.quads) {
+                self.scratch.extend_from_slice(&i.to_le_bytes());
+            }
+            gl.bind_buffer(Gl::ELEMENT_ARRAY_BUFFER, Some(&self.quad_indices));
+            gl.buffer_data_with_u8_array(Gl::ELEMENT_ARRAY_BUFFER, &self.scratch, Gl::STATIC_DRAW);
+        }
     }
 
     pub fn is_lost(&self) -> bool {
         self.gl.is_context_lost()
     }
 
+    /// The sky around the globe's disc.
     fn draw_sky(&self, f: &FrameData) {
         let gl = &self.gl;
-        let p = &self.background;
+        let p = &self.sky;
         gl.use_program(Some(&p.program));
         gl.uniform2f(
             p.loc("u_center"),
@@ -511,59 +523,8 @@ impl Renderer {
             f.globe_radius_ndc[0],
             f.globe_radius_ndc[1],
         );
-        gl.bind_vertex_array(Some(&self.empty_vao));
-        gl.draw_arrays(Gl::TRIANGLES, 0, 3);
-    }
-
-    /// Copies the sky to the screen, drawing it into its texture first if
-    /// the layout changed since.
-    fn copy_sky(&mut self, f: &FrameData) {
-        let gl = &self.gl;
-        let [w, h] = f.viewport_px;
-        let key = [
-            w,
-            h,
-            f.globe_center_ndc[0],
-            f.globe_center_ndc[1],
-            f.globe_radius_ndc[0],
-            f.globe_radius_ndc[1],
-        ];
-        gl.bind_framebuffer(Gl::FRAMEBUFFER, Some(&self.sky.framebuffer));
-        if self.sky.drawn_for != Some(key) {
-            if self.sky.drawn_for.is_none_or(|k| k[0] != w || k[1] != h) {
-                gl.bind_texture(Gl::TEXTURE_2D, Some(&self.sky.texture));
-                let _ = gl
-                    .tex_image_2d_with_i32_and_i32_and_i32_and_format_and_type_and_opt_u8_array(
-                        Gl::TEXTURE_2D,
-                        0,
-                        Gl::RGBA8 as i32,
-                        w as i32,
-                        h as i32,
-                        0,
-                        Gl::RGBA,
-                        Gl::UNSIGNED_BYTE,
-                        None,
-                    );
-                for param in [Gl::TEXTURE_MIN_FILTER, Gl::TEXTURE_MAG_FILTER] {
-                    gl.tex_parameteri(Gl::TEXTURE_2D, param, Gl::NEAREST as i32);
-                }
-                gl.framebuffer_texture_2d(
-                    Gl::FRAMEBUFFER,
-                    Gl::COLOR_ATTACHMENT0,
-                    Gl::TEXTURE_2D,
-                    Some(&self.sky.texture),
-                    0,
-                );
-            }
-            gl.disable(Gl::DEPTH_TEST);
-            gl.disable(Gl::BLEND);
-            self.draw_sky(f);
-            self.sky.drawn_for = Some(key);
-        }
-        gl.bind_framebuffer(Gl::DRAW_FRAMEBUFFER, None);
-        let (w, h) = (w as i32, h as i32);
-        gl.blit_framebuffer(0, 0, w, h, 0, 0, w, h, Gl::COLOR_BUFFER_BIT, Gl::NEAREST);
-        gl.bind_framebuffer(Gl::FRAMEBUFFER, None);
+        gl.bind_vertex_array(Some(&self.sky_vao));
+        gl.draw_elements_with_i32(Gl::TRIANGLES, self.sky_indices, Gl::UNSIGNED_SHORT, 0);
     }
 
     pub fn draw(&mut self, f: &FrameData) {
@@ -576,23 +537,19 @@ impl Renderer {
         let on = |bit: u32| f.layers & bit != 0;
         gl.depth_mask(true);
         gl.clear_color(0.006, 0.010, 0.024, 1.0);
-        // The browser clears a presented canvas lazily, on the first clear
-        // or draw, not on a copy: so clear before the sky is copied in.
-        gl.clear(if on(layer::BACKGROUND) {
-            Gl::DEPTH_BUFFER_BIT
-        } else {
-            Gl::DEPTH_BUFFER_BIT | Gl::COLOR_BUFFER_BIT
-        });
-        let sky_copied = on(layer::BACKGROUND) && !self.antialias;
-        if sky_copied {
-            self.copy_sky(f);
-        }
-        let gl = &self.gl;
+        // A clear is far cheaper than any pass: the sky and the globe then
+        // cover every pixel once.
+        gl.clear(Gl::DEPTH_BUFFER_BIT | Gl::COLOR_BUFFER_BIT);
         gl.disable(Gl::BLEND);
 
-        // The ocean sphere first, the only depth writer, so that the sky
-        // is never shaded behind it: the sky sits at the far plane, and the
-        // depth test drops those pixels before their shader runs.
+        // The sky first, around the globe's disc (no depth test: the globe
+        // is drawn over the thin band they share).
+        gl.disable(Gl::DEPTH_TEST);
+        if on(layer::BACKGROUND) {
+            self.draw_sky(f);
+        }
+        // The ocean sphere, the only depth writer.
+        let gl = &self.gl;
         gl.enable(Gl::DEPTH_TEST);
         gl.depth_func(Gl::LEQUAL);
         if on(layer::GLOBE) {
@@ -610,11 +567,7 @@ impl Renderer {
         }
         gl.depth_mask(false);
 
-        // Space: the sky (halo and outer glow) unless it was copied, then
-        // stars.
-        if on(layer::BACKGROUND) && !sky_copied {
-            self.draw_sky(f);
-        }
+        // Stars, in space only: at the far plane, behind the globe.
         gl.enable(Gl::BLEND);
         gl.blend_func(Gl::ONE, Gl::ONE);
         if on(layer::STARS) {
@@ -634,7 +587,10 @@ impl Renderer {
             gl.uniform3fv_with_f32_array(p.loc("u_sun"), &f.sun_model);
             gl.uniform4f(p.loc("u_color"), rgba[0], rgba[1], rgba[2], rgba[3]);
         };
-        if on(layer::COAST) {
+        // The coarse tiers leave the coastlines out: the dots show the
+        // land, and lines cost a software renderer (ANGLE draws them with
+        // a shader of its own) about 2 ms a frame.
+        if on(layer::COAST) && !f.coarse_dots {
             land_uniforms(&self.coast, COAST_RGBA);
             gl.bind_vertex_array(Some(&self.coast_vao));
             gl.draw_arrays(Gl::LINES, 0, self.coast_vertices);
@@ -661,9 +617,12 @@ impl Renderer {
         // Rings, trails and heads: additive, hidden behind the globe.
         gl.blend_func(Gl::ONE, Gl::ONE);
         gl.enable(Gl::DEPTH_TEST);
-        gl.bind_vertex_array(Some(&self.empty_vao));
         gl.active_texture(Gl::TEXTURE0);
-        let rings = f.ring_count() as i32;
+        let rings = f.ring_count();
+        let arcs = f.trail_count();
+        self.bind_quads(rings.max(arcs));
+        let gl = &self.gl;
+        let quad_indices = |quads: usize| (quads * shaders::QUAD_VERTICES) as i32;
         if rings > 0 && on(layer::RINGS) {
             self.ring_data
                 .upload(gl, &self.staging, &f.rings, &mut self.scratch);
@@ -672,29 +631,12 @@ impl Renderer {
             gl.uniform1i(p.loc("u_data"), 0);
             gl.uniform_matrix4fv_with_f32_array(p.loc("u_mvp"), false, &f.mvp);
             gl.uniform3fv_with_f32_array(p.loc("u_eye"), &f.eye_model);
-            gl.draw_arrays(Gl::TRIANGLES, 0, rings * shaders::QUAD_VERTICES as i32);
+            gl.draw_elements_with_i32(Gl::TRIANGLES, quad_indices(rings), Gl::UNSIGNED_INT, 0);
         }
-        let arcs = f.trail_count() as i32;
         if arcs > 0 && (on(layer::TRAILS) || on(layer::HEADS)) {
             self.arc_data
                 .upload(gl, &self.staging, &f.trails, &mut self.scratch);
-            for (bit, p, mode, vertices) in [
-                (
-                    layer::TRAILS,
-                    &self.trails,
-                    Gl::TRIANGLE_STRIP,
-                    shaders::trail_vertices(f.trail_segments),
-                ),
-                (
-                    layer::HEADS,
-                    &self.heads,
-                    Gl::TRIANGLES,
-                    shaders::QUAD_VERTICES as u32,
-                ),
-            ] {
-                if !on(bit) {
-                    continue;
-                }
+            let arc_uniforms = |p: &Program| {
                 gl.use_program(Some(&p.program));
                 gl.uniform1i(p.loc("u_data"), 0);
                 gl.uniform_matrix4fv_with_f32_array(p.loc("u_mvp"), false, &f.mvp);
@@ -702,7 +644,16 @@ impl Renderer {
                 gl.uniform1f(p.loc("u_width"), f.line_width_px);
                 gl.uniform3fv_with_f32_array(p.loc("u_eye"), &f.eye_model);
                 gl.uniform1i(p.loc("u_segments"), f.trail_segments as i32);
-                gl.draw_arrays(mode, 0, arcs * vertices as i32);
+            };
+            if on(layer::HEADS) {
+                arc_uniforms(&self.heads);
+                gl.draw_elements_with_i32(Gl::TRIANGLES, quad_indices(arcs), Gl::UNSIGNED_INT, 0);
+            }
+            if on(layer::TRAILS) {
+                arc_uniforms(&self.trails);
+                gl.bind_vertex_array(Some(&self.trail_vao));
+                let vertices = shaders::trail_vertices(f.trail_segments) as i32;
+                gl.draw_arrays(Gl::TRIANGLE_STRIP, 0, arcs as i32 * vertices);
             }
         }
         gl.bind_vertex_array(None);

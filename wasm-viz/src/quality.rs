@@ -3,7 +3,7 @@
 //! [`TARGET_FPS`], and back up after a calm spell at full speed. A tier
 //! caps the device pixel ratio (the drawing buffer shrinks and the browser
 //! scales it up), the segments of an arc trail, the share of arcs drawn,
-//! and the density of the land's dots.
+//! and the density of the land's dots (and whether coastlines are drawn).
 //! A step back up that proves too much is not retried for twice as long,
 //! so a screen at its limit does not flicker between two tiers.
 
@@ -16,7 +16,8 @@ pub struct Tier {
     pub trail_segments: u32,
     /// Share of the arc caps (`arcs::Limits`) kept.
     pub arc_share: f64,
-    /// Land drawn from the coarser lattice: half the dots.
+    /// Land drawn from the coarser lattice: half the dots, and no
+    /// coastlines.
     pub coarse_dots: bool,
 }
 
@@ -42,13 +43,13 @@ pub const TIERS: [Tier; 5] = [
     },
     Tier {
         max_dpr: 0.75,
-        trail_segments: 10,
+        trail_segments: 8,
         arc_share: 0.5,
         coarse_dots: true,
     },
     Tier {
         max_dpr: 0.5,
-        trail_segments: 8,
+        trail_segments: 6,
         arc_share: 0.35,
         coarse_dots: true,
     },
@@ -239,6 +240,104 @@ mod tests {
         assert_eq!(g.tier_index(), TIERS.len() - 1);
         let (_, changes) = run(&mut g, 0.0, 30_000.0, 100.0);
         assert!(changes.is_empty());
+    }
+
+    /// The light each column of pixels gets from a straight trail `width`
+    /// device pixels wide, at `angle` from the rows (0 to 45°) and `offset`
+    /// from a pixel centre, as the rasterizer and fragment shader see it:
+    /// the pixels whose centres fall inside the ribbon (`reach` to each
+    /// side), each lit by `light(distance)`.
+    fn column_light(reach: f32, light: impl Fn(f32) -> f32, angle: f32, offset: f32) -> f32 {
+        let cos = angle.to_radians().cos();
+        (-8..=8)
+            .map(|row| (row as f32 - offset) * cos)
+            .filter(|d| d.abs() < reach)
+            .map(|d| light(d.abs()))
+            .sum()
+    }
+
+    /// Whether trails of a profile are drawn as unbroken lines: at every
+    /// angle, every column a trail crosses gets light, and about the same
+    /// wherever the line falls between pixel centres (a dotted line is
+    /// runs of lit and of dark columns). `profile` gives, for a trail at
+    /// `axis_cos` to the rows, how far the ribbon reaches to each side
+    /// and its light at a distance.
+    fn unbroken<L: Fn(f32) -> f32 + Copy>(profile: impl Fn(f32) -> (f32, L)) -> Result<(), String> {
+        for angle in (0..=45).step_by(5).map(|a| a as f32) {
+            let (reach, light) = profile(angle.to_radians().cos());
+            let columns: Vec<f32> = (0..40)
+                .map(|i| column_light(reach, light, angle, i as f32 / 40.0))
+                .collect();
+            let (lo, hi) = columns
+                .iter()
+                .fold((f32::MAX, 0.0f32), |(lo, hi), &c| (lo.min(c), hi.max(c)));
+            if lo <= 0.0 || hi > 1.1 * lo {
+                return Err(format!("at {angle}°: columns get {lo} to {hi}"));
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn every_tier_draws_trails_as_unbroken_lines() {
+        use crate::arcs::{weight, ArcField};
+        use crate::camera::{Camera, Viewport};
+        use crate::frame::{build, FrameData};
+        use crate::shaders::{trail_light, trail_profile, TAIL_WIDTH};
+        let mut frame = FrameData::default();
+        for (i, tier) in TIERS.iter().enumerate() {
+            for (w, h, dpr) in [
+                (1280.0, 720.0, 1.0),
+                (1920.0, 1080.0, 1.0),
+                (3840.0, 2160.0, 1.0),
+                (390.0, 844.0, 3.0),
+            ] {
+                // The line width the frame asks for at this tier.
+                let mut cam = Camera::new();
+                cam.set_viewport(Viewport::new(w, h, dpr).with_max_dpr(tier.max_dpr));
+                build(&cam.view(), &ArcField::new(), 0.0, 0.0117, &mut frame);
+                // From a $0 order's tail to the largest order's head.
+                let light = [weight(0), weight(u64::MAX)];
+                for width in [TAIL_WIDTH, 0.5, 1.0]
+                    .iter()
+                    .flat_map(|s| light.map(|l| frame.line_width_px * l * s))
+                {
+                    let result = unbroken(|axis_cos| {
+                        let (core, ramp) = trail_profile(width, axis_cos);
+                        (0.5 * (core + ramp), move |d| trail_light(d, core, ramp))
+                    });
+                    assert!(
+                        result.is_ok(),
+                        "tier {i} at {w}x{h}@{dpr}, width {width} px: {result:?}"
+                    );
+                    // A column gets the light of the trail's own width.
+                    for angle in [0.0f32, 30.0] {
+                        let cos = angle.to_radians().cos();
+                        let (core, ramp) = trail_profile(width, cos);
+                        let reach = 0.5 * (core + ramp);
+                        let column =
+                            column_light(reach, |d| trail_light(d, core, ramp), angle, 0.3);
+                        assert!(
+                            (column * cos - core).abs() < 0.1 * core,
+                            "{column} vs {core}"
+                        );
+                    }
+                }
+            }
+        }
+        // What the tiers drew before: a ribbon exactly the trail's width,
+        // softened towards its edges. Under about a pixel and a half it
+        // breaks into dots, as the two cheapest tiers showed.
+        let before = |width: f32| {
+            let half = 0.5 * width;
+            let smooth = |x: f32| {
+                let t = ((x - 0.35) / 0.65).clamp(0.0, 1.0);
+                t * t * (3.0 - 2.0 * t)
+            };
+            unbroken(|_| (half, move |d: f32| 1.0 - smooth(d / half)))
+        };
+        assert!(before(0.5 * 0.75 * TAIL_WIDTH).is_err());
+        assert!(before(1.0).is_err());
     }
 
     #[test]

@@ -9,39 +9,36 @@
 //! GPU has) runs an instanced draw one instance at a time, at about 8 µs
 //! each; 5,000 arcs would cost 40 ms a layer before drawing a pixel.
 
-/// Full-screen triangle: deep space with a faint halo behind the globe
-/// and the atmosphere's outer glow (its inner rim is in [`GLOBE_FS`]),
-/// dithered so the gradients do not band on large screens. One pass for
-/// all three: on a software renderer every full-screen pass costs
-/// milliseconds.
-pub const BACKGROUND_VS: &str = r#"#version 300 es
-out vec2 v_ndc;
+/// The sky: deep space with a faint halo behind the globe and the
+/// atmosphere's outer glow, as `mesh::sky`'s rings around the globe's disc,
+/// whose vertices carry the colour; the fragment shader only adds a dither
+/// so the gradients do not band on large screens. On a software renderer
+/// (SwiftShader) a pixel that reads a texture or works out exponentials
+/// costs several times one that takes an interpolated colour, and the sky
+/// is most of the screen; the disc itself is left out (the globe covers
+/// it).
+pub const SKY_VS: &str = r#"#version 300 es
+layout(location = 0) in vec2 a_offset;
+layout(location = 1) in vec3 a_color;
+uniform vec2 u_center;
+uniform vec2 u_radius;
+out vec3 v_color;
 void main() {
-  vec2 p = vec2(float((gl_VertexID << 1) & 2), float(gl_VertexID & 2)) * 2.0 - 1.0;
-  v_ndc = p;
-  // At the far plane: behind the globe, the depth test drops it.
-  gl_Position = vec4(p, 0.9999, 1.0);
+  v_color = a_color;
+  gl_Position = vec4(u_center + u_radius * a_offset, 0.9999, 1.0);
 }
 "#;
 
-pub const BACKGROUND_FS: &str = r#"#version 300 es
-precision highp float;
-in vec2 v_ndc;
-uniform vec2 u_center;
-uniform vec2 u_radius;
+/// The dither is a 2x4 ordered pattern from the pixel's position: one
+/// multiply-add (interleaved gradient noise cost a software renderer 3 ms a
+/// frame at 720p).
+pub const SKY_FS: &str = r#"#version 300 es
+precision mediump float;
+in vec3 v_color;
 out vec4 o_color;
-// Interleaved gradient noise: a dither without a sine per pixel.
-float ign(vec2 p) {
-  return fract(52.9829189 * fract(dot(p, vec2(0.06711056, 0.00583715))));
-}
 void main() {
-  float x = max(length((v_ndc - u_center) / u_radius) - 1.0, 0.0);
-  vec3 deep = vec3(0.006, 0.010, 0.024);
-  vec3 halo = vec3(0.020, 0.046, 0.105);
-  vec3 c = mix(deep, halo, exp(-x * 1.35));
-  c += vec3(0.28, 0.58, 1.0) * (0.38 * exp(-x * 18.0) + 0.12 * exp(-x * 4.5));
-  c += (ign(gl_FragCoord.xy) - 0.5) / 255.0;
-  o_color = vec4(c, 1.0);
+  float dither = fract(dot(gl_FragCoord.xy, vec2(0.5, 0.25))) - 0.5;
+  o_color = vec4(v_color + dither / 255.0, 1.0);
 }
 "#;
 
@@ -69,35 +66,34 @@ void main() {
 "#;
 
 /// The ocean sphere: navy, lit from the upper left, brighter towards the
-/// limb (Fresnel) so the globe reads as a ball on a dark screen.
+/// limb (Fresnel) so the globe reads as a ball on a dark screen. Shaded per
+/// vertex (the sphere's mesh is fine enough for these smooth terms),
+/// so a pixel only takes its interpolated colour: the globe covers a
+/// third of the screen, and per-pixel lighting cost a software renderer
+/// about 10 ms a frame at 720p.
 pub const GLOBE_VS: &str = r#"#version 300 es
 layout(location = 0) in vec3 a_pos;
+const float GLOBE_SCALE = 0.997;
 uniform mat4 u_mvp;
 uniform mat4 u_model;
-out vec3 v_n;
-out vec3 v_p;
-void main() {
-  v_n = mat3(u_model) * a_pos;
-  v_p = a_pos;
-  gl_Position = u_mvp * vec4(a_pos, 1.0);
-}
-"#;
-
-pub const GLOBE_FS: &str = r#"#version 300 es
-precision highp float;
-in vec3 v_n;
-in vec3 v_p;
 uniform float u_distance;
 uniform vec3 u_sun;
-out vec4 o_color;
+out vec3 v_color;
 // 1 in daylight, 0 at night, with a soft terminator; day everywhere when
 // the time is unknown (u_sun is zero).
 float daylight(vec3 p) {
-  return dot(u_sun, u_sun) < 0.5 ? 1.0 : smoothstep(-0.12, 0.18, dot(normalize(p), u_sun));
+  return dot(u_sun, u_sun) < 0.5 ? 1.0 : smoothstep(-0.12, 0.18, dot(p, u_sun));
 }
 void main() {
-  vec3 n = normalize(v_n);
+  gl_Position = u_mvp * vec4(a_pos * GLOBE_SCALE, 1.0);
+  vec3 n = mat3(u_model) * a_pos;
   vec3 v = normalize(vec3(0.0, 0.0, u_distance) - n);
+  // The far side is culled: its vertices (past those of the triangles
+  // across the limb, a band away) need no light.
+  if (dot(n, v) < -0.2) {
+    v_color = vec3(0.0);
+    return;
+  }
   vec3 l = normalize(vec3(-0.55, 0.6, 0.75));
   float ndl = max(dot(n, l), 0.0);
   float ndv = max(dot(n, v), 0.0);
@@ -116,8 +112,16 @@ void main() {
   c += vec3(0.45, 0.65, 1.0) * spec * 0.06;
   // Night falls on the ocean, but the rim light stays: the globe keeps
   // its shape.
-  c *= mix(0.55, 1.0, daylight(v_p));
-  o_color = vec4(c, 1.0);
+  v_color = c * mix(0.55, 1.0, daylight(a_pos));
+}
+"#;
+
+pub const GLOBE_FS: &str = r#"#version 300 es
+precision mediump float;
+in vec3 v_color;
+out vec4 o_color;
+void main() {
+  o_color = vec4(v_color, 1.0);
 }
 "#;
 
@@ -175,19 +179,31 @@ pub const TRAIL_SEGMENTS: u32 = 16;
 
 /// Vertices per trail of `segments`: a strip of `2 * (segments + 1)` plus
 /// a repeated first and last vertex, so that one strip carries every
-/// trail (the repeats make degenerate triangles between them).
+/// trail (the repeats make degenerate triangles between them). An indexed
+/// strip restarted between trails has fewer vertices but cost SwiftShader
+/// half as much again.
 pub fn trail_vertices(segments: u32) -> u32 {
     2 * (segments + 1) + 2
 }
-/// Vertices per head or ring: two triangles.
+/// Indices per head or ring: two triangles.
 pub const QUAD_VERTICES: usize = 6;
+/// Vertices per head or ring: heads and rings are drawn indexed
+/// ([`quad_indices`]), so that each corner's vertex shader runs once, not
+/// once per triangle (a third fewer runs; vertex work is most of their
+/// cost on a software renderer).
+pub const QUAD_CORNERS: usize = 4;
 
-/// The corner (-1/+1, -1/+1) of a quad drawn as two triangles.
+/// The index buffer for `quads` quads: corners 0, 1, 2 and 2, 1, 3.
+pub fn quad_indices(quads: usize) -> Vec<u32> {
+    (0..quads as u32)
+        .flat_map(|q| [0, 1, 2, 2, 1, 3].map(|c| q * QUAD_CORNERS as u32 + c))
+        .collect()
+}
+
+/// The corner (-1/+1, -1/+1) of a quad, `k` being 0..3.
 const QUAD_CORNER: &str = r#"
-const int CORNERS[6] = int[6](0, 1, 2, 2, 1, 3);
 vec2 quad_corner(int k) {
-  int c = CORNERS[k];
-  return vec2(float(c & 1), float((c >> 1) & 1)) * 2.0 - 1.0;
+  return vec2(float(k & 1), float((k >> 1) & 1)) * 2.0 - 1.0;
 }
 "#;
 
@@ -240,6 +256,40 @@ void arc_point_and_direction(float t, out vec3 p, out vec3 dir) {
 }
 "#;
 
+/// Across a trail, its light is a flat core and a linear ramp on each
+/// side: the core is [`TRAIL_CORE`] of the trail's width, each ramp
+/// [`TRAIL_SOFT`] of it but never less than [`MIN_SOFT_PX`] device pixel
+/// along the pixel grid's nearer axis. That is a line of the core's width
+/// seen through a box filter one pixel wide across the columns (or rows)
+/// it crosses, so every column sums the same light wherever the line falls
+/// between pixel centres. A trail thinner than a pixel is drawn a pixel or
+/// more wide and dimmer, with the same light per length. (Drawn at its own
+/// width, a ribbon under a pixel wide misses most pixel centres and breaks
+/// into dots: that is what the cheaper quality tiers, at a pixel ratio of
+/// 0.5 or 0.75, did.)
+pub const TRAIL_CORE: f32 = 0.675;
+pub const TRAIL_SOFT: f32 = 0.325;
+pub const MIN_SOFT_PX: f32 = 1.0;
+/// A tail is this share of the head's width.
+pub const TAIL_WIDTH: f32 = 0.3;
+
+/// The profile of a trail `width_px` wide running at `axis_cos` (the
+/// cosine of its angle to the nearer of the pixel grid's axes, 0.71..1):
+/// (core, ramp) in device pixels across the trail.
+pub fn trail_profile(width_px: f32, axis_cos: f32) -> (f32, f32) {
+    (
+        TRAIL_CORE * width_px,
+        (TRAIL_SOFT * width_px).max(MIN_SOFT_PX * axis_cos),
+    )
+}
+
+/// The light at `d` device pixels from a trail's centre line, 0..1, as
+/// [`TRAIL_FS`] works it out: the ribbon is drawn `(core + ramp) / 2` to
+/// each side.
+pub fn trail_light(d: f32, core: f32, ramp: f32) -> f32 {
+    ((0.5 * (core + ramp) - d.abs()) / ramp).clamp(0.0, core.min(ramp) / ramp)
+}
+
 /// Arc trails: ribbons, extruded in screen space so they keep the same
 /// pixel width everywhere; `a_s` runs 0 (tail) .. 1 (head), `a_side` is
 /// -1/+1 across. All trails are one triangle strip.
@@ -250,6 +300,7 @@ pub fn trail_vs() -> String {
 uniform int u_segments;
 out vec3 v_color;
 out float v_edge;
+out vec2 v_light;
 void main() {
   int vertices = 2 * (u_segments + 1) + 2;
   int id = gl_VertexID / vertices;
@@ -267,8 +318,15 @@ void main() {
   vec2 d = (cv.xy * cp.w - cp.xy * cv.w) * u_viewport;
   float dl = length(d);
   d = dl > 1e-9 ? d / dl : vec2(1.0, 0.0);
-  float w = u_width * i_style.x * mix(0.3, 1.0, a_s);
-  cp.xy += vec2(-d.y, d.x) * a_side * w / u_viewport * cp.w;
+  // The profile (see trail_profile in shaders.rs): core and ramp in
+  // device pixels, the ribbon reaching (core + ramp) / 2 to each side.
+  float w = u_width * i_style.x * mix(TAIL_WIDTH, 1.0, a_s);
+  // The ramp is at least a pixel along the nearer axis: columns (or
+  // rows) of pixels a pixel apart then each sum the same light.
+  float axis_cos = max(abs(d.x), abs(d.y));
+  vec2 profile = vec2(TRAIL_CORE * w, max(TRAIL_SOFT * w, MIN_SOFT_PX * axis_cos));
+  float half_px = 0.5 * (profile.x + profile.y);
+  cp.xy += vec2(-d.y, d.x) * a_side * (2.0 * half_px) / u_viewport * cp.w;
   gl_Position = cp;
   // Brighter towards the head (about s^1.3), white-hot at the very head
   // (s^10), without pow().
@@ -276,20 +334,29 @@ void main() {
   float s8 = s2 * s2 * s2 * s2;
   float a = a_s * sqrt(sqrt(a_s)) * i_style.z * 1.25 * near_side(p);
   v_color = mix(i_color, vec3(1.0), 0.5 * s8 * s2) * a;
-  v_edge = a_side;
+  // In ramps from the centre line: the light is then
+  // clamp(v_light.x - |v_edge|, 0, v_light.y) (trail_light).
+  v_edge = a_side * half_px / profile.y;
+  v_light = vec2(half_px / profile.y, min(profile.x, profile.y) / profile.y);
 }
 "#
     )
+    .replace("TRAIL_CORE", &format!("{TRAIL_CORE:?}"))
+    .replace("TRAIL_SOFT", &format!("{TRAIL_SOFT:?}"))
+    .replace("MIN_SOFT_PX", &format!("{MIN_SOFT_PX:?}"))
+    .replace("TAIL_WIDTH", &format!("{TAIL_WIDTH:?}"))
 }
 
+/// `v_edge`: distance from the centre line in ramps; `v_light`: the
+/// edge's distance and the peak (see [`trail_light`]).
 pub const TRAIL_FS: &str = r#"#version 300 es
 precision mediump float;
 in vec3 v_color;
 in float v_edge;
+in vec2 v_light;
 out vec4 o_color;
 void main() {
-  float e = 1.0 - smoothstep(0.35, 1.0, abs(v_edge));
-  o_color = vec4(v_color * e, 1.0);
+  o_color = vec4(v_color * clamp(v_light.x - abs(v_edge), 0.0, v_light.y), 1.0);
 }
 "#;
 
@@ -302,10 +369,22 @@ pub fn head_vs() -> String {
 out vec2 v_uv;
 out vec3 v_color;
 void main() {
-  int id = gl_VertexID / 6;
+  int id = gl_VertexID / 4;
   load_arc(id);
-  vec2 c = quad_corner(gl_VertexID - id * 6);
+  vec2 c = quad_corner(gl_VertexID - id * 4);
   vec3 p = arc_point(i_arc.z);
+  // No head (it has landed), or one the globe hides: the line from the
+  // eye passes inside the globe on the way. Left out before the rest of
+  // the work (a head's four corners run side by side).
+  vec3 to = p - u_eye;
+  float k = clamp(-dot(u_eye, to) / dot(to, to), 0.0, 1.0);
+  vec3 nearest = u_eye + to * k;
+  if (i_style.y <= 0.0 || (k < 1.0 && dot(nearest, nearest) < 0.98)) {
+    gl_Position = vec4(2.0, 2.0, 2.0, 1.0);
+    v_uv = c;
+    v_color = vec3(0.0);
+    return;
+  }
   float vis = near_side(p);
   p += normalize(u_eye - p) * 0.01;
   vec4 cp = u_mvp * vec4(p, 1.0);
@@ -313,7 +392,7 @@ void main() {
   // falloff is drawn for, so the quad stops there (a third of the area).
   float radius = u_width * i_style.x * 4.5 * 0.65;
   cp.xy += c * radius * 2.0 / u_viewport * cp.w;
-  gl_Position = i_style.y > 0.0 ? cp : vec4(2.0, 2.0, 2.0, 1.0);
+  gl_Position = cp;
   v_uv = c * 0.65;
   v_color = i_color * i_style.y * i_style.z * vis;
 }
@@ -349,27 +428,36 @@ out vec3 v_color;
 out float v_flash;
 void main() {
   // Ring `id`'s 8 floats: center.xyz, rgb, progress, size.
-  int id = gl_VertexID / 6;
+  int id = gl_VertexID / 4;
   ivec2 at = ivec2((id % 512) * 2, id / 512);
   vec4 a = texelFetch(u_data, at, 0);
   vec4 b = texelFetch(u_data, at + ivec2(1, 0), 0);
   vec3 i_center = a.xyz;
   vec3 i_color = vec3(a.w, b.xy);
   vec2 i_ring = b.zw;
-  vec2 c = quad_corner(gl_VertexID - id * 6);
+  vec2 c = quad_corner(gl_VertexID - id * 4);
   vec3 n = normalize(i_center);
+  float facing = dot(n, normalize(u_eye - n));
+  // A ring on the far side is left out before the rest of the work (its
+  // four corners run side by side on a software renderer).
+  if (facing <= 0.0) {
+    gl_Position = vec4(2.0, 2.0, 2.0, 1.0);
+    v_uv = c;
+    v_color = vec3(0.0);
+    v_flash = 0.0;
+    return;
+  }
   vec3 up = abs(n.y) < 0.99 ? vec3(0.0, 1.0, 0.0) : vec3(1.0, 0.0, 0.0);
   vec3 t1 = normalize(cross(up, n));
   vec3 t2 = cross(n, t1);
-  float e = 1.0 - pow(1.0 - i_ring.x, 3.0);
+  float e = 1.0 - (1.0 - i_ring.x) * (1.0 - i_ring.x) * (1.0 - i_ring.x);
   float radius = i_ring.y * (0.2 + 0.8 * e);
   vec3 p = n * 1.002 + (t1 * c.x + t2 * c.y) * radius;
-  float facing = dot(n, normalize(u_eye - n));
-  gl_Position = facing > 0.0 ? u_mvp * vec4(p, 1.0) : vec4(2.0, 2.0, 2.0, 1.0);
+  gl_Position = u_mvp * vec4(p, 1.0);
   v_uv = c;
   // What depends on the ring's age alone is worked out once per corner.
   float left = 1.0 - i_ring.x;
-  v_color = i_color * smoothstep(0.0, 0.25, facing) * pow(left, 1.6);
+  v_color = i_color * smoothstep(0.0, 0.25, facing) * (left * sqrt(left));
   v_flash = left * left * left * left * 1.5;
 }
 "#
@@ -406,38 +494,24 @@ mod tests {
         let head = head_vs();
         let ring = ring_vs();
         let all = [
-            BACKGROUND_VS,
-            BACKGROUND_FS,
-            STARS_VS,
-            STARS_FS,
-            GLOBE_VS,
-            GLOBE_FS,
-            LAND_VS,
-            DOTS_FS,
-            COAST_FS,
-            &trail,
-            TRAIL_FS,
-            &head,
-            HEAD_FS,
-            &ring,
-            RING_FS,
+            SKY_VS, SKY_FS, STARS_VS, STARS_FS, GLOBE_VS, GLOBE_FS, LAND_VS, DOTS_FS, COAST_FS,
+            &trail, TRAIL_FS, &head, HEAD_FS, &ring, RING_FS,
         ];
         for src in all {
             assert!(src.starts_with("#version 300 es\n"), "{src}");
             assert_eq!(src.matches("void main()").count(), 1);
         }
         for fs in [
-            BACKGROUND_FS,
-            STARS_FS,
-            GLOBE_FS,
-            DOTS_FS,
-            COAST_FS,
-            TRAIL_FS,
-            HEAD_FS,
-            RING_FS,
+            SKY_FS, STARS_FS, GLOBE_FS, DOTS_FS, COAST_FS, TRAIL_FS, HEAD_FS, RING_FS,
         ] {
             assert!(fs.contains("precision ") && fs.contains("out vec4 o_color;"));
         }
+    }
+
+    #[test]
+    fn the_globe_is_drawn_at_the_mesh_scale() {
+        let line = format!("const float GLOBE_SCALE = {:?};", crate::mesh::GLOBE_SCALE);
+        assert!(GLOBE_VS.contains(&line));
     }
 
     #[test]
@@ -450,7 +524,11 @@ mod tests {
         let rings_a_row = DATA_TEXELS_PER_ROW / (RING_FLOATS / 4);
         assert!(ARC_COMMON.contains(&format!("(id % {arcs_a_row}) * 4, id / {arcs_a_row}")));
         assert!(ring_vs().contains(&format!("(id % {rings_a_row}) * 2, id / {rings_a_row}")));
-        assert!(head_vs().contains(&format!("gl_VertexID / {QUAD_VERTICES}")));
+        assert!(head_vs().contains(&format!("gl_VertexID / {QUAD_CORNERS}")));
+        assert!(ring_vs().contains(&format!("gl_VertexID / {QUAD_CORNERS}")));
+        let quads = quad_indices(3);
+        assert_eq!(quads.len(), 3 * QUAD_VERTICES);
+        assert_eq!(&quads[12..], &[8, 9, 10, 10, 9, 11]);
         assert!(trail_vs().contains("int vertices = 2 * (u_segments + 1) + 2;"));
         assert_eq!(trail_vertices(TRAIL_SEGMENTS), 2 * (TRAIL_SEGMENTS + 1) + 2);
     }
