@@ -20,6 +20,8 @@
 //  8. With WebGL disabled: a flat map with arcs, and live counters.
 //  9. Moments: first sales and a milestone of the total are drawn over the
 //     globe, listed, and announced in the page's live region (paced).
+// 10. Anomaly flags: none on the page by default; with --public-anomalies
+//     and a rehearsed outage (--demo-outage-minutes), a banner.
 // Screenshots go to e2e/out/ for people to look at. Playwright gives the
 // browser a fresh temporary profile of its own.
 import { spawn } from 'node:child_process';
@@ -286,6 +288,8 @@ async function main() {
       assert(Number.isFinite(v) && v >= 0, `counter ${id} reads ${v}`);
     }
     assert((await counter(page, 'shoppers')) > 0, 'unique shoppers counted');
+    // The operator did not turn the anomaly flags on: no banner, ever.
+    assert(await page.evaluate(() => document.querySelector('#alert').hidden), 'an anomaly banner without --public-anomalies');
     // "N watching now": this page at least, and one more once another opens.
     const watching = () => Number(document.querySelector('#viewers .viewers-count').textContent.replace(/\D/g, ''));
     await page.waitForFunction(() => !document.querySelector('#viewers').hidden
@@ -334,6 +338,22 @@ async function main() {
     assert(!('alerts' in api), 'no anomaly flags without --public-anomalies');
     assert(errors.length === 0, `page errors: ${errors.join('; ')}`);
     console.log(`  ${paced.firstSales} first sales, ${paced.milestones} milestones, ${paced.announced} announcements; feed: ${m.feed.join(' | ')}`);
+    await page.close();
+    await stopServer(server);
+  });
+
+  await check('Anomaly flags: a banner only where the operator shows them, here for a rehearsed outage', async () => {
+    // Orders fall 80 % from five minutes before the demo goes live: the
+    // fall's first minutes are in the backfill, and judged at once.
+    const server = await startServer('127.0.0.1:0', ['--demo-outage-minutes', '5', '--public-anomalies']);
+    const page = await browser.newPage({ viewport: { width: 1280, height: 720 } });
+    await page.goto(server.url);
+    await page.waitForFunction(() => !document.querySelector('#alert').hidden
+      && /Orders (and sales )?per minute are well below what this sale expects/.test(document.querySelector('#alert').textContent), null, { timeout: TIMEOUT });
+    const api = await (await fetch(`${server.url}/api/snapshot`)).json();
+    assert(Array.isArray(api.alerts) && api.alerts.includes('orders_per_minute'), `alerts: ${JSON.stringify(api.alerts)}`);
+    await page.screenshot({ path: path.join(outDir, 'anomaly-banner.png') });
+    console.log(`  banner: ${await page.evaluate(() => document.querySelector('#alert').textContent)}`);
     await page.close();
     await stopServer(server);
   });

@@ -235,7 +235,11 @@ const ALERT_TEXT = {
 function renderAlerts(csv) {
   if (csv === state.moments.alerts) return;
   state.moments.alerts = csv;
-  const text = csv.split(',').filter(Boolean).map((a) => ALERT_TEXT[a] ?? a).join('. ');
+  const flagged = csv.split(',').filter(Boolean);
+  const both = flagged.includes('orders_per_minute') && flagged.includes('sales_per_minute');
+  const text = both
+    ? 'Orders and sales per minute are well below what this sale expects'
+    : flagged.map((a) => ALERT_TEXT[a] ?? a).join('. ');
   alertEl.textContent = text;
   alertEl.hidden = text === '';
 }

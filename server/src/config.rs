@@ -40,6 +40,14 @@ pub struct Args {
     #[arg(long, env = "LIVEMAP_DEMO_BACKFILL_MINUTES", default_value_t = 120)]
     pub demo_backfill_minutes: u32,
 
+    /// Rehearses an outage on the demo source: its orders fall 80 % from
+    /// this many minutes before it goes live until as many after, so the
+    /// anomaly warnings, their alerts and webhook can be checked end to
+    /// end (the fall's first minutes are in the backfill, and judged at
+    /// once). 0: none.
+    #[arg(long, env = "LIVEMAP_DEMO_OUTAGE_MINUTES", default_value_t = 0)]
+    pub demo_outage_minutes: u32,
+
     /// How often a new snapshot is built and sent, in milliseconds.
     #[arg(long, env = "LIVEMAP_TICK_MS", default_value_t = 200)]
     pub tick_ms: u32,
@@ -303,6 +311,8 @@ pub struct Config {
     pub demo_rate: u64,
     pub demo_seed: u64,
     pub demo_backfill: Duration,
+    /// See `--demo-outage-minutes`.
+    pub demo_outage: Duration,
     pub tick: Duration,
     pub poll_timeout: Duration,
     pub write_timeout: Duration,
@@ -415,6 +425,7 @@ impl Config {
             demo_rate: args.demo_rate,
             demo_seed: seed,
             demo_backfill: Duration::from_secs(u64::from(args.demo_backfill_minutes) * 60),
+            demo_outage: Duration::from_secs(u64::from(args.demo_outage_minutes) * 60),
             tick: Duration::from_millis(u64::from(args.tick_ms)),
             poll_timeout: Duration::from_secs(u64::from(args.poll_timeout_secs)),
             write_timeout: Duration::from_secs(u64::from(args.write_timeout_secs.max(1))),

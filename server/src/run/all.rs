@@ -43,6 +43,7 @@ pub(super) async fn run(
                 events_per_sec: config.demo_rate,
                 seed: config.demo_seed,
                 backfill: config.demo_backfill,
+                outage: config.demo_outage,
             };
             let (clock, cancel) = (clock.clone(), cancel.clone());
             threads.spawn("source", move || source::demo::run(demo, clock, tx, cancel))?;

@@ -27,7 +27,13 @@ pub struct DemoConfig {
     pub seed: u64,
     /// How much sale to generate at start, in event time, before going live.
     pub backfill: Duration,
+    /// A rehearsed outage: orders fall by [`OUTAGE_FALL`] from this long
+    /// before going live until this long after (zero: none).
+    pub outage: Duration,
 }
+
+/// How far orders fall in a rehearsed outage (`--demo-outage-minutes`).
+pub const OUTAGE_FALL: f64 = 0.8;
 
 const STEP: Duration = Duration::from_millis(10);
 const MAX_BATCH: usize = 2_048;
@@ -50,6 +56,18 @@ pub fn run(
     // Backfill up to the clock, then again up to where the clock has got
     // to meanwhile, until the gap is under a second: no dip at "now".
     let checkouts_per_sec = config.events_per_sec as f64 * DemoMix::default().checkout;
+    // The rehearsed outage straddles the moment the demo goes live, so
+    // its first minutes are history by then and judged at once.
+    let outage_ms = config.outage.as_millis() as i64;
+    let (outage_from, outage_to) = (clock.now_ms() - outage_ms, clock.now_ms() + outage_ms);
+    let rate = |t_ms: i64| {
+        let fall = if (outage_from..outage_to).contains(&t_ms) {
+            1.0 - OUTAGE_FALL
+        } else {
+            1.0
+        };
+        rate_multiplier(t_ms) * fall
+    };
     // From a minute boundary, so the timeline's first minute is a whole one.
     let mut from = clock.now_ms() - config.backfill.as_millis() as i64;
     if !config.backfill.is_zero() {
@@ -65,7 +83,7 @@ pub fn run(
             if cancel.is_cancelled() {
                 return;
             }
-            owed += checkouts_per_sec * rate_multiplier(second);
+            owed += checkouts_per_sec * rate(second);
             let n = owed as u64;
             owed -= n as f64;
             for k in 0..n {
@@ -87,7 +105,7 @@ pub fn run(
     while !cancel.is_cancelled() {
         let now = Instant::now();
         let now_ms = clock.now_ms();
-        owed += config.events_per_sec as f64 * rate_multiplier(now_ms) * (now - last).as_secs_f64();
+        owed += config.events_per_sec as f64 * rate(now_ms) * (now - last).as_secs_f64();
         last = now;
         // Never build up more than a second of debt after a stall: a demo
         // should not burst to catch up.
