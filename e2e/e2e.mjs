@@ -17,7 +17,8 @@
 //     and when the network silently stops carrying anything.
 //  7. A lost WebGL context (WEBGL_lose_context) comes back: when the
 //     browser restores it, and when it never does (a fresh canvas).
-//  8. With WebGL disabled: a flat map with arcs, and live counters.
+//  8. With WebGL disabled: a flat map with arcs and moments, and live
+//     counters.
 //  9. Moments: first sales and a milestone of the total are drawn over the
 //     globe, listed, and announced in the page's live region (paced).
 // 10. Anomaly flags: none on the page by default; with --public-anomalies
@@ -553,6 +554,18 @@ async function main() {
     assert(lit > 0.03, `the map shows land: ${(lit * 100).toFixed(1)} % lit`);
     const changed = changedShare(first, second);
     assert(changed > 0.0005, `arcs move on the map: ${(changed * 100).toFixed(3)} % changed`);
+    // Moments are marked on the map too (the demo's new shops sell for the
+    // first time about once a second), within the map's rectangle.
+    await page.waitForFunction(() => window.livemap.moments.marks > 0, null, { timeout: TIMEOUT });
+    const inside = await page.evaluate(() => {
+      const slot = document.querySelector('#globe-slot').getBoundingClientRect();
+      return [...document.querySelectorAll('.moment-mark:not([hidden])')].every((el) => {
+        const m = /translate\(([-\d.]+)px, ([-\d.]+)px\)/.exec(el.style.transform);
+        return m && Number(m[1]) >= slot.left - 1 && Number(m[1]) <= slot.right + 1
+          && Number(m[2]) >= slot.top - 1 && Number(m[2]) <= slot.bottom + 1;
+      });
+    });
+    assert(inside, 'a moment marked outside the map');
     assert(errors.length === 0, `page errors: ${errors.join('; ')}`);
     console.log(`  flat map: ${(lit * 100).toFixed(1)} % lit, ${(changed * 100).toFixed(2)} % changed`);
     await page.close();

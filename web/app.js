@@ -244,10 +244,29 @@ function renderAlerts(csv) {
   alertEl.hidden = text === '';
 }
 
+/** The flat map's marks (x, y from 0 to 1, age, kind) in the globe's form
+ *  (x, y in CSS pixels, age, kind, a milestone's radius): the map is the
+ *  largest 2:1 rectangle in the slot, as drawFlat draws it. */
+function flatMarks(flat) {
+  const slot = slotEl.getBoundingClientRect();
+  const mw = Math.min(slot.width, slot.height * 2);
+  const mx = slot.left + slot.width / 2 - mw / 2;
+  const my = slot.top + slot.height / 2 - mw / 4;
+  const out = new Float32Array((flat.length / 4) * 5);
+  for (let i = 0, j = 0; i + 3 < flat.length; i += 4, j += 5) {
+    out[j] = mx + flat[i] * mw;
+    out[j + 1] = my + flat[i + 1] * (mw / 2);
+    out[j + 2] = flat[i + 2];
+    out[j + 3] = flat[i + 3];
+    out[j + 4] = mw / 4;
+  }
+  return out;
+}
+
 /** Places the moments' marks over the globe, and words new moments for
  *  the feed and (paced) for the live region. */
 function updateMoments(now) {
-  const marks = state.flat ? new Float32Array(0) : globe.moment_marks(now);
+  const marks = state.flat ? flatMarks(globe.flat_moment_marks(now)) : globe.moment_marks(now);
   const n = Math.floor(marks.length / 5);
   while (markPool.length < n) {
     const el = document.createElement('div');

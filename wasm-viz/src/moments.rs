@@ -34,6 +34,8 @@ struct Mark {
     kind: MomentKind,
     /// On the unit sphere (first sales).
     at: Vec3,
+    /// The same on the flat map (`flat::project`).
+    flat: (f64, f64),
     born_ms: f64,
 }
 
@@ -71,13 +73,14 @@ impl Moments {
     /// applies each version once).
     pub fn add(&mut self, moments: &[Moment], now_ms: f64) {
         for m in moments {
-            let at = if m.kind == MomentKind::FirstSale {
-                if !(m.shop.lat.is_finite() && m.shop.lon.is_finite()) {
+            let (lat, lon) = (f64::from(m.shop.lat), f64::from(m.shop.lon));
+            let (at, flat) = if m.kind == MomentKind::FirstSale {
+                if !(lat.is_finite() && lon.is_finite()) {
                     continue;
                 }
-                lat_lon_to_unit(f64::from(m.shop.lat), f64::from(m.shop.lon))
+                (lat_lon_to_unit(lat, lon), crate::flat::project(lat, lon))
             } else {
-                Vec3::new(0.0, 0.0, 0.0)
+                (Vec3::new(0.0, 0.0, 0.0), (0.5, 0.5))
             };
             if self.marks.len() == MAX_MARKS {
                 self.marks.pop_front();
@@ -85,6 +88,7 @@ impl Moments {
             self.marks.push_back(Mark {
                 kind: m.kind,
                 at,
+                flat,
                 born_ms: now_ms,
             });
             self.seq += 1;
@@ -152,6 +156,25 @@ impl Moments {
             ]);
         }
         out
+    }
+
+    /// The marks for the flat map of screens without WebGL2: four floats
+    /// each, x and y on the map (0..1, as `flat.rs`; a milestone at the
+    /// map's centre), age (0..1) and kind (0 a first sale, 1 a
+    /// milestone).
+    pub fn flat_marks(&self, now_ms: f64) -> Vec<f32> {
+        self.marks
+            .iter()
+            .flat_map(|m| {
+                let age = ((now_ms - m.born_ms) / MARK_MS).clamp(0.0, 1.0);
+                let kind = if m.kind == MomentKind::Milestone {
+                    1.0
+                } else {
+                    0.0
+                };
+                [m.flat.0 as f32, m.flat.1 as f32, age as f32, kind]
+            })
+            .collect()
     }
 
     /// The announcements kept, oldest first, as JSON for the page:
@@ -227,6 +250,11 @@ mod tests {
         // From the other side of the world it is hidden.
         let far = camera_facing(-45.75, -175.15).view();
         assert!(m.marks(&far, 100.0, 1_500.0).is_empty());
+        // The flat map shows it wherever it is.
+        let flat = m.flat_marks(1_500.0);
+        let (x, y) = crate::flat::project(45.75, 4.85);
+        assert!((f64::from(flat[0]) - x).abs() < 1e-4 && (f64::from(flat[1]) - y).abs() < 1e-4);
+        assert_eq!(flat[3], 0.0);
     }
 
     #[test]

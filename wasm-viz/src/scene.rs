@@ -104,7 +104,12 @@ impl Scene {
         if self.version == Some(s.version) {
             return false;
         }
-        self.moments.add(&s.moments, now_ms);
+        // The first snapshot a page gets is a keyframe that may be seconds
+        // old: its moments happened before the viewer came, and are not
+        // shown as news.
+        if self.version.is_some() {
+            self.moments.add(&s.moments, now_ms);
+        }
         self.alerts = s
             .alerts
             .iter()
@@ -356,6 +361,32 @@ mod tests {
         let mut frame = FrameData::default();
         scene.build_frame(320.0, &mut frame);
         assert_eq!(frame.trail_count(), 5);
+    }
+
+    #[test]
+    fn moments_are_news_only_after_the_first_snapshot() {
+        let with_moment = |version: u64| {
+            livemap_wire::encode(&Snapshot {
+                version,
+                moments: vec![livemap_wire::Moment {
+                    kind: livemap_wire::MomentKind::Milestone,
+                    usd_cents: 100_000_000,
+                    ..livemap_wire::Moment::default()
+                }],
+                ..Snapshot::default()
+            })
+        };
+        let mut scene = Scene::new(0.0117);
+        assert!(scene.ingest(&with_moment(1), 0.0).expect("decodes"));
+        assert_eq!(
+            scene.moments().seq(),
+            0,
+            "the joining keyframe's moment is old"
+        );
+        assert!(scene.ingest(&with_moment(2), 200.0).expect("decodes"));
+        assert_eq!(scene.moments().seq(), 1);
+        assert!(!scene.ingest(&with_moment(2), 300.0).expect("decodes"));
+        assert_eq!(scene.moments().seq(), 1, "a repeat is not news");
     }
 
     #[test]

@@ -231,6 +231,12 @@ impl Globe {
         self.scene.moment_marks(now_ms)
     }
 
+    /// The moments' marks on the flat map: four floats each (x, y on the
+    /// map from 0 to 1, age 0..1, kind 0 a first sale / 1 a milestone).
+    pub fn flat_moment_marks(&self, now_ms: f64) -> Vec<f32> {
+        self.scene.moments().flat_marks(now_ms)
+    }
+
     /// The newest moment's number: `moments_json` is new when it moves.
     pub fn moments_seq(&self) -> f64 {
         self.scene.moments().seq() as f64
