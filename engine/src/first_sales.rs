@@ -221,18 +221,20 @@ impl FirstSales {
 
     pub fn read_changes(r: &mut Reader) -> Result<FirstSalesChanges, CheckpointError> {
         Ok(FirstSalesChanges {
-            learning_until_ms: r.i64()?,
+            learning_until_ms: Some(r.i64()?),
             words: read_words(r)?,
         })
     }
 
     /// Sets the words read, and ORs them into `merged`.
     pub fn apply_changes(&mut self, changes: &FirstSalesChanges, merged: Option<&mut FirstSales>) {
-        self.learning_until_ms = changes.learning_until_ms;
+        if let Some(until) = changes.learning_until_ms {
+            self.learning_until_ms = until;
+        }
         let words = [Some(self), merged];
         for (n, target) in words.into_iter().flatten().enumerate() {
-            if n > 0 {
-                target.learning_until_ms = target.learning_until_ms.max(changes.learning_until_ms);
+            if let (true, Some(until)) = (n > 0, changes.learning_until_ms) {
+                target.learning_until_ms = target.learning_until_ms.max(until);
             }
             if changes.words.is_empty() {
                 continue;
@@ -251,10 +253,12 @@ impl FirstSales {
     }
 }
 
-/// A change record's part for the filter, read and checked.
+/// A change record's part for the filter, read and checked. The default
+/// stands for a record of a format without the filter: it changes
+/// nothing, the learning deadline a restore set included.
 #[derive(Debug, Default)]
 pub struct FirstSalesChanges {
-    learning_until_ms: i64,
+    learning_until_ms: Option<i64>,
     words: Vec<(usize, u64)>,
 }
 

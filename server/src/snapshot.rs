@@ -43,6 +43,9 @@ const PLACE_KM: f64 = 60.0;
 /// How many first sales a tick shows at most (the newest): at the start of
 /// a sale thousands of shops sell for the first time each second.
 pub const FIRST_SALES_PER_TICK: usize = 2;
+/// A first sale this much older (in event time) than the tick is history,
+/// not news: read in a catch-up or a backfill, it is not shown.
+pub const FIRST_SALE_NEWS_MS: i64 = 10 * 60_000;
 /// How many recent moments `/api/snapshot` lists.
 pub const RECENT_MOMENTS: usize = 20;
 /// The first milestone of the total, by default: $1M; each next one is
@@ -70,7 +73,8 @@ pub struct Snapshotter {
     first_milestone: u64,
     /// The largest milestone the total has passed (if any), as of the
     /// last tick: `None` before the first tick, which takes it without
-    /// announcing it, so a restart never celebrates a milestone again.
+    /// announcing it. A restart celebrates no milestone its restored
+    /// state had passed, nor one passed while it catches up (stale).
     milestone_passed: Option<Option<u64>>,
     recent_moments: VecDeque<Moment>,
     /// `--public-anomalies`: the flags go into the snapshot too.
@@ -154,9 +158,12 @@ impl Snapshotter {
 
     /// This tick's moments: the newest first sales the engine found (or,
     /// on an edge, the aggregators announced), and a milestone the total
-    /// passed since the last tick.
-    fn moments(&mut self, engine: &mut Engine, now_ms: i64) -> Vec<Moment> {
-        let sales = engine.take_first_sales();
+    /// passed since the last tick. While `stale` (catching up, or the
+    /// source away) the total moves on without celebration and first
+    /// sales are dropped: they would be news from the past.
+    fn moments(&mut self, engine: &mut Engine, now_ms: i64, stale: bool) -> Vec<Moment> {
+        let mut sales = engine.take_first_sales();
+        sales.retain(|s| !stale && s.at_ms >= now_ms.saturating_sub(FIRST_SALE_NEWS_MS));
         let mut moments: Vec<Moment> = sales[sales.len().saturating_sub(FIRST_SALES_PER_TICK)..]
             .iter()
             .map(|sale| {
@@ -180,7 +187,7 @@ impl Snapshotter {
             })
             .collect();
         let passed = self.milestone_at(engine.aggregate().gmv_usd_cents);
-        if self.milestone_passed.is_some() && passed > self.milestone_passed.flatten() {
+        if !stale && self.milestone_passed.is_some() && passed > self.milestone_passed.flatten() {
             moments.push(Moment {
                 kind: MomentKind::Milestone,
                 usd_cents: passed.unwrap_or_default(),
@@ -234,7 +241,7 @@ impl Snapshotter {
             n => n - 1,
         };
         let arcs = engine.take_arcs();
-        let moments = self.moments(engine, now_ms);
+        let moments = self.moments(engine, now_ms, stale);
         for a in &arcs {
             if self.recent_arcs.len() == RECENT_ARCS {
                 self.recent_arcs.pop_front();

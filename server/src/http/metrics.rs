@@ -284,7 +284,9 @@ struct EngineMetrics {
 impl Collector for EngineMetrics {
     fn encode(&self, encoder: DescriptorEncoder) -> fmt::Result {
         // Everything is copied under one short lock and encoded after it,
-        // so a scrape holds up the ingest thread only for the copy.
+        // so a scrape holds up the ingest thread only for the copy (and
+        // the shops' estimate: counting the filter's bits, a fraction of a
+        // millisecond).
         let (counts, replays, dedup_entries, dedup_evicted, orders, cents, owned, newest, shops) = {
             let e = self.engine.lock();
             (

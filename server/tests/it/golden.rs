@@ -492,6 +492,17 @@ fn milestones_are_celebrated_once_and_never_again_after_a_restart() {
     };
     assert!(milestones(&q.snapshot(t0 + 5_200).0).is_empty());
     assert!(milestones(&q.snapshot(t0 + 5_400).0).is_empty());
+    // Passed while stale (catching up): history, not news, then or after.
+    for i in 350..3_700 {
+        order(&mut q, i, t0 + 5_500);
+    }
+    let built = q.snapshotter.build(&mut q.engine, t0 + 5_600, true, 0);
+    assert!(
+        built.snapshot.moments.is_empty(),
+        "{:?}",
+        built.snapshot.moments
+    );
+    assert!(milestones(&q.snapshot(t0 + 5_800).0).is_empty());
 }
 
 /// The anomaly flags reach the public JSON only where the operator shows

@@ -726,7 +726,6 @@ impl Follower {
             }
         };
         let mut period_ms = None;
-        let share = followed.share_of(&aggregator, published_ms);
         if let (true, Some((prev_ms, Some(before)))) = (advanced, previous) {
             let after = followed
                 .latest
@@ -742,6 +741,8 @@ impl Follower {
                 period_ms = Some(dt);
             }
         }
+        // The share as of this record's rate, just taken.
+        let share = followed.share_of(&aggregator, published_ms);
         Some(Arrived {
             aggregator,
             published_ms,

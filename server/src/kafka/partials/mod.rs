@@ -46,7 +46,7 @@ fn state_format(record_format: u32) -> Option<u32> {
     }
 }
 
-/// Most first sales one record carries: more than a tick shows.
+/// Most first sales a reader keeps of one record: more than a tick shows.
 pub const MAX_RECORD_FIRST_SALES: usize = livemap_engine::ingest::PENDING_FIRST_SALES;
 
 /// Where partial states travel.
@@ -306,11 +306,10 @@ impl PartialRecord {
         }
         let mut first_sales = Vec::new();
         if record_format >= 4 {
-            let n = r.count(26)?;
-            if n > MAX_RECORD_FIRST_SALES {
-                return Err(CheckpointError::Payload("too many first sales in a record"));
-            }
-            for _ in 0..n {
+            // Another process's bytes: a sale whose place is not a cell of
+            // the wire's grid is dropped, and past MAX_RECORD_FIRST_SALES
+            // the rest are; the record's state still counts.
+            for _ in 0..r.count(26)? {
                 let sale = FirstSale {
                     shop_hash: r.u64()?,
                     lat: f32::from_bits(r.u32()?),
@@ -318,14 +317,11 @@ impl PartialRecord {
                     country: [r.u8()?, r.u8()?],
                     at_ms: r.i64()?,
                 };
-                // Another process's bytes: a place must be one the wire's
-                // grid can carry.
-                if !livemap_engine::arcs::is_coarsened(sale.lat, sale.lon) {
-                    return Err(CheckpointError::Payload(
-                        "a first sale's place is not a grid cell",
-                    ));
+                if first_sales.len() < MAX_RECORD_FIRST_SALES
+                    && livemap_engine::arcs::is_coarsened(sale.lat, sale.lon)
+                {
+                    first_sales.push(sale);
                 }
-                first_sales.push(sale);
             }
         }
         let state = r.len_prefixed()?.to_vec();
@@ -413,6 +409,17 @@ mod tests {
                 "cut at {cut}"
             );
         }
+    }
+
+    #[test]
+    fn a_bad_first_sale_is_dropped_and_the_record_kept() {
+        let mut r = record();
+        r.first_sales[0].lat = f32::NAN;
+        let good = record().first_sales[0];
+        r.first_sales.extend(vec![good; MAX_RECORD_FIRST_SALES + 5]);
+        let read = PartialRecord::decode(&r.encode()).expect("decodes");
+        assert_eq!(read.first_sales, vec![good; MAX_RECORD_FIRST_SALES]);
+        assert_eq!(read.state, r.state);
     }
 
     #[test]
