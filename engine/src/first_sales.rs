@@ -112,13 +112,11 @@ impl FirstSales {
     /// Records a sale of the shop at event time `at_ms`; true when it is
     /// the shop's first and is to be announced.
     pub fn record(&mut self, hash: u64, at_ms: i64) -> bool {
-        if self.words.is_empty() {
-            self.words = vec![0; WORDS];
-        }
+        let words = self.words_mut();
         let mut new = false;
         for (w, bit) in probes(hash).1 {
-            new |= self.words[w] & bit == 0;
-            self.words[w] |= bit;
+            new |= words[w] & bit == 0;
+            words[w] |= bit;
         }
         new && at_ms >= self.learning_until_ms
     }
@@ -231,25 +229,32 @@ impl FirstSales {
         if let Some(until) = changes.learning_until_ms {
             self.learning_until_ms = until;
         }
-        let words = [Some(self), merged];
-        for (n, target) in words.into_iter().flatten().enumerate() {
-            if let (true, Some(until)) = (n > 0, changes.learning_until_ms) {
-                target.learning_until_ms = target.learning_until_ms.max(until);
-            }
-            if changes.words.is_empty() {
-                continue;
-            }
-            if target.words.is_empty() {
-                target.words = vec![0; WORDS];
-            }
+        if !changes.words.is_empty() {
+            let words = self.words_mut();
             for &(i, x) in &changes.words {
-                if n == 0 {
-                    target.words[i] = x;
-                } else {
-                    target.words[i] |= x;
-                }
+                words[i] = x;
             }
         }
+        let Some(merged) = merged else {
+            return;
+        };
+        if let Some(until) = changes.learning_until_ms {
+            merged.learning_until_ms = merged.learning_until_ms.max(until);
+        }
+        if !changes.words.is_empty() {
+            let words = merged.words_mut();
+            for &(i, x) in &changes.words {
+                words[i] |= x;
+            }
+        }
+    }
+
+    /// The words, allocated on first use.
+    fn words_mut(&mut self) -> &mut [u64] {
+        if self.words.is_empty() {
+            self.words = vec![0; WORDS];
+        }
+        &mut self.words
     }
 }
 

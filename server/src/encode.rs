@@ -201,13 +201,16 @@ impl Frame {
                 .recent_moments
                 .iter()
                 .rev()
-                .map(|m| PublicMoment {
-                    kind: m.kind.as_str(),
-                    place: (m.kind == MomentKind::FirstSale).then_some(m.place.as_str()),
-                    country: (m.kind == MomentKind::FirstSale).then_some(m.country.as_str()),
-                    shop: (m.kind == MomentKind::FirstSale).then_some([m.shop.lat, m.shop.lon]),
-                    usd_cents: (m.kind == MomentKind::Milestone).then_some(m.usd_cents),
-                    at: format_rfc3339_ms(m.at_ms),
+                .map(|m| {
+                    let sale = m.kind == MomentKind::FirstSale;
+                    PublicMoment {
+                        kind: m.kind.as_str(),
+                        place: sale.then_some(m.place.as_str()),
+                        country: sale.then_some(m.country.as_str()),
+                        shop: sale.then_some([m.shop.lat, m.shop.lon]),
+                        usd_cents: (!sale).then_some(m.usd_cents),
+                        at: format_rfc3339_ms(m.at_ms),
+                    }
                 })
                 .collect(),
             alerts: (!s.alerts.is_empty()).then_some(&s.alerts),

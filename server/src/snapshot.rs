@@ -57,6 +57,21 @@ pub const FIRST_MILESTONE_USD_CENTS: u64 = 100_000_000;
 /// a browser's stream to a few KB/s.
 pub const KEYFRAME_MS: u32 = 5_000;
 
+/// The nearest large city to a point, if one is within [`PLACE_KM`]: what
+/// the page says instead of a shop's address.
+fn nearest_place(lat: f32, lon: f32) -> &'static str {
+    let (lat, lon) = (f64::from(lat), f64::from(lon));
+    livemap_events::cities::all()
+        .iter()
+        .map(|c| {
+            let km = livemap_events::geo::great_circle_km(lat, lon, c.lat, c.lon);
+            (km, c.name)
+        })
+        .min_by(|a, b| a.0.total_cmp(&b.0))
+        .filter(|(km, _)| *km <= PLACE_KM)
+        .map_or("", |(_, name)| name)
+}
+
 #[derive(Debug)]
 pub struct Snapshotter {
     version: u64,
@@ -166,24 +181,18 @@ impl Snapshotter {
         sales.retain(|s| !stale && s.at_ms >= now_ms.saturating_sub(FIRST_SALE_NEWS_MS));
         let mut moments: Vec<Moment> = sales[sales.len().saturating_sub(FIRST_SALES_PER_TICK)..]
             .iter()
-            .map(|sale| {
-                let label = ShopLabel {
-                    id: sale.shop_hash,
-                    country: sale.country,
+            // Not through the rankings' cache: a first sale's shop is
+            // named once, and would only push the ranked shops out.
+            .map(|sale| Moment {
+                kind: MomentKind::FirstSale,
+                shop: LatLon {
                     lat: sale.lat,
                     lon: sale.lon,
-                };
-                Moment {
-                    kind: MomentKind::FirstSale,
-                    shop: LatLon {
-                        lat: sale.lat,
-                        lon: sale.lon,
-                    },
-                    place: self.place(&label).to_owned(),
-                    country: String::from_utf8_lossy(&sale.country).into_owned(),
-                    usd_cents: 0,
-                    at_ms: sale.at_ms,
-                }
+                },
+                place: nearest_place(sale.lat, sale.lon).to_owned(),
+                country: String::from_utf8_lossy(&sale.country).into_owned(),
+                usd_cents: 0,
+                at_ms: sale.at_ms,
             })
             .collect();
         let passed = self.milestone_at(engine.aggregate().gmv_usd_cents);
@@ -205,24 +214,15 @@ impl Snapshotter {
         moments
     }
 
-    /// The nearest large city to a shop, if one is close: what the page
-    /// says instead of the shop's address.
+    /// The nearest large city to a ranked shop ([`nearest_place`]), each
+    /// shop looked up once: rankings name the same shops tick after tick.
     fn place(&mut self, shop: &ShopLabel) -> &'static str {
         if self.places.len() > 10_000 {
             self.places.clear();
         }
-        self.places.entry(shop.id).or_insert_with(|| {
-            let (lat, lon) = (f64::from(shop.lat), f64::from(shop.lon));
-            livemap_events::cities::all()
-                .iter()
-                .map(|c| {
-                    let km = livemap_events::geo::great_circle_km(lat, lon, c.lat, c.lon);
-                    (km, c.name)
-                })
-                .min_by(|a, b| a.0.total_cmp(&b.0))
-                .filter(|(km, _)| *km <= PLACE_KM)
-                .map_or("", |(_, name)| name)
-        })
+        self.places
+            .entry(shop.id)
+            .or_insert_with(|| nearest_place(shop.lat, shop.lon))
     }
 
     /// The version the next snapshot will carry, minus one: what a client

@@ -111,20 +111,11 @@ fn every_previous_checkpoint_format_is_restored_with_its_totals() {
         // A state from before the first-sales filter learns its shops for
         // an hour before it announces any: nearly all sold before.
         let mut after = restored;
-        let mut g = Generator::new(4242, DemoMix::default());
-        let newest = after.newest_event_ms().expect("orders counted");
-        let mut buf = Vec::new();
-        for i in 0..2_000i64 {
-            let at = newest + 1_000 + i * 10;
-            g.next_message(at, &mut buf);
-            after.ingest(Some(&buf), None, at + 500);
-        }
-        let announced = after.take_first_sales().len();
-        if expected["format"].as_u64() < Some(6) {
-            assert_eq!(announced, 0, "{}: learning", dir.display());
-        } else {
-            assert!(announced > 0, "{}: new shops announced", dir.display());
-        }
+        assert_first_sales(
+            &mut after,
+            &expected,
+            &format!("{} checkpoint", dir.display()),
+        );
 
         let _ = std::fs::remove_dir_all(&unpacked);
         let record = gunzip(&dir.join("partial.bin.gz"));
@@ -155,20 +146,31 @@ fn every_previous_checkpoint_format_is_restored_with_its_totals() {
         );
         // The record's state learns too when it predates the filter, its
         // change records applied (an aggregator restores from them).
-        let newest = view.newest_event_ms().expect("orders counted");
-        let mut g = Generator::new(4243, DemoMix::default());
-        let mut buf = Vec::new();
-        for i in 0..2_000i64 {
-            let at = newest + 1_000 + i * 10;
-            g.next_message(at, &mut buf);
-            view.ingest(Some(&buf), None, at + 500);
-        }
-        let announced = view.take_first_sales().len();
-        if expected["format"].as_u64() < Some(6) {
-            assert_eq!(announced, 0, "{}: the record learns", dir.display());
-        } else {
-            assert!(announced > 0, "{}: the record announces", dir.display());
-        }
+        assert_first_sales(
+            &mut view,
+            &expected,
+            &format!("{} partial record", dir.display()),
+        );
+    }
+}
+
+/// Feeds a restored engine fresh orders past its newest: a state of a
+/// format before the first-sales filter (6) announces no first sale (it
+/// learns for an hour), one with the filter announces the new shops.
+fn assert_first_sales(engine: &mut Engine, expected: &serde_json::Value, what: &str) {
+    let newest = engine.newest_event_ms().expect("orders counted");
+    let mut g = Generator::new(4242, DemoMix::default());
+    let mut buf = Vec::new();
+    for i in 0..2_000i64 {
+        let at = newest + 1_000 + i * 10;
+        g.next_message(at, &mut buf);
+        engine.ingest(Some(&buf), None, at + 500);
+    }
+    let announced = engine.take_first_sales().len();
+    if expected["format"].as_u64() < Some(6) {
+        assert_eq!(announced, 0, "{what}: learning");
+    } else {
+        assert!(announced > 0, "{what}: new shops announced");
     }
 }
 
